@@ -1,0 +1,210 @@
+//! The stable error contract: every failure a user can see maps to a `reason_code`, a message,
+//! whether retrying can help, and an optional hint. Codes are part of warren's interface and are
+//! listed in `docs/errors.md`; never rename one.
+
+use serde::{Deserialize, Serialize};
+
+/// Stable, snake_case identifiers for every user-visible failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    /// The `--repo` path is not a git work tree.
+    NotAGitRepo,
+    /// A required program (bubblewrap, opencode, git) is missing.
+    MissingDependency,
+    /// Configuration is invalid: unknown key, bad value, unknown model.
+    InvalidConfig,
+    /// A command-line argument is invalid (bad name, conflicting flags).
+    InvalidArgument,
+    /// The export branch already exists in the user's repository.
+    BranchExists,
+    /// The model endpoint could not be reached (connection refused, DNS, reset).
+    ModelUnreachable,
+    /// The model endpoint rejected the credential.
+    ModelAuth,
+    /// The model endpoint rate limited the request.
+    RateLimited,
+    /// The model endpoint answered with an error the agent could not recover from.
+    ModelError,
+    /// The model name is not known to the endpoint.
+    UnknownModel,
+    /// The agent ran past the hard wall-clock limit.
+    Timeout,
+    /// The agent produced no event and no output for the inactivity limit.
+    Inactive,
+    /// The agent process failed (non-zero exit, error event) for another reason.
+    AgentFailed,
+    /// The sandbox could not be created or supervised.
+    SandboxFailed,
+    /// Reading the sandbox's changes or writing the branch failed.
+    SyncFailed,
+    /// Something the sandbox returned was refused as unsafe (path escape, oversize).
+    UnsafeSandboxOutput,
+    /// The state store could not be opened or written.
+    StoreFailed,
+    /// A lifecycle transition the state machine does not allow.
+    InvalidTransition,
+    /// Another operation holds the sandbox's lease.
+    SandboxBusy,
+    /// No sandbox has that name.
+    SandboxNotFound,
+    /// The run was interrupted by the user (Ctrl-C).
+    Interrupted,
+    /// A bug in warren.
+    Internal,
+}
+
+impl ReasonCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAGitRepo => "not_a_git_repo",
+            Self::MissingDependency => "missing_dependency",
+            Self::InvalidConfig => "invalid_config",
+            Self::InvalidArgument => "invalid_argument",
+            Self::BranchExists => "branch_exists",
+            Self::ModelUnreachable => "model_unreachable",
+            Self::ModelAuth => "model_auth",
+            Self::RateLimited => "rate_limited",
+            Self::ModelError => "model_error",
+            Self::UnknownModel => "unknown_model",
+            Self::Timeout => "timeout",
+            Self::Inactive => "inactive",
+            Self::AgentFailed => "agent_failed",
+            Self::SandboxFailed => "sandbox_failed",
+            Self::SyncFailed => "sync_failed",
+            Self::UnsafeSandboxOutput => "unsafe_sandbox_output",
+            Self::StoreFailed => "store_failed",
+            Self::InvalidTransition => "invalid_transition",
+            Self::SandboxBusy => "sandbox_busy",
+            Self::SandboxNotFound => "sandbox_not_found",
+            Self::Interrupted => "interrupted",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The exit class a failure with this code maps to.
+    pub fn exit_class(self) -> ExitClass {
+        match self {
+            Self::NotAGitRepo
+            | Self::MissingDependency
+            | Self::InvalidConfig
+            | Self::InvalidArgument
+            | Self::BranchExists
+            | Self::InvalidTransition
+            | Self::SandboxNotFound
+            | Self::ModelAuth
+            | Self::UnknownModel => ExitClass::User,
+            Self::ModelUnreachable
+            | Self::RateLimited
+            | Self::SandboxBusy
+            | Self::Timeout
+            | Self::Inactive
+            | Self::ModelError
+            | Self::AgentFailed => ExitClass::Retryable,
+            Self::Interrupted => ExitClass::Interrupted,
+            Self::SandboxFailed
+            | Self::SyncFailed
+            | Self::UnsafeSandboxOutput
+            | Self::StoreFailed
+            | Self::Internal => ExitClass::Internal,
+        }
+    }
+}
+
+impl std::fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Process exit codes by failure class (documented in `docs/cli.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitClass {
+    /// 2: the user must change something (input, config, environment).
+    User,
+    /// 3: the condition may clear; running again can succeed.
+    Retryable,
+    /// 4: warren or the machine failed.
+    Internal,
+    /// 130: interrupted by the user.
+    Interrupted,
+}
+
+impl ExitClass {
+    pub fn code(self) -> i32 {
+        match self {
+            Self::User => 2,
+            Self::Retryable => 3,
+            Self::Internal => 4,
+            Self::Interrupted => 130,
+        }
+    }
+}
+
+/// The wire form of an error: what `--json` prints under `{"error": ...}` and what the store keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub reason_code: ReasonCode,
+    pub message: String,
+    pub retryable: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub hint: Option<String>,
+}
+
+impl ErrorInfo {
+    pub fn new(reason_code: ReasonCode, message: impl Into<String>) -> Self {
+        Self {
+            reason_code,
+            message: message.into(),
+            retryable: reason_code.exit_class() == ExitClass::Retryable,
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl std::fmt::Display for ErrorInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.reason_code)
+    }
+}
+
+impl std::error::Error for ErrorInfo {}
+
+/// Implemented by every library error enum so the CLI can map it to the wire form in one place.
+pub trait UserFacing: std::error::Error {
+    fn reason_code(&self) -> ReasonCode;
+
+    fn hint(&self) -> Option<String> {
+        None
+    }
+
+    fn retryable(&self) -> bool {
+        self.reason_code().exit_class() == ExitClass::Retryable
+    }
+
+    fn to_error_info(&self) -> ErrorInfo {
+        ErrorInfo {
+            reason_code: self.reason_code(),
+            message: self.to_string(),
+            retryable: self.retryable(),
+            hint: self.hint(),
+        }
+    }
+}
+
+impl UserFacing for ErrorInfo {
+    fn reason_code(&self) -> ReasonCode {
+        self.reason_code
+    }
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+    fn retryable(&self) -> bool {
+        self.retryable
+    }
+}

@@ -1,0 +1,156 @@
+//! Identifiers: a sandbox has an opaque id (UUIDv7, sortable by creation) and a user-chosen name
+//! that must be safe as a git branch component, a directory name and a container name.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SandboxId(String);
+
+impl SandboxId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7().simple().to_string())
+    }
+
+    pub fn from_stored(raw: impl Into<String>) -> Self {
+        Self(raw.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 hex digits: unique enough for display and path names.
+    pub fn short(&self) -> &str {
+        let end = self.0.len().min(12);
+        &self.0[..end]
+    }
+}
+
+impl Default for SandboxId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for SandboxId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A sandbox name: 1 to 63 characters of `[a-z0-9._-]`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SandboxName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid sandbox name {name:?}: {problem}; use 1-63 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit"
+)]
+pub struct InvalidName {
+    pub name: String,
+    pub problem: &'static str,
+}
+
+impl SandboxName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidName> {
+        let fail = |problem| InvalidName {
+            name: raw.to_owned(),
+            problem,
+        };
+        if raw.is_empty() {
+            return Err(fail("it is empty"));
+        }
+        if raw.len() > 63 {
+            return Err(fail("it is longer than 63 characters"));
+        }
+        let first = raw.as_bytes()[0];
+        if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
+            return Err(fail("it must start with a lowercase letter or a digit"));
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(fail("it contains a character outside a-z, 0-9, '.', '_', '-'"));
+        }
+        if raw.contains("..") || raw.ends_with('.') || raw.ends_with(".lock") {
+            return Err(fail("git refuses '..', a trailing '.' or a '.lock' suffix in branch names"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// A name derived from a prompt and a random suffix, for runs where the user gave none.
+    pub fn generate(prompt: &str) -> Self {
+        let mut slug = String::new();
+        for word in prompt.split(|c: char| !c.is_ascii_alphanumeric()) {
+            if word.is_empty() {
+                continue;
+            }
+            if slug.len() + word.len() + 1 > 24 {
+                break;
+            }
+            if !slug.is_empty() {
+                slug.push('-');
+            }
+            slug.push_str(&word.to_ascii_lowercase());
+        }
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+        if slug.is_empty() {
+            Self(format!("run-{suffix}"))
+        } else {
+            Self(format!("{slug}-{suffix}"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SandboxName {
+    type Error = InvalidName;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<SandboxName> for String {
+    fn from(value: SandboxName) -> Self {
+        value.0
+    }
+}
+
+impl std::fmt::Display for SandboxName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for ok in ["fix-login", "a", "run.2", "x_y-9"] {
+            assert!(SandboxName::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_names_git_or_paths_would_misread() {
+        for bad in ["", "-rf", "Fix", "a/b", "a..b", "a.lock", "a.", "../x", &"x".repeat(64)] {
+            assert!(SandboxName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_names_are_valid() {
+        for prompt in ["make the login test deterministic", "", "!!!", "Ünïcode prompt here"] {
+            let name = SandboxName::generate(prompt);
+            assert!(SandboxName::parse(name.as_str()).is_ok(), "{name}");
+        }
+    }
+}

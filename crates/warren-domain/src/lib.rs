@@ -1,0 +1,12 @@
+//! warren's shared vocabulary: identifiers, the lifecycle state machine, the event stream and the
+//! stable error contract. Every other crate speaks in these types; this crate does no I/O.
+
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod lifecycle;
+
+pub use error::{ErrorInfo, ExitClass, ReasonCode, UserFacing};
+
+pub use ids::{SandboxId, SandboxName};
+pub use lifecycle::{SandboxState, TransitionError};
