@@ -1,1 +1,165 @@
-//! placeholder until the event model lands
+//! The event stream of a sandbox: what the agent did (typed from OpenCode's JSON events, with
+//! anything unrecognised kept verbatim) and what warren did around it. Every event gets a
+//! monotonic `seq` per sandbox so a reader can resume a stream without gaps or repeats.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::ErrorInfo;
+use crate::lifecycle::SandboxState;
+
+/// Token usage as OpenCode reports it in a step finish.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub reasoning: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    pub cost: f64,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.input + self.output + self.reasoning
+    }
+
+    pub fn add(&mut self, other: &Usage) {
+        self.input += other.input;
+        self.output += other.output;
+        self.reasoning += other.reasoning;
+        self.cache_read += other.cache_read;
+        self.cache_write += other.cache_write;
+        self.cost += other.cost;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolStatus {
+    Pending,
+    Running,
+    Completed,
+    Error,
+    #[serde(other)]
+    Unknown,
+}
+
+/// One event. Agent events mirror OpenCode's `run --format json` stream; the rest are warren's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentEvent {
+    /// The sandbox moved to a new lifecycle state.
+    StateChanged {
+        state: SandboxState,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        detail: Option<String>,
+    },
+    /// The workspace was filled from the user's repository.
+    SyncedIn {
+        files: u64,
+        bytes: u64,
+        dirty: bool,
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        skipped: Vec<String>,
+    },
+    /// OpenCode began a model step.
+    StepStart { session_id: String },
+    /// Assistant text.
+    Text { text: String },
+    /// Model reasoning, when the model emits it.
+    Reasoning { text: String },
+    /// A tool call and its result.
+    ToolUse {
+        tool: String,
+        call_id: String,
+        status: ToolStatus,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        title: Option<String>,
+        #[serde(default)]
+        input: serde_json::Value,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        output: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        error: Option<String>,
+    },
+    /// A model step finished, with its token usage.
+    StepFinish { reason: String, usage: Usage },
+    /// OpenCode reported an error.
+    AgentError {
+        name: String,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        status_code: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        retryable: Option<bool>,
+    },
+    /// A line OpenCode printed that warren does not model; kept verbatim.
+    Unknown { raw: serde_json::Value },
+    /// The model gateway saw something the run should know about (e.g. an unreachable upstream).
+    Gateway { message: String },
+    /// The agent's changes were exported as a branch.
+    Exported {
+        branch: String,
+        files_changed: u64,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        commit: Option<String>,
+    },
+    /// The run ended; `error` is set when it failed.
+    Finished {
+        success: bool,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        error: Option<ErrorInfo>,
+    },
+}
+
+impl AgentEvent {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::StateChanged { .. } => "state_changed",
+            Self::SyncedIn { .. } => "synced_in",
+            Self::StepStart { .. } => "step_start",
+            Self::Text { .. } => "text",
+            Self::Reasoning { .. } => "reasoning",
+            Self::ToolUse { .. } => "tool_use",
+            Self::StepFinish { .. } => "step_finish",
+            Self::AgentError { .. } => "agent_error",
+            Self::Unknown { .. } => "unknown",
+            Self::Gateway { .. } => "gateway",
+            Self::Exported { .. } => "exported",
+            Self::Finished { .. } => "finished",
+        }
+    }
+}
+
+/// An event as stored and streamed: the sandbox, its sequence number and time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub seq: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub sandbox: String,
+    #[serde(flatten)]
+    pub event: AgentEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_serialise_flat_with_a_type_tag() {
+        let rec = EventRecord {
+            seq: 3,
+            at: time::macros::datetime!(2026-01-02 03:04:05 UTC),
+            sandbox: "fix-login".into(),
+            event: AgentEvent::Text { text: "hi".into() },
+        };
+        let json = serde_json::to_value(&rec).unwrap_or_default();
+        assert_eq!(json["type"], "text");
+        assert_eq!(json["seq"], 3);
+        assert_eq!(json["text"], "hi");
+        let back: EventRecord = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, rec);
+    }
+}

@@ -7,6 +7,6 @@ pub mod ids;
 pub mod lifecycle;
 
 pub use error::{ErrorInfo, ExitClass, ReasonCode, UserFacing};
-
-pub use ids::{SandboxId, SandboxName};
+pub use event::{AgentEvent, EventRecord, ToolStatus, Usage};
+pub use ids::{InvalidName, SandboxId, SandboxName};
 pub use lifecycle::{SandboxState, TransitionError};
