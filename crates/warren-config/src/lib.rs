@@ -1,14 +1,12 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! warren's configuration. Layers merge key by key (a partial section keeps the defaults of every
+//! key it does not name), the merged result is validated once, and every value remembers which
+//! layer set it so `warren config show` can say where it came from.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod layers;
+mod model;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use layers::{ConfigError, LoadOptions, Loaded, Source, load};
+pub use model::{
+    Config, ModelProviderConfig, ModelRef, OpencodeConfig, SandboxConfig, SyncConfig,
+    TimeoutsConfig,
+};

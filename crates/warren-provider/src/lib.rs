@@ -1,14 +1,124 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The provider contract. The engine creates sandboxes and runs processes in them only through
+//! [`Provider`] and [`Sandbox`], so a new backend (Docker, a cluster) plugs in without the engine
+//! or the other providers knowing about it. Providers never depend on each other.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use warren_domain::{ReasonCode, SandboxId, SandboxName, UserFacing};
+
+/// Host-side directories the provider binds into the sandbox. The engine owns their contents.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub id: SandboxId,
+    pub name: SandboxName,
+    /// The private copy of the repository; the only writable place the agent's work lives.
+    pub workspace: PathBuf,
+    /// The sandbox's private HOME (OpenCode's config, data and session store).
+    pub home: PathBuf,
+    /// Holds the model gateway's socket; bound at [`SANDBOX_RUN_DIR`].
+    pub run_dir: PathBuf,
+    /// Read-only host files the sandbox needs (the agent binary, warren's init).
+    pub tools: Vec<ToolMount>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#[derive(Debug, Clone)]
+pub struct ToolMount {
+    pub host_path: PathBuf,
+    pub sandbox_path: PathBuf,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// Where the workspace appears inside every sandbox.
+pub const SANDBOX_WORKSPACE: &str = "/workspace";
+/// Where HOME appears inside every sandbox.
+pub const SANDBOX_HOME: &str = "/home/agent";
+/// Where the run directory (gateway socket) appears inside every sandbox.
+pub const SANDBOX_RUN_DIR: &str = "/run/warren";
+
+/// A process to run inside a sandbox. `env` is the *whole* environment: nothing leaks from the host.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+}
+
+/// A running process inside a sandbox. stdout and stderr are pipes to the host.
+pub struct ExecChild {
+    pub child: tokio::process::Child,
+}
+
+impl ExecChild {
+    /// Kills every process the exec started (the whole process tree inside the sandbox).
+    pub async fn kill(&mut self) -> std::io::Result<()> {
+        match self.child.kill().await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+            Err(e) => Err(e),
+        }
     }
+}
+
+/// Timings a provider records while creating a sandbox, for status and benchmarks.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CreateTimings {
+    pub total: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{program} is not installed or not on PATH")]
+    Missing { program: String, hint: String },
+    #[error("the sandbox could not be created: {0}")]
+    Create(String),
+    #[error("the sandbox could not start {argv0}: {source}")]
+    Exec {
+        argv0: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the sandbox could not be removed: {0}")]
+    Destroy(String),
+}
+
+impl UserFacing for ProviderError {
+    fn reason_code(&self) -> ReasonCode {
+        match self {
+            Self::Missing { .. } => ReasonCode::MissingDependency,
+            Self::Create(_) | Self::Exec { .. } | Self::Destroy(_) => ReasonCode::SandboxFailed,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::Missing { hint, .. } => Some(hint.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A sandbox backend.
+pub trait Provider: Send + Sync {
+    type Sandbox: Sandbox;
+
+    /// The name used in config and records (`local`, `docker`).
+    fn name(&self) -> &'static str;
+
+    /// Checks the backend can work on this machine (programs installed, kernel features).
+    fn preflight(&self) -> Result<(), ProviderError>;
+
+    /// Creates the sandbox; returns when a process can be started in it.
+    fn create(
+        &self,
+        spec: &SandboxSpec,
+    ) -> impl std::future::Future<Output = Result<(Self::Sandbox, CreateTimings), ProviderError>> + Send;
+}
+
+/// A created sandbox.
+pub trait Sandbox: Send + Sync {
+    /// Starts a process inside the sandbox.
+    fn exec(&self, spec: &ExecSpec) -> Result<ExecChild, ProviderError>;
+
+    /// Kills everything still running in the sandbox and removes what the provider created.
+    fn destroy(self) -> impl std::future::Future<Output = Result<(), ProviderError>> + Send;
 }

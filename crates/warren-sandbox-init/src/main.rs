@@ -1,3 +1,98 @@
-fn main() {
-    println!("Hello, world!");
+//! `warren-sandbox-init` runs inside the sandbox, before the agent. The sandbox has its own network
+//! namespace with only loopback, so OpenCode cannot reach the host; warren bind-mounts the model
+//! gateway's Unix socket into the sandbox and this process relays `127.0.0.1:PORT` to it. Then it
+//! runs the agent command and exits with its status. It uses only `std` and threads so it adds
+//! almost nothing to a sandbox's memory.
+//!
+//! Usage: `warren-sandbox-init --relay PORT=SOCKET [--relay ...] -- COMMAND [ARGS...]`
+
+mod relay;
+
+use std::process::{Command, ExitCode, Stdio};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("warren-sandbox-init: {message}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn run() -> Result<ExitCode, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (relays, command) = parse_args(&args)?;
+    for (port, socket) in relays {
+        relay::start(port, socket.into())?;
+    }
+    let (program, rest) = command
+        .split_first()
+        .ok_or_else(|| "no command given after '--'".to_owned())?;
+    let status = Command::new(program)
+        .args(rest)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    Ok(exit_code_of(status))
+}
+
+type Relays = Vec<(u16, String)>;
+
+fn parse_args(args: &[String]) -> Result<(Relays, Vec<String>), String> {
+    let mut relays = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--relay" => {
+                let spec = iter
+                    .next()
+                    .ok_or_else(|| "--relay needs PORT=SOCKET".to_owned())?;
+                let (port, socket) = spec
+                    .split_once('=')
+                    .ok_or_else(|| format!("--relay {spec}: expected PORT=SOCKET"))?;
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|e| format!("--relay {spec}: bad port: {e}"))?;
+                relays.push((port, socket.to_owned()));
+            }
+            "--" => return Ok((relays, iter.cloned().collect())),
+            other => return Err(format!("unexpected argument {other:?}; usage: --relay PORT=SOCKET -- COMMAND")),
+        }
+    }
+    Err("missing '--' before the command".to_owned())
+}
+
+fn exit_code_of(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    let signal = status.signal().unwrap_or(0);
+    ExitCode::from(u8::try_from(128 + signal).unwrap_or(255))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_relays_and_command() {
+        let (relays, cmd) =
+            parse_args(&strings(&["--relay", "4000=/run/warren/gw.sock", "--", "opencode", "run"]))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(relays, vec![(4000, "/run/warren/gw.sock".to_owned())]);
+        assert_eq!(cmd, strings(&["opencode", "run"]));
+    }
+
+    #[test]
+    fn rejects_malformed_relays() {
+        assert!(parse_args(&strings(&["--relay", "x=/s", "--", "a"])).is_err());
+        assert!(parse_args(&strings(&["--relay", "4000", "--", "a"])).is_err());
+        assert!(parse_args(&strings(&["opencode"])).is_err());
+    }
 }

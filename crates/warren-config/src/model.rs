@@ -1,0 +1,143 @@
+//! The typed configuration and its built-in defaults. `deny_unknown_fields` everywhere: a typo is
+//! an error, never a silently ignored key.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelSection,
+    pub model_providers: BTreeMap<String, ModelProviderConfig>,
+    pub sandbox: SandboxConfig,
+    pub timeouts: TimeoutsConfig,
+    pub sync: SyncConfig,
+    pub opencode: OpencodeConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            model: ModelSection::default(),
+            model_providers: BTreeMap::new(),
+            sandbox: SandboxConfig::default(),
+            timeouts: TimeoutsConfig::default(),
+            sync: SyncConfig::default(),
+            opencode: OpencodeConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSection {
+    /// `provider/model`, used when `--model` is not given.
+    pub default: Option<String>,
+    /// `provider/model` for OpenCode's small tasks (titles, compaction); defaults to `default`.
+    pub small: Option<String>,
+}
+
+/// A model endpoint: an OpenAI-compatible base URL, where its credential comes from, its models.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelProviderConfig {
+    pub base_url: String,
+    /// Name of the host environment variable holding the API key (preferred).
+    pub api_key_env: Option<String>,
+    /// The API key itself (discouraged: prefer `api_key_env`).
+    pub api_key: Option<String>,
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// `local` (bubblewrap) is the embedded default.
+    pub provider: String,
+    pub auto_teardown: bool,
+    pub completed_retention_mins: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            provider: "local".into(),
+            auto_teardown: true,
+            completed_retention_mins: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// Hard wall-clock limit for one agent run.
+    pub run_secs: u64,
+    /// Kill the agent after this long with no event and no output.
+    pub inactivity_secs: u64,
+    /// How long to wait for the model endpoint's TCP connect.
+    pub connect_secs: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            run_secs: 3600,
+            inactivity_secs: 600,
+            connect_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    pub max_file_bytes: u64,
+    pub max_total_bytes: u64,
+    pub max_files: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 100 * 1024 * 1024,
+            max_total_bytes: 1024 * 1024 * 1024,
+            max_files: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpencodeConfig {
+    /// Path to the `opencode` binary; found on PATH or in the project's `.tools` when unset.
+    pub binary: Option<PathBuf>,
+}
+
+/// A parsed `provider/model` reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    pub provider: String,
+    pub model: String,
+}
+
+impl ModelRef {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (provider, model) = raw.split_once('/')?;
+        if provider.is_empty() || model.is_empty() {
+            return None;
+        }
+        Some(Self {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.provider, self.model)
+    }
+}
