@@ -1,14 +1,12 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The agent runtime for OpenCode: how warren configures it inside a sandbox, how its JSON event
+//! stream becomes typed [`warren_domain::AgentEvent`]s, and how one run is supervised.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod classify;
+pub mod events;
+pub mod opencode;
+pub mod supervise;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use classify::classify_failure;
+pub use events::{Parsed, parse_line};
+pub use opencode::{GATEWAY_PORT, OpencodeLaunch, PLACEHOLDER_API_KEY};
+pub use supervise::{AgentRun, EndReason, Limits, supervise};

@@ -1,0 +1,141 @@
+//! OpenCode's configuration and command line inside a sandbox. The config points OpenCode at the
+//! model gateway relay on loopback with a placeholder key, allows every tool (the sandbox is the
+//! boundary), and turns off everything that would reach the network or the user's state:
+//! MCP servers, sharing, autoupdate, model-list fetches and snapshots.
+
+use serde_json::json;
+use warren_provider::{ExecSpec, SANDBOX_HOME, SANDBOX_RUN_DIR, SANDBOX_WORKSPACE};
+
+/// The loopback port inside the sandbox where the init process relays to the gateway socket.
+pub const GATEWAY_PORT: u16 = 4000;
+/// What OpenCode sees as its API key. The gateway replaces it with the real credential.
+pub const PLACEHOLDER_API_KEY: &str = "warren-gateway-placeholder";
+/// The gateway socket's file name inside the run directory.
+pub const GATEWAY_SOCKET: &str = "gateway.sock";
+
+/// Everything needed to start OpenCode for one prompt.
+#[derive(Debug, Clone)]
+pub struct OpencodeLaunch {
+    /// The provider id OpenCode will know the endpoint by (warren's model provider name).
+    pub provider: String,
+    pub model: String,
+    pub small_model: Option<String>,
+    /// Path of warren's init inside the sandbox.
+    pub init_path: String,
+    /// Path of the opencode binary inside the sandbox.
+    pub opencode_path: String,
+    pub prompt: String,
+    /// Continue this OpenCode session instead of starting a new one.
+    pub session_id: Option<String>,
+}
+
+impl OpencodeLaunch {
+    pub fn config_json(&self) -> String {
+        let base_url = format!("http://127.0.0.1:{GATEWAY_PORT}/v1");
+        let mut models = serde_json::Map::new();
+        models.insert(self.model.clone(), json!({ "name": self.model }));
+        if let Some(small) = &self.small_model {
+            models.insert(small.clone(), json!({ "name": small }));
+        }
+        let small = self.small_model.as_deref().unwrap_or(&self.model);
+        json!({
+            "$schema": "https://opencode.ai/config.json",
+            "provider": {
+                self.provider.clone(): {
+                    "npm": "@ai-sdk/openai-compatible",
+                    "name": format!("{} (via warren gateway)", self.provider),
+                    "options": { "baseURL": base_url, "apiKey": PLACEHOLDER_API_KEY },
+                    "models": models,
+                }
+            },
+            "model": format!("{}/{}", self.provider, self.model),
+            "small_model": format!("{}/{}", self.provider, small),
+            "permission": { "edit": "allow", "bash": "allow", "webfetch": "deny" },
+            "mcp": {},
+            "autoupdate": false,
+            "share": "disabled",
+            "snapshot": false,
+        })
+        .to_string()
+    }
+
+    pub fn exec_spec(&self) -> ExecSpec {
+        let socket = format!("{SANDBOX_RUN_DIR}/{GATEWAY_SOCKET}");
+        let mut argv = vec![
+            self.init_path.clone(),
+            "--relay".into(),
+            format!("{GATEWAY_PORT}={socket}"),
+            "--".into(),
+            self.opencode_path.clone(),
+            "run".into(),
+            "--format".into(),
+            "json".into(),
+        ];
+        if let Some(session) = &self.session_id {
+            argv.extend(["--session".into(), session.clone()]);
+        }
+        // `--` keeps a prompt that starts with '-' from being read as a flag.
+        argv.extend(["--".into(), self.prompt.clone()]);
+        let env = vec![
+            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+            ("HOME".into(), SANDBOX_HOME.into()),
+            // OpenCode takes its project directory from $PWD, not from the process cwd.
+            ("PWD".into(), SANDBOX_WORKSPACE.into()),
+            ("TERM".into(), "dumb".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("USER".into(), "agent".into()),
+            ("OPENCODE_DISABLE_MODELS_FETCH".into(), "1".into()),
+            ("OPENCODE_DISABLE_AUTOUPDATE".into(), "1".into()),
+            ("OPENCODE_CONFIG_CONTENT".into(), self.config_json()),
+        ];
+        ExecSpec {
+            argv,
+            env,
+            cwd: SANDBOX_WORKSPACE.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch() -> OpencodeLaunch {
+        OpencodeLaunch {
+            provider: "scripted".into(),
+            model: "m1".into(),
+            small_model: None,
+            init_path: "/run/warren-bin/init".into(),
+            opencode_path: "/run/warren-bin/opencode".into(),
+            prompt: "-rf everything".into(),
+            session_id: None,
+        }
+    }
+
+    #[test]
+    fn config_points_at_the_gateway_with_a_placeholder_and_turns_off_network_features() {
+        let cfg: serde_json::Value =
+            serde_json::from_str(&launch().config_json()).unwrap_or_default();
+        let provider = &cfg["provider"]["scripted"];
+        assert_eq!(provider["options"]["baseURL"], "http://127.0.0.1:4000/v1");
+        assert_eq!(provider["options"]["apiKey"], PLACEHOLDER_API_KEY);
+        assert_eq!(cfg["model"], "scripted/m1");
+        assert_eq!(cfg["share"], "disabled");
+        assert_eq!(cfg["autoupdate"], false);
+        assert_eq!(cfg["mcp"], serde_json::json!({}));
+        assert_eq!(cfg["permission"]["bash"], "allow");
+    }
+
+    #[test]
+    fn the_prompt_follows_a_double_dash_and_the_env_is_complete() {
+        let spec = launch().exec_spec();
+        let n = spec.argv.len();
+        assert_eq!(spec.argv[n - 2], "--");
+        assert_eq!(spec.argv[n - 1], "-rf everything");
+        assert!(spec.env.iter().any(|(k, v)| k == "PWD" && v == "/workspace"));
+        assert!(
+            !spec.env.iter().any(|(k, _)| k.contains("API_KEY") || k.contains("TOKEN")),
+            "no credential may be passed into the sandbox"
+        );
+    }
+}
