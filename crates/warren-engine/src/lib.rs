@@ -1,14 +1,12 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The engine: where a sandbox's life is orchestrated. It owns no mechanism of its own; it
+//! sequences the store (every state change through the state machine), a provider, the sync
+//! engine, the model gateway and the agent runtime, and reports progress to an observer.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod paths;
+pub mod preflight;
+pub mod run;
+pub mod tools;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use paths::{SandboxDirs, default_data_dir};
+pub use run::{Phases, RunObserver, RunRequest, RunSummary, run};
+pub use tools::Tools;
