@@ -1,1 +1,24 @@
-//! placeholder
+//! warren's durable state: one SQLite file holding every sandbox, its lifecycle audit log, its
+//! event stream and (later) its lease, so short-lived CLI processes can share one view of the world.
+//!
+//! Every state change goes through [`Store::transition`], which checks the domain's transition
+//! table inside an immediate transaction; nothing else in this crate writes a sandbox's state.
+
+mod clock;
+mod error;
+mod events;
+mod record;
+mod schema;
+mod store;
+mod update;
+
+pub use error::StoreError;
+pub use record::{NewSandbox, SandboxRecord, TransitionRecord};
+pub use store::Store;
+
+use std::path::{Path, PathBuf};
+
+/// The database file inside warren's data directory.
+pub fn default_db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("warren.db")
+}

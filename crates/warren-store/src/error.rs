@@ -1,0 +1,72 @@
+//! The store's failures, mapped onto warren's stable error contract so the CLI can print them
+//! (and `--json` can carry them) without knowing anything about SQLite.
+
+use std::path::PathBuf;
+
+use warren_domain::{ReasonCode, SandboxName, SandboxState, UserFacing};
+
+/// Whatever went wrong underneath: SQLite, the filesystem, JSON or a corrupt row.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite, the filesystem or a corrupt row: reason `store_failed`.
+    #[error("warren's state store {} failed while {operation}: {source}", path.display())]
+    Failed {
+        path: PathBuf,
+        operation: String,
+        #[source]
+        source: Cause,
+    },
+    /// No sandbox has that id or name: reason `sandbox_not_found`.
+    #[error("no sandbox {sandbox:?} is known")]
+    NotFound { sandbox: String },
+    /// A sandbox that is not destroyed already uses the name: reason `invalid_argument`.
+    #[error("a sandbox named {name} already exists and is not destroyed")]
+    NameTaken { name: SandboxName },
+    /// The lifecycle table does not allow the change: reason `invalid_transition`.
+    #[error("a sandbox cannot go from {from} to {to}")]
+    InvalidTransition {
+        from: SandboxState,
+        to: SandboxState,
+    },
+}
+
+impl UserFacing for StoreError {
+    fn reason_code(&self) -> ReasonCode {
+        match self {
+            Self::Failed { .. } => ReasonCode::StoreFailed,
+            Self::NotFound { .. } => ReasonCode::SandboxNotFound,
+            Self::NameTaken { .. } => ReasonCode::InvalidArgument,
+            Self::InvalidTransition { .. } => ReasonCode::InvalidTransition,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::Failed { path, .. } => Some(format!(
+                "check the permissions of {} and the free disk space, or set WARREN_DATA_DIR to another directory",
+                path.display()
+            )),
+            Self::NotFound { .. } => {
+                Some("check the name or id; `warren list` shows the sandboxes warren knows".into())
+            }
+            Self::NameTaken { name } => Some(format!(
+                "choose another --name, or tear the sandbox named {name} down first"
+            )),
+            Self::InvalidTransition { .. } => None,
+        }
+    }
+}
+
+/// Builds [`StoreError::Failed`] for one operation, so every call site names what it was doing.
+pub(crate) fn failed<'a, E: Into<Cause>>(
+    path: &'a std::path::Path,
+    operation: &'a str,
+) -> impl FnOnce(E) -> StoreError + 'a {
+    move |source| StoreError::Failed {
+        path: path.to_path_buf(),
+        operation: operation.to_owned(),
+        source: source.into(),
+    }
+}
