@@ -1,1 +1,248 @@
-//! placeholder
+//! The model gateway: a sandbox has no network, so this HTTP/1.1 reverse proxy on a Unix socket is
+//! its only path to a model endpoint. It holds the real credential on the host, refuses anything
+//! that is not a model API call, and tells the engine about upstream failures as they happen so a
+//! doomed run can fail fast instead of waiting for the agent to give up.
+
+mod error;
+mod headers;
+mod policy;
+mod proxy;
+mod server;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hyper::header::HeaderValue;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use error::GatewayError;
+
+/// How long to wait for a TCP/TLS connection to the upstream before declaring it unreachable.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct GatewayConfig {
+    /// Where to listen. The parent directory must exist; a stale socket file there is replaced.
+    pub socket_path: PathBuf,
+    /// The model endpoint's base URL including its own version path, e.g.
+    /// `https://api.example.com/v1`.
+    pub upstream_base_url: String,
+    /// The real credential, sent upstream as `Authorization: Bearer <key>`. Never logged.
+    pub api_key: Option<String>,
+    pub connect_timeout: Duration,
+}
+
+impl GatewayConfig {
+    pub fn new(socket_path: impl Into<PathBuf>, upstream_base_url: impl Into<String>) -> Self {
+        Self {
+            socket_path: socket_path.into(),
+            upstream_base_url: upstream_base_url.into(),
+            api_key: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+// Hand-written so the credential cannot leak through `{:?}` in a log line or error report.
+impl fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("socket_path", &self.socket_path)
+            .field("upstream_base_url", &self.upstream_base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// Something the engine should know about while the run is going on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayNotice {
+    /// Could not connect to the upstream at all (refused, DNS, timeout): the run should fail fast.
+    UpstreamUnreachable { url: String, error: String },
+    /// Upstream answered 401/403: the credential is wrong; the run should fail fast.
+    UpstreamAuthRejected { status: u16, body: String },
+    /// Any other upstream HTTP error status (for classification: 404 model not found, 429, 5xx).
+    UpstreamStatus { status: u16, body: String },
+    /// A request the policy refused.
+    Blocked { method: String, path: String },
+}
+
+/// A snapshot of the gateway's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// Every request the sandbox sent, including refused ones.
+    pub requests: u64,
+    /// Requests the policy refused.
+    pub blocked: u64,
+    /// Upstream transport failures plus upstream responses with status >= 400.
+    pub upstream_errors: u64,
+    /// Request body bytes forwarded upstream.
+    pub bytes_up: u64,
+    /// Response body bytes passed back to the sandbox.
+    pub bytes_down: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) blocked: AtomicU64,
+    pub(crate) upstream_errors: AtomicU64,
+    pub(crate) bytes_up: AtomicU64,
+    pub(crate) bytes_down: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> GatewayStats {
+        GatewayStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            blocked: self.blocked.load(Ordering::Relaxed),
+            upstream_errors: self.upstream_errors.load(Ordering::Relaxed),
+            bytes_up: self.bytes_up.load(Ordering::Relaxed),
+            bytes_down: self.bytes_down.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A running gateway. Dropping it without [`GatewayHandle::shutdown`] still stops it and removes
+/// the socket file, so an early return in the engine cannot leave a listener behind.
+pub struct GatewayHandle {
+    socket_path: PathBuf,
+    shared: Arc<proxy::Shared>,
+    notices: mpsc::UnboundedReceiver<GatewayNotice>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Binds the socket and starts serving in the background.
+pub async fn start(cfg: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
+    let base = validate_upstream(&cfg.upstream_base_url)?;
+    let authorization = match &cfg.api_key {
+        Some(key) => {
+            let mut value = HeaderValue::try_from(format!("Bearer {key}"))
+                .map_err(|_| GatewayError::InvalidApiKey)?;
+            value.set_sensitive(true);
+            Some(value)
+        }
+        None => None,
+    };
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(cfg.connect_timeout)
+        // One sandbox talks to one endpoint; a few idle connections cover its concurrency.
+        .pool_max_idle_per_host(4)
+        .build()
+        .map_err(|e| GatewayError::Client(e.to_string()))?;
+
+    let listener = server::bind(&cfg.socket_path)?;
+    let (notice_tx, notices) = mpsc::unbounded_channel();
+    let shared = Arc::new(proxy::Shared {
+        client,
+        base_url: base.as_str().trim_end_matches('/').to_owned(),
+        display_base: redact_userinfo(base),
+        authorization,
+        notices: notice_tx,
+        counters: Counters::default(),
+    });
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(server::serve(listener, Arc::clone(&shared), stop_rx));
+    tracing::debug!(
+        socket = %cfg.socket_path.display(),
+        upstream = %shared.display_base,
+        "model gateway listening"
+    );
+    Ok(GatewayHandle {
+        socket_path: cfg.socket_path,
+        shared,
+        notices,
+        stop: Some(stop_tx),
+        task: Some(task),
+    })
+}
+
+fn validate_upstream(url: &str) -> Result<reqwest::Url, GatewayError> {
+    let invalid = |reason: &str| GatewayError::InvalidUpstreamUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it has no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid("a base URL cannot have a query or fragment"));
+    }
+    Ok(parsed)
+}
+
+/// The base URL as it may appear in messages: userinfo can hold a password.
+fn redact_userinfo(mut url: reqwest::Url) -> String {
+    // Both setters only fail for URLs without a host, which validation already excluded.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+impl GatewayHandle {
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    /// The stream of notices. Notices queue up until read.
+    pub fn notices(&mut self) -> &mut mpsc::UnboundedReceiver<GatewayNotice> {
+        &mut self.notices
+    }
+
+    /// Moves the notice receiver out, e.g. into a task of its own. Afterwards
+    /// [`GatewayHandle::notices`] returns a receiver that is already closed.
+    pub fn take_notices(&mut self) -> mpsc::UnboundedReceiver<GatewayNotice> {
+        let (_closed_tx, closed_rx) = mpsc::unbounded_channel();
+        std::mem::replace(&mut self.notices, closed_rx)
+    }
+
+    pub fn stats(&self) -> GatewayStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Stops accepting, ends in-flight requests and streams, and removes the socket file.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        remove_socket(&self.socket_path);
+    }
+}
+
+impl Drop for GatewayHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            remove_socket(&self.socket_path);
+        }
+    }
+}
+
+fn remove_socket(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(socket = %path.display(), error = %e, "cannot remove gateway socket")
+        }
+    }
+}

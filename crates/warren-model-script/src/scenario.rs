@@ -137,11 +137,11 @@ pub enum Fault {
     },
     /// Accept the request and never answer; the connection stays open until the client goes
     /// away or the server stops.
-    Hang,
+    Hang {},
     /// Send the response headers and the first chunk, then nothing more.
-    HangAfterFirstToken,
+    HangAfterFirstToken {},
     /// Close the TCP connection without sending any HTTP response bytes.
-    Drop,
+    Drop {},
 }
 
 impl Fault {
@@ -149,9 +149,9 @@ impl Fault {
     pub fn describe(&self) -> String {
         match self {
             Fault::Status { code, .. } => format!("status {code}"),
-            Fault::Hang => "hang".to_owned(),
-            Fault::HangAfterFirstToken => "hang_after_first_token".to_owned(),
-            Fault::Drop => "drop".to_owned(),
+            Fault::Hang {} => "hang".to_owned(),
+            Fault::HangAfterFirstToken {} => "hang_after_first_token".to_owned(),
+            Fault::Drop {} => "drop".to_owned(),
         }
     }
 }
@@ -224,9 +224,11 @@ impl Scenario {
         }
         if let Some(fallback) = &self.fallback {
             if fallback.when.is_some() {
-                return Err("fallback: `when` is not allowed (the fallback serves requests \
+                return Err(
+                    "fallback: `when` is not allowed (the fallback serves requests \
                             without tools that match no turn)"
-                    .to_owned());
+                        .to_owned(),
+                );
             }
             validate_turn(fallback).map_err(|m| format!("fallback: {m}"))?;
         }
@@ -305,20 +307,21 @@ mod tests {
                 retry_after_secs: Some(3)
             })
         );
-        assert_eq!(s.turns[1].fault, Some(Fault::Drop));
+        assert_eq!(s.turns[1].fault, Some(Fault::Drop {}));
         let t = Scenario::from_toml_str(
             "[[turns]]\nfault = { kind = \"hang_after_first_token\" }\ntext = \"x\"\n",
         )
         .unwrap();
-        assert_eq!(t.turns[0].fault, Some(Fault::HangAfterFirstToken));
+        assert_eq!(t.turns[0].fault, Some(Fault::HangAfterFirstToken {}));
     }
 
     #[test]
     fn validation_rejects_bad_values() {
         let e = Scenario::from_json_str(r#"{"turns":[{"repeat":0}]}"#).unwrap_err();
         assert!(e.to_string().contains("turns[0]: `repeat`"), "{e}");
-        let e = Scenario::from_json_str(r#"{"turns":[{"tool_calls":[{"name":"x","arguments":3}]}]}"#)
-            .unwrap_err();
+        let e =
+            Scenario::from_json_str(r#"{"turns":[{"tool_calls":[{"name":"x","arguments":3}]}]}"#)
+                .unwrap_err();
         assert!(e.to_string().contains("arguments"), "{e}");
         let e = Scenario::from_json_str(r#"{"models":[]}"#).unwrap_err();
         assert!(e.to_string().contains("models"), "{e}");

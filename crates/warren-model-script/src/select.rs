@@ -189,11 +189,23 @@ mod tests {
         .unwrap();
         let mut script = Script::new(&scenario);
         assert_eq!(script.remaining_uses(), 4);
-        assert!(matches!(script.select(&facts(true, "")), Selection::Turn(0, _)));
+        assert!(matches!(
+            script.select(&facts(true, "")),
+            Selection::Turn(0, _)
+        ));
         // No tools: turn 0 (no `when`) does not match, turn 1's matcher does.
-        assert!(matches!(script.select(&facts(false, "say magic")), Selection::Turn(1, _)));
-        assert!(matches!(script.select(&facts(true, "magic")), Selection::Turn(0, _)));
-        assert!(matches!(script.select(&facts(true, "magic")), Selection::Turn(2, _)));
+        assert!(matches!(
+            script.select(&facts(false, "say magic")),
+            Selection::Turn(1, _)
+        ));
+        assert!(matches!(
+            script.select(&facts(true, "magic")),
+            Selection::Turn(0, _)
+        ));
+        assert!(matches!(
+            script.select(&facts(true, "magic")),
+            Selection::Turn(2, _)
+        ));
         match script.select(&facts(false, "magic")) {
             Selection::Fallback(t) => assert_eq!(t.text.as_deref(), Some("Scripted title")),
             other => panic!("expected fallback, got {other:?}"),

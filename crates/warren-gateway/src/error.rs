@@ -1,0 +1,47 @@
+//! Why the gateway could not start, mapped onto warren's stable error contract so the CLI can
+//! report it like any other failure.
+
+use std::path::PathBuf;
+
+use warren_domain::{ReasonCode, UserFacing};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The configured model endpoint is not a usable `http(s)://` base URL.
+    #[error("invalid model endpoint URL `{url}`: {reason}")]
+    InvalidUpstreamUrl { url: String, reason: String },
+
+    /// The API key cannot be sent in an HTTP header. The key itself is deliberately not shown.
+    #[error("the model API key contains characters that cannot be sent in an HTTP header")]
+    InvalidApiKey,
+
+    /// The gateway's Unix socket could not be prepared or bound.
+    #[error("cannot listen on the model gateway socket {}: {reason}", path.display())]
+    Bind { path: PathBuf, reason: String },
+
+    /// The HTTP client for the upstream could not be built (TLS backend initialisation).
+    #[error("cannot build the model gateway's HTTP client: {0}")]
+    Client(String),
+}
+
+impl UserFacing for GatewayError {
+    fn reason_code(&self) -> ReasonCode {
+        match self {
+            Self::InvalidUpstreamUrl { .. } | Self::InvalidApiKey => ReasonCode::InvalidConfig,
+            Self::Bind { .. } => ReasonCode::SandboxFailed,
+            Self::Client(_) => ReasonCode::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::InvalidUpstreamUrl { .. } => Some(
+                "set the model endpoint to a base URL such as https://api.example.com/v1".into(),
+            ),
+            Self::InvalidApiKey => {
+                Some("check the API key for stray newlines or non-ASCII characters".into())
+            }
+            Self::Bind { .. } | Self::Client(_) => None,
+        }
+    }
+}
