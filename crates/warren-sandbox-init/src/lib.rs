@@ -10,7 +10,8 @@ mod relay;
 
 use std::process::{Command, ExitCode, Stdio};
 
-fn main() -> ExitCode {
+/// Entry point of the `warren-sandbox-init` binary (built by warren-cli, beside `warren`).
+pub fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(message) => {

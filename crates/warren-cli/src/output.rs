@@ -1,0 +1,199 @@
+//! Rendering: human-readable lines on stderr (colour only on a terminal and without NO_COLOR),
+//! NDJSON on stdout with `--json`, and errors in both forms.
+
+use std::io::{IsTerminal, Write};
+
+use serde_json::json;
+use warren_domain::{AgentEvent, ErrorInfo, EventRecord, ToolStatus};
+use warren_engine::{RunObserver, RunSummary};
+
+pub fn color_enabled() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+struct Style {
+    on: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+    fn dim(&self, t: &str) -> String {
+        self.paint("2", t)
+    }
+    fn green(&self, t: &str) -> String {
+        self.paint("32", t)
+    }
+    fn red(&self, t: &str) -> String {
+        self.paint("31", t)
+    }
+    fn bold(&self, t: &str) -> String {
+        self.paint("1", t)
+    }
+}
+
+/// Streams events: NDJSON to stdout with `--json`, readable lines to stderr otherwise.
+pub struct EventPrinter {
+    json: bool,
+    style: Style,
+    step: u64,
+}
+
+impl EventPrinter {
+    pub fn new(json: bool) -> Self {
+        Self {
+            json,
+            style: Style { on: color_enabled() },
+            step: 0,
+        }
+    }
+
+    fn human(&mut self, rec: &EventRecord) -> Option<String> {
+        let s = &self.style;
+        let line = match &rec.event {
+            AgentEvent::StateChanged { state, detail } => {
+                let detail = detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+                s.dim(&format!("· {state}{detail}"))
+            }
+            AgentEvent::SyncedIn { files, bytes, dirty, skipped } => {
+                let mut line = format!("· synced {files} files ({})", human_bytes(*bytes));
+                if *dirty {
+                    line.push_str(", uncommitted changes included");
+                }
+                if !skipped.is_empty() {
+                    line.push_str(&format!("; skipped submodules: {}", skipped.join(", ")));
+                }
+                s.dim(&line)
+            }
+            AgentEvent::StepStart { .. } => {
+                self.step += 1;
+                s.bold(&format!("▶ step {}", self.step))
+            }
+            AgentEvent::Text { text } => format!("  {}", text.trim_end().replace('\n', "\n  ")),
+            AgentEvent::Reasoning { text } => s.dim(&format!("  (thinking) {}", one_line(text, 100))),
+            AgentEvent::ToolUse { tool, status, title, error, .. } => {
+                let mark = match status {
+                    ToolStatus::Completed => s.green("✓"),
+                    ToolStatus::Error => s.red("✗"),
+                    _ => "…".to_owned(),
+                };
+                let title = title.as_deref().map(|t| one_line(t, 80)).unwrap_or_default();
+                let error = error.as_deref().map(|e| format!(" — {}", one_line(e, 120))).unwrap_or_default();
+                format!("  {mark} {tool} {title}{error}")
+            }
+            AgentEvent::StepFinish { reason, usage } => s.dim(&format!(
+                "  step finished ({reason}) · {} tokens in, {} out",
+                usage.input, usage.output
+            )),
+            AgentEvent::AgentError { name, message, status_code, .. } => {
+                let status = status_code.map(|c| format!(" HTTP {c}")).unwrap_or_default();
+                s.red(&format!("  agent error {name}{status}: {message}"))
+            }
+            AgentEvent::Unknown { raw } => s.dim(&format!("  (event) {}", one_line(&raw.to_string(), 120))),
+            AgentEvent::Gateway { message } => s.dim(&format!("· gateway: {message}")),
+            AgentEvent::Exported { branch, files_changed, .. } => {
+                s.green(&format!("✔ exported {files_changed} changed files to branch {branch}"))
+            }
+            AgentEvent::Finished { .. } => return None,
+        };
+        Some(line)
+    }
+}
+
+impl RunObserver for EventPrinter {
+    fn event(&mut self, rec: &EventRecord) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(rec) {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+        } else if let Some(line) = self.human(rec) {
+            eprintln!("{line}");
+        }
+    }
+
+    fn progress(&mut self, message: &str) {
+        if !self.json {
+            eprintln!("{}", self.style.dim(&format!("· {message}")));
+        }
+    }
+}
+
+fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn print_summary(summary: &RunSummary, json: bool) {
+    if json {
+        println!("{}", json!({ "summary": summary }));
+        return;
+    }
+    let style = Style { on: color_enabled() };
+    let status = if summary.success { style.green("succeeded") } else { style.red("failed") };
+    println!("run {} {status}", summary.name);
+    match &summary.branch {
+        Some(branch) => println!("  branch:   {branch} ({} files changed)", summary.files_changed),
+        None => println!("  branch:   none (the agent changed no files)"),
+    }
+    println!(
+        "  tokens:   {} in, {} out{}",
+        summary.usage.input,
+        summary.usage.output,
+        if summary.usage.cost > 0.0 { format!(", ${:.4}", summary.usage.cost) } else { String::new() }
+    );
+    println!("  duration: {:.1} s (agent {:.1} s)", summary.duration_ms / 1000.0, summary.phases.agent_ms / 1000.0);
+    if let Some(session) = &summary.session_id {
+        println!("  session:  {session}");
+    }
+    if let Some(kept) = &summary.kept_workspace {
+        println!("  kept:     {} (its changes could not be exported)", kept.display());
+    }
+    if let Some(error) = &summary.error {
+        eprintln!("{}", render_error(error));
+    }
+}
+
+pub fn render_error(error: &ErrorInfo) -> String {
+    let style = Style { on: color_enabled() };
+    let mut text = format!("{} {} [{}]", style.red("error:"), error.message, error.reason_code);
+    if let Some(hint) = &error.hint {
+        text.push_str(&format!("\n{} {hint}", style.bold("hint:")));
+    }
+    text
+}
+
+/// Reports a failure: `{"error": ...}` alone on stdout with `--json`, a readable message on stderr.
+pub fn print_error(error: &ErrorInfo, json: bool) {
+    if json {
+        println!("{}", json!({ "error": error }));
+    } else {
+        eprintln!("{}", render_error(error));
+    }
+}

@@ -1,0 +1,184 @@
+//! Fixtures: a temp user repository, a temp data dir and HOME, the scripted model in-process, and
+//! a way to run the real `warren` binary against them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use warren_model_script::{Scenario, ServerHandle};
+
+/// The OpenCode binary the tests drive. `make test` installs it into `.tools/`.
+pub fn opencode() -> PathBuf {
+    if let Some(p) = std::env::var_os("WARREN_OPENCODE") {
+        return PathBuf::from(p);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/opencode/node_modules/.bin/opencode");
+    assert!(
+        local.exists(),
+        "OpenCode is not installed: run `make tools` (or set WARREN_OPENCODE) before `cargo test`"
+    );
+    local
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Test User")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test User")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub data: PathBuf,
+    pub home: PathBuf,
+    pub config: PathBuf,
+    pub model: Option<ServerHandle>,
+}
+
+impl Fixture {
+    /// A repo with one commit, and the scripted model playing `scenario` (JSON).
+    pub async fn new(scenario: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let data = dir.path().join("data");
+        let home = dir.path().join("home");
+        for d in [&repo, &data, &home] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        git(&repo, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("README.md"), "# sample\n").unwrap();
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-qm", "initial"]);
+        let scenario = Scenario::from_json_str(scenario).unwrap();
+        let model = warren_model_script::start(scenario, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let config = dir.path().join("config.toml");
+        let fx = Fixture {
+            dir,
+            repo,
+            data,
+            home,
+            config,
+            model: Some(model),
+        };
+        fx.write_config(&fx.model_url());
+        fx
+    }
+
+    pub fn model_url(&self) -> String {
+        self.model.as_ref().map(ServerHandle::base_url).unwrap_or_default()
+    }
+
+    pub fn write_config(&self, base_url: &str) {
+        std::fs::write(
+            &self.config,
+            format!(
+                "[model]\ndefault = \"scripted/scripted\"\n\n[model_providers.scripted]\nbase_url = \"{base_url}\"\nmodels = [\"scripted\"]\n\n[timeouts]\ninactivity_secs = 60\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_warren"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("NO_COLOR", "1")
+            .env("WARREN_CONFIG", &self.config)
+            .env("WARREN_DATA_DIR", &self.data)
+            .env("WARREN_OPENCODE", opencode())
+            .env("WARREN_SANDBOX_INIT", env!("CARGO_BIN_EXE_warren-sandbox-init"))
+            .env("GIT_AUTHOR_NAME", "Test User")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test User")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs warren with a generous guard against hangs (not a performance assertion).
+    pub async fn warren(&self, args: &[&str]) -> Output {
+        self.warren_with(args, |_| {}).await
+    }
+
+    pub async fn warren_with(&self, args: &[&str], tweak: impl FnOnce(&mut tokio::process::Command)) -> Output {
+        let mut cmd = self.command(args);
+        tweak(&mut cmd);
+        tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("warren {args:?} hung for 120 s"))
+            .unwrap()
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Parses `--json` output: every line must be JSON.
+pub fn json_lines(out: &Output) -> Vec<Value> {
+    stdout(out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+/// Every file under `root` (not following symlinks) with its bytes, mode and link target.
+pub fn snapshot(root: &Path, skip: &[&str]) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            if skip.iter().any(|s| rel.starts_with(s)) {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.insert(rel, (target.into_os_string().into_encoded_bytes(), 0o120000));
+            } else if meta.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(rel, (std::fs::read(&path).unwrap(), meta.permissions().mode()));
+            }
+        }
+    }
+    out
+}
+
+/// A scenario turn calling OpenCode's bash tool.
+pub fn bash_turn(command: &str) -> Value {
+    serde_json::json!({ "tool_calls": [{ "name": "bash", "arguments": { "command": command, "description": "run" } }] })
+}
+
+pub fn text_turn(text: &str) -> Value {
+    serde_json::json!({ "text": text })
+}
+
+pub fn scenario(turns: Vec<Value>) -> String {
+    serde_json::json!({ "models": ["scripted"], "turns": turns }).to_string()
+}

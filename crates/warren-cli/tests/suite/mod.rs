@@ -1,0 +1,4 @@
+mod bad_input;
+mod harness;
+mod isolation;
+mod run;
