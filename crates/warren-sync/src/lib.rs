@@ -1,1 +1,26 @@
-//! placeholder
+//! Moves files between the user's repository and a sandbox workspace, and turns what the agent
+//! changed into a git branch without touching the user's checkout.
+//!
+//! The flow: [`inspect_repo`] → [`sync_in`] (before the agent runs, while the workspace is
+//! trusted) → [`collect_changes`] (after, treating the workspace as hostile) →
+//! [`export_branch`] → [`release_baseline`] at teardown. All git work shells out to the `git`
+//! CLI; nothing the sandbox wrote is ever followed through a symlink or run as a program.
+
+mod baseline;
+mod collect;
+mod error;
+mod export;
+mod git;
+mod paths;
+mod repo;
+mod safe_fs;
+mod sync_in;
+
+pub use collect::{
+    Change, ChangeKind, ChangeSet, Limits, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK,
+    collect_changes,
+};
+pub use error::{Result, SyncError};
+pub use export::{ExportReport, ExportRequest, export_branch};
+pub use repo::{RepoInfo, branch_exists, inspect_repo};
+pub use sync_in::{SyncInReport, SyncOptions, release_baseline, sync_in};

@@ -1,0 +1,171 @@
+//! The two git directories made at sync time: the host's trusted baseline (outside the workspace,
+//! used later to find what the agent changed) and the agent's own repository inside the
+//! workspace (a convenience for the agent; the host never reads it again).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, SyncError};
+use crate::git::{FALLBACK_EMAIL, FALLBACK_NAME, Git, one_line};
+use crate::paths::{bytes_to_path, path_bytes};
+use crate::repo::RepoInfo;
+
+/// Highest-precedence attributes for the baseline: whatever `.gitattributes` the agent writes,
+/// git compares and hashes the bytes on disk, untransformed.
+const NEUTRAL_ATTRIBUTES: &str = "* -text -filter -ident -working-tree-encoding !eol\n";
+
+/// A git command on the baseline dir, seeing `workspace` as its work tree.
+pub(crate) fn baseline_git(step: &str, git_dir: &Path, workspace: &Path) -> Git {
+    Git::isolated(step, workspace)
+        .arg("--git-dir")
+        .arg(git_dir)
+        .arg("--work-tree")
+        .arg(workspace)
+        .current_dir(workspace)
+}
+
+/// Makes `git_dir`: objects borrowed from the user's store, the user's ignore rules, and an index
+/// holding the workspace as sent, with fresh stat data so later change detection is a stat pass.
+pub(crate) fn create(
+    repo: &RepoInfo,
+    git_dir: &Path,
+    workspace: &Path,
+    user_tree: &str,
+) -> Result<()> {
+    let format = Git::user(&repo.root, "reading the repository's object format")
+        .args(["rev-parse", "--show-object-format"])
+        .run()?;
+    let format = String::from_utf8_lossy(one_line(&format)).into_owned();
+    Git::isolated("creating the baseline git dir", git_dir)
+        .args(["init", "--bare", "-q", "--template="])
+        .arg(format!("--object-format={format}"))
+        .arg(git_dir)
+        .run()?;
+    for (key, value) in [
+        ("core.hooksPath", "/dev/null"),
+        ("core.fsmonitor", "false"),
+        ("core.autocrlf", "false"),
+        ("core.symlinks", "true"),
+        ("core.filemode", "true"),
+        ("gc.auto", "0"),
+    ] {
+        Git::isolated("configuring the baseline git dir", git_dir)
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["config", key, value])
+            .run()?;
+    }
+
+    let objects = repo.common_dir.join("objects");
+    if path_bytes(&objects).contains(&b'\n') {
+        return Err(SyncError::failed(
+            "linking the baseline to the repository's objects",
+            &objects,
+            "the path contains a newline, which git's alternates file cannot hold",
+        ));
+    }
+    let mut alternates = path_bytes(&objects).to_vec();
+    alternates.push(b'\n');
+    write_file(
+        &git_dir.join("objects/info/alternates"),
+        &alternates,
+        "linking the baseline to the repository's objects",
+    )?;
+    write_file(
+        &git_dir.join("info/exclude"),
+        &user_excludes(repo)?,
+        "copying the user's ignore rules",
+    )?;
+    write_file(
+        &git_dir.join("info/attributes"),
+        NEUTRAL_ATTRIBUTES.as_bytes(),
+        "neutralising attributes in the baseline",
+    )?;
+
+    baseline_git(
+        "loading the user tree into the baseline index",
+        git_dir,
+        workspace,
+    )
+    .args(["read-tree", user_tree])
+    .run()?;
+    // Re-hashes what was sent, raw: where the user's filters made the stored blob differ from
+    // the bytes on disk, the baseline holds the bytes, so untouched files never look changed.
+    baseline_git("indexing the workspace as sent", git_dir, workspace)
+        .args(["add", "-A", "--", "."])
+        .run()?;
+    Ok(())
+}
+
+/// The user's `info/exclude` and global excludes file, so files the user ignores that the agent
+/// creates (build output, editor files) stay out of the export.
+fn user_excludes(repo: &RepoInfo) -> Result<Vec<u8>> {
+    let mut rules = Vec::new();
+    let mut sources = vec![repo.common_dir.join("info/exclude")];
+    let (out, ctx) = Git::user(&repo.root, "reading core.excludesFile")
+        .args(["config", "--path", "--get", "core.excludesFile"])
+        .run_raw()?;
+    match out.status.code() {
+        Some(0) => sources.push(bytes_to_path(one_line(&out.stdout))),
+        Some(1) => {
+            let config_home = std::env::var_os("XDG_CONFIG_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+            if let Some(dir) = config_home {
+                sources.push(dir.join("git/ignore"));
+            }
+        }
+        _ => return Err(ctx.failure(&out)),
+    }
+    for source in sources {
+        match std::fs::read(&source) {
+            Ok(bytes) => {
+                rules.extend_from_slice(&bytes);
+                rules.push(b'\n');
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SyncError::io("reading the user's ignore rules", source, e)),
+        }
+    }
+    Ok(rules)
+}
+
+fn write_file(path: &Path, contents: &[u8], step: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| SyncError::io(step, parent, e))?;
+    }
+    let mut file = std::fs::File::create(path).map_err(|e| SyncError::io(step, path, e))?;
+    file.write_all(contents)
+        .map_err(|e| SyncError::io(step, path, e))
+}
+
+/// Gives the agent a standalone repository whose single commit is what was sent, so `git status`
+/// and `git diff` inside the sandbox show exactly its own work. No alternates (the sandbox must
+/// not reach the user's store), no hooks, no global config.
+pub(crate) fn init_sandbox_git(workspace: &Path, branch: &str) -> Result<()> {
+    let git = |step: &str| Git::isolated(step, workspace).arg("-C").arg(workspace);
+    git("creating the sandbox's git repository")
+        .args(["init", "-q", "--template=", "-b", branch])
+        .run()?;
+    // `-f`: the workspace holds only what was sent, including tracked files that match an
+    // ignore rule, and all of it belongs in the baseline commit.
+    git("staging the sandbox's baseline commit")
+        .args(["add", "-A", "-f", "--", "."])
+        .run()?;
+    git("recording the sandbox's baseline commit")
+        .args([
+            "commit",
+            "-q",
+            "--no-verify",
+            "--allow-empty",
+            "-m",
+            "warren baseline",
+        ])
+        .env("GIT_AUTHOR_NAME", FALLBACK_NAME)
+        .env("GIT_AUTHOR_EMAIL", FALLBACK_EMAIL)
+        .env("GIT_COMMITTER_NAME", FALLBACK_NAME)
+        .env("GIT_COMMITTER_EMAIL", FALLBACK_EMAIL)
+        .run()?;
+    Ok(())
+}
