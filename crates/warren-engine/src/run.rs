@@ -330,10 +330,7 @@ async fn provision_and_run<P: Provider>(
         ctx.repo,
         &ctx.dirs.workspace,
         &ctx.dirs.baseline,
-        &warren_sync::SyncOptions {
-            baseline_id: baseline_id.clone(),
-            sandbox_git: true,
-        },
+        &warren_sync::SyncOptions::new(baseline_id.clone(), ctx.name.as_str()),
     )
     .map_err(|e| fail(rec, e.to_error_info()))?;
     out.baseline_id = Some(baseline_id);
@@ -489,7 +486,8 @@ fn export<P: Provider>(
     };
     let report = warren_sync::export_branch(ctx.repo, sync, &ctx.dirs.workspace, &changes, &request)
         .map_err(|e| e.to_error_info())?;
-    let files = report.files_changed as u64;
+    // The agent's own changes, not the user's uncommitted ones that ride along on the branch.
+    let files = changes.len() as u64;
     let _ = rec.store.set_export(&rec.id, &report.branch, files);
     rec.emit(AgentEvent::Exported {
         branch: report.branch.clone(),

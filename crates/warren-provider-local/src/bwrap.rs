@@ -34,7 +34,7 @@ impl BwrapCommand {
         let mut a: Vec<String> = Vec::new();
         let mut push = |parts: &[&str]| a.extend(parts.iter().map(|p| p.to_string()));
         // Every namespace bwrap supports, the network one included: only loopback inside.
-        push(&["--unshare-all", "--disable-userns", "--die-with-parent", "--new-session"]);
+        push(&["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"]);
         push(&["--cap-drop", "ALL"]);
         for root in roots {
             match root {

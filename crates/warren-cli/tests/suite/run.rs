@@ -59,7 +59,7 @@ async fn the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouch
     assert!(out.status.success(), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
     let human = stderr(&out);
     assert!(human.contains("write"), "tool calls are streamed: {human}");
-    assert!(stdout(&out).contains("branch:   warren/fix-login (3 files changed)"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("branch:   warren/fix-login (4 files changed)"), "{}", stdout(&out));
 
     // History: HEAD → the user's uncommitted changes → exactly the agent's changes.
     let commits = git(&repo, &["rev-list", "--reverse", "main..warren/fix-login"]);
