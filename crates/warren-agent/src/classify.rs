@@ -21,9 +21,14 @@ pub fn classify_failure(run: &AgentRun) -> Option<ErrorInfo> {
             return Some(
                 ErrorInfo::new(
                     ReasonCode::Inactive,
-                    format!("the agent printed nothing for {} s and was stopped", limit.as_secs()),
+                    format!(
+                        "the agent printed nothing for {} s and was stopped",
+                        limit.as_secs()
+                    ),
                 )
-                .with_hint("the model may be hung; raise timeouts.inactivity_secs if it is just slow"),
+                .with_hint(
+                    "the model may be hung; raise timeouts.inactivity_secs if it is just slow",
+                ),
             );
         }
         EndReason::Aborted(info) => return Some(info.clone()),
@@ -45,7 +50,9 @@ pub fn classify_failure(run: &AgentRun) -> Option<ErrorInfo> {
         .collect::<Vec<_>>()
         .join("\n");
     let message = match (run.exit_code, run.last_step_reason.as_deref()) {
-        (Some(0), Some(reason)) => format!("the agent stopped without finishing its task (last step ended with '{reason}')"),
+        (Some(0), Some(reason)) => format!(
+            "the agent stopped without finishing its task (last step ended with '{reason}')"
+        ),
         (Some(0), None) => "the agent exited without taking a single model step".to_owned(),
         (Some(code), _) => format!("the agent exited with status {code}"),
         (None, _) => "the agent was killed by a signal".to_owned(),
@@ -83,7 +90,12 @@ mod tests {
     use super::*;
     use warren_domain::Usage;
 
-    fn run(end: EndReason, exit: Option<i32>, last: Option<&str>, err: Option<(&str, &str, Option<u16>)>) -> AgentRun {
+    fn run(
+        end: EndReason,
+        exit: Option<i32>,
+        last: Option<&str>,
+        err: Option<(&str, &str, Option<u16>)>,
+    ) -> AgentRun {
         AgentRun {
             end,
             exit_code: exit,
@@ -107,18 +119,34 @@ mod tests {
     #[test]
     fn error_events_map_to_stable_codes() {
         let code = |status, msg: &str| {
-            classify_failure(&run(EndReason::Exited, Some(1), None, Some(("APIError", msg, status))))
-                .map(|e| e.reason_code)
+            classify_failure(&run(
+                EndReason::Exited,
+                Some(1),
+                None,
+                Some(("APIError", msg, status)),
+            ))
+            .map(|e| e.reason_code)
         };
-        assert_eq!(code(Some(401), "Incorrect API key"), Some(ReasonCode::ModelAuth));
-        assert_eq!(code(Some(404), "The model `x` does not exist"), Some(ReasonCode::UnknownModel));
+        assert_eq!(
+            code(Some(401), "Incorrect API key"),
+            Some(ReasonCode::ModelAuth)
+        );
+        assert_eq!(
+            code(Some(404), "The model `x` does not exist"),
+            Some(ReasonCode::UnknownModel)
+        );
         assert_eq!(code(Some(429), "slow down"), Some(ReasonCode::RateLimited));
         assert_eq!(code(Some(500), "oops"), Some(ReasonCode::ModelError));
     }
 
     #[test]
     fn limits_and_aborts_win_over_everything_else() {
-        let t = classify_failure(&run(EndReason::Timeout(std::time::Duration::from_secs(5)), None, None, None));
+        let t = classify_failure(&run(
+            EndReason::Timeout(std::time::Duration::from_secs(5)),
+            None,
+            None,
+            None,
+        ));
         assert_eq!(t.map(|e| e.reason_code), Some(ReasonCode::Timeout));
         let abort = ErrorInfo::new(ReasonCode::ModelUnreachable, "refused");
         let a = classify_failure(&run(EndReason::Aborted(abort.clone()), None, None, None));

@@ -100,7 +100,9 @@ fn typed(value: &Value) -> Option<AgentEvent> {
                     .and_then(|d| d.get("statusCode"))
                     .and_then(Value::as_u64)
                     .and_then(|c| u16::try_from(c).ok()),
-                retryable: data.and_then(|d| d.get("isRetryable")).and_then(Value::as_bool),
+                retryable: data
+                    .and_then(|d| d.get("isRetryable"))
+                    .and_then(Value::as_bool),
             })
         }
         _ => None,
@@ -136,7 +138,14 @@ mod tests {
             panic!("not parsed")
         };
         assert_eq!(session_id.as_deref(), Some("ses_1"));
-        let AgentEvent::ToolUse { tool, status, input, output, .. } = event else {
+        let AgentEvent::ToolUse {
+            tool,
+            status,
+            input,
+            output,
+            ..
+        } = event
+        else {
             panic!("wrong kind: {event:?}")
         };
         assert_eq!(tool, "write");
@@ -147,17 +156,39 @@ mod tests {
 
     #[test]
     fn step_finish_carries_usage_and_cost() {
-        let Parsed::Event { event: AgentEvent::StepFinish { reason, usage }, .. } = parse_line(FINISH) else {
+        let Parsed::Event {
+            event: AgentEvent::StepFinish { reason, usage },
+            ..
+        } = parse_line(FINISH)
+        else {
             panic!("not a step finish")
         };
         assert_eq!(reason, "stop");
-        assert_eq!((usage.input, usage.output, usage.cache_read, usage.cache_write), (100, 10, 4, 3));
+        assert_eq!(
+            (
+                usage.input,
+                usage.output,
+                usage.cache_read,
+                usage.cache_write
+            ),
+            (100, 10, 4, 3)
+        );
         assert!((usage.cost - 0.5).abs() < f64::EPSILON);
     }
 
     #[test]
     fn error_events_keep_status_and_retryability() {
-        let Parsed::Event { event: AgentEvent::AgentError { name, message, status_code, retryable }, .. } = parse_line(ERROR) else {
+        let Parsed::Event {
+            event:
+                AgentEvent::AgentError {
+                    name,
+                    message,
+                    status_code,
+                    retryable,
+                },
+            ..
+        } = parse_line(ERROR)
+        else {
             panic!("not an error")
         };
         assert_eq!(name, "APIError");
@@ -168,11 +199,18 @@ mod tests {
 
     #[test]
     fn unknown_events_are_kept_verbatim_and_non_json_is_handed_back() {
-        let Parsed::Event { event: AgentEvent::Unknown { raw }, .. } = parse_line(r#"{"type":"session_moved","x":1}"#) else {
+        let Parsed::Event {
+            event: AgentEvent::Unknown { raw },
+            ..
+        } = parse_line(r#"{"type":"session_moved","x":1}"#)
+        else {
             panic!("unknown event dropped")
         };
         assert_eq!(raw["x"], 1);
-        assert_eq!(parse_line("INFO booting"), Parsed::NotJson("INFO booting".into()));
+        assert_eq!(
+            parse_line("INFO booting"),
+            Parsed::NotJson("INFO booting".into())
+        );
         assert_eq!(parse_line("[1,2]"), Parsed::NotJson("[1,2]".into()));
     }
 

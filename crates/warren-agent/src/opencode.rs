@@ -50,7 +50,14 @@ impl OpencodeLaunch {
             },
             "model": format!("{}/{}", self.provider, self.model),
             "small_model": format!("{}/{}", self.provider, small),
-            "permission": { "edit": "allow", "bash": "allow", "webfetch": "deny" },
+            // The sandbox is the boundary: OpenCode's own prompts would auto-reject and stall
+            // the run, and an outside path is simply absent in the sandbox.
+            "permission": {
+                "edit": "allow",
+                "bash": "allow",
+                "external_directory": "allow",
+                "webfetch": "deny",
+            },
             "mcp": {},
             "autoupdate": false,
             "share": "disabled",
@@ -132,9 +139,16 @@ mod tests {
         let n = spec.argv.len();
         assert_eq!(spec.argv[n - 2], "--");
         assert_eq!(spec.argv[n - 1], "-rf everything");
-        assert!(spec.env.iter().any(|(k, v)| k == "PWD" && v == "/workspace"));
         assert!(
-            !spec.env.iter().any(|(k, _)| k.contains("API_KEY") || k.contains("TOKEN")),
+            spec.env
+                .iter()
+                .any(|(k, v)| k == "PWD" && v == "/workspace")
+        );
+        assert!(
+            !spec
+                .env
+                .iter()
+                .any(|(k, _)| k.contains("API_KEY") || k.contains("TOKEN")),
             "no credential may be passed into the sandbox"
         );
     }

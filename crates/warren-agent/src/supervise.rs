@@ -88,7 +88,12 @@ async fn next_line<R: AsyncRead + Unpin>(reader: &mut Option<BufReader<R>>) -> O
 }
 
 /// Runs `child` to its end. `on_event` sees every event as it arrives.
-pub async fn supervise<A, F>(mut child: ExecChild, limits: Limits, abort: A, mut on_event: F) -> AgentRun
+pub async fn supervise<A, F>(
+    mut child: ExecChild,
+    limits: Limits,
+    abort: A,
+    mut on_event: F,
+) -> AgentRun
 where
     A: Future<Output = ErrorInfo>,
     F: FnMut(AgentEvent),
@@ -146,7 +151,7 @@ where
             line = next_line(&mut stderr), if stderr.is_some() => {
                 if let Some(line) = line {
                     last_activity = Instant::now();
-                    stderr_tail.push(line);
+                    stderr_tail.push(strip_ansi(&line));
                 }
             }
             () = sleep_until(hard_deadline) => {
@@ -173,4 +178,32 @@ where
     run.stderr_tail = stderr_tail.0.into();
     run.stray_stdout = stray.0.into();
     run
+}
+
+/// OpenCode colours its stderr; the record and error hints keep plain text.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ansi_colours_are_stripped() {
+        let line = "\u{1b}[93m\u{1b}[1m! \u{1b}[0mpermission requested";
+        assert_eq!(super::strip_ansi(line), "! permission requested");
+    }
 }

@@ -34,17 +34,29 @@ pub async fn dispatch(cli: Cli) -> i32 {
 }
 
 fn data_dir(global: &GlobalArgs) -> Result<PathBuf, ErrorInfo> {
-    global.data_dir.clone().or_else(default_data_dir).ok_or_else(|| {
-        ErrorInfo::new(ReasonCode::InvalidArgument, "cannot determine the data directory (no HOME?)")
+    global
+        .data_dir
+        .clone()
+        .or_else(default_data_dir)
+        .ok_or_else(|| {
+            ErrorInfo::new(
+                ReasonCode::InvalidArgument,
+                "cannot determine the data directory (no HOME?)",
+            )
             .with_hint("pass --data-dir or set WARREN_DATA_DIR")
-    })
+        })
 }
 
-fn load_config(repo: Option<&Path>, flags: Vec<(String, toml::Value, String)>) -> Result<Loaded, ErrorInfo> {
+fn load_config(
+    repo: Option<&Path>,
+    flags: Vec<(String, toml::Value, String)>,
+) -> Result<Loaded, ErrorInfo> {
     let opts = LoadOptions {
         user_file: None,
         repo_dir: repo.map(Path::to_path_buf),
-        env: std::env::vars().filter(|(k, _)| k.starts_with("WARREN_")).collect(),
+        env: std::env::vars()
+            .filter(|(k, _)| k.starts_with("WARREN_"))
+            .collect(),
         flags,
     };
     warren_config::load(&opts).map_err(|e| e.to_error_info())
@@ -63,17 +75,27 @@ async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
         .transpose()
         .map_err(|e| ErrorInfo::new(ReasonCode::InvalidArgument, e.to_string()))?;
     if args.prompt.trim().is_empty() {
-        return Err(ErrorInfo::new(ReasonCode::InvalidArgument, "the prompt is empty")
-            .with_hint("say what the agent should do, e.g. warren run \"fix the failing test\""));
+        return Err(
+            ErrorInfo::new(ReasonCode::InvalidArgument, "the prompt is empty").with_hint(
+                "say what the agent should do, e.g. warren run \"fix the failing test\"",
+            ),
+        );
     }
     let mut flags = Vec::new();
     if let Some(secs) = args.timeout {
         let secs = i64::try_from(secs).unwrap_or(i64::MAX);
-        flags.push(("timeouts.run_secs".to_owned(), toml::Value::Integer(secs), "--timeout".to_owned()));
+        flags.push((
+            "timeouts.run_secs".to_owned(),
+            toml::Value::Integer(secs),
+            "--timeout".to_owned(),
+        ));
     }
     let repo_dir = std::fs::canonicalize(&args.repo).map_err(|e| {
-        ErrorInfo::new(ReasonCode::NotAGitRepo, format!("{} is not a directory: {e}", args.repo.display()))
-            .with_hint("pass --repo pointing at a git work tree")
+        ErrorInfo::new(
+            ReasonCode::NotAGitRepo,
+            format!("{} is not a directory: {e}", args.repo.display()),
+        )
+        .with_hint("pass --repo pointing at a git work tree")
     })?;
     let loaded = load_config(Some(&repo_dir), flags)?;
     let request = RunRequest {
@@ -102,17 +124,29 @@ fn list(global: &GlobalArgs, all: bool) -> Result<i32, ErrorInfo> {
         return Ok(0);
     }
     if records.is_empty() {
-        eprintln!("no sandboxes{}", if all { "" } else { " (use --all to include destroyed ones)" });
+        eprintln!(
+            "no sandboxes{}",
+            if all {
+                ""
+            } else {
+                " (use --all to include destroyed ones)"
+            }
+        );
         return Ok(0);
     }
-    println!("{:<28} {:<13} {:<8} {:<26} BRANCH", "NAME", "STATE", "PROVIDER", "CREATED");
+    println!(
+        "{:<28} {:<13} {:<8} {:<26} BRANCH",
+        "NAME", "STATE", "PROVIDER", "CREATED"
+    );
     for r in &records {
         println!(
             "{:<28} {:<13} {:<8} {:<26} {}",
             r.name,
             r.state,
             r.provider,
-            r.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            r.created_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
             r.branch.as_deref().unwrap_or("-")
         );
     }
@@ -120,7 +154,8 @@ fn list(global: &GlobalArgs, all: bool) -> Result<i32, ErrorInfo> {
 }
 
 fn find(store: &Store, name: &str) -> Result<SandboxRecord, ErrorInfo> {
-    let name = SandboxName::parse(name).map_err(|e| ErrorInfo::new(ReasonCode::InvalidArgument, e.to_string()))?;
+    let name = SandboxName::parse(name)
+        .map_err(|e| ErrorInfo::new(ReasonCode::InvalidArgument, e.to_string()))?;
     store.get_by_name(&name).map_err(|e| e.to_error_info())
 }
 
@@ -131,7 +166,10 @@ fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
         println!("{}", json!({ "sandbox": r }));
         return Ok(0);
     }
-    let t = |v: &time::OffsetDateTime| v.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let t = |v: &time::OffsetDateTime| {
+        v.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
     println!("name:      {}", r.name);
     println!("id:        {}", r.id);
     println!("state:     {} (since {})", r.state, t(&r.state_changed_at));
@@ -146,7 +184,10 @@ fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
     println!("created:   {}", t(&r.created_at));
     println!("tokens:    {} in, {} out", r.usage.input, r.usage.output);
     if let Some(branch) = &r.branch {
-        println!("branch:    {branch} ({} files changed)", r.changed_files.unwrap_or(0));
+        println!(
+            "branch:    {branch} ({} files changed)",
+            r.changed_files.unwrap_or(0)
+        );
     }
     if let Some(error) = &r.error {
         println!("error:     {} [{}]", error.message, error.reason_code);
@@ -157,7 +198,9 @@ fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
 fn logs(global: &GlobalArgs, args: &LogsArgs) -> Result<i32, ErrorInfo> {
     let store = open_store(global)?;
     let r = find(&store, &args.name)?;
-    let events = store.events(&r.id, args.since, None).map_err(|e| e.to_error_info())?;
+    let events = store
+        .events(&r.id, args.since, None)
+        .map_err(|e| e.to_error_info())?;
     let mut printer = EventPrinter::new(global.json);
     for event in &events {
         warren_engine::RunObserver::event(&mut printer, event);

@@ -48,7 +48,9 @@ impl EventPrinter {
     pub fn new(json: bool) -> Self {
         Self {
             json,
-            style: Style { on: color_enabled() },
+            style: Style {
+                on: color_enabled(),
+            },
             step: 0,
         }
     }
@@ -57,10 +59,18 @@ impl EventPrinter {
         let s = &self.style;
         let line = match &rec.event {
             AgentEvent::StateChanged { state, detail } => {
-                let detail = detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+                let detail = detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default();
                 s.dim(&format!("· {state}{detail}"))
             }
-            AgentEvent::SyncedIn { files, bytes, dirty, skipped } => {
+            AgentEvent::SyncedIn {
+                files,
+                bytes,
+                dirty,
+                skipped,
+            } => {
                 let mut line = format!("· synced {files} files ({})", human_bytes(*bytes));
                 if *dirty {
                     line.push_str(", uncommitted changes included");
@@ -75,30 +85,57 @@ impl EventPrinter {
                 s.bold(&format!("▶ step {}", self.step))
             }
             AgentEvent::Text { text } => format!("  {}", text.trim_end().replace('\n', "\n  ")),
-            AgentEvent::Reasoning { text } => s.dim(&format!("  (thinking) {}", one_line(text, 100))),
-            AgentEvent::ToolUse { tool, status, title, error, .. } => {
+            AgentEvent::Reasoning { text } => {
+                s.dim(&format!("  (thinking) {}", one_line(text, 100)))
+            }
+            AgentEvent::ToolUse {
+                tool,
+                status,
+                title,
+                error,
+                ..
+            } => {
                 let mark = match status {
                     ToolStatus::Completed => s.green("✓"),
                     ToolStatus::Error => s.red("✗"),
                     _ => "…".to_owned(),
                 };
-                let title = title.as_deref().map(|t| one_line(t, 80)).unwrap_or_default();
-                let error = error.as_deref().map(|e| format!(" — {}", one_line(e, 120))).unwrap_or_default();
+                let title = title
+                    .as_deref()
+                    .map(|t| one_line(t, 80))
+                    .unwrap_or_default();
+                let error = error
+                    .as_deref()
+                    .map(|e| format!(" — {}", one_line(e, 120)))
+                    .unwrap_or_default();
                 format!("  {mark} {tool} {title}{error}")
             }
             AgentEvent::StepFinish { reason, usage } => s.dim(&format!(
                 "  step finished ({reason}) · {} tokens in, {} out",
                 usage.input, usage.output
             )),
-            AgentEvent::AgentError { name, message, status_code, .. } => {
-                let status = status_code.map(|c| format!(" HTTP {c}")).unwrap_or_default();
+            AgentEvent::AgentError {
+                name,
+                message,
+                status_code,
+                ..
+            } => {
+                let status = status_code
+                    .map(|c| format!(" HTTP {c}"))
+                    .unwrap_or_default();
                 s.red(&format!("  agent error {name}{status}: {message}"))
             }
-            AgentEvent::Unknown { raw } => s.dim(&format!("  (event) {}", one_line(&raw.to_string(), 120))),
-            AgentEvent::Gateway { message } => s.dim(&format!("· gateway: {message}")),
-            AgentEvent::Exported { branch, files_changed, .. } => {
-                s.green(&format!("✔ exported {files_changed} changed files to branch {branch}"))
+            AgentEvent::Unknown { raw } => {
+                s.dim(&format!("  (event) {}", one_line(&raw.to_string(), 120)))
             }
+            AgentEvent::Gateway { message } => s.dim(&format!("· gateway: {message}")),
+            AgentEvent::Exported {
+                branch,
+                files_changed,
+                ..
+            } => s.green(&format!(
+                "✔ exported {files_changed} changed files to branch {branch}"
+            )),
             AgentEvent::Finished { .. } => return None,
         };
         Some(line)
@@ -155,25 +192,45 @@ pub fn print_summary(summary: &RunSummary, json: bool) {
         println!("{}", json!({ "summary": summary }));
         return;
     }
-    let style = Style { on: color_enabled() };
-    let status = if summary.success { style.green("succeeded") } else { style.red("failed") };
+    let style = Style {
+        on: color_enabled(),
+    };
+    let status = if summary.success {
+        style.green("succeeded")
+    } else {
+        style.red("failed")
+    };
     println!("run {} {status}", summary.name);
     match &summary.branch {
-        Some(branch) => println!("  branch:   {branch} ({} files changed)", summary.files_changed),
+        Some(branch) => println!(
+            "  branch:   {branch} ({} files changed)",
+            summary.files_changed
+        ),
         None => println!("  branch:   none (the agent changed no files)"),
     }
     println!(
         "  tokens:   {} in, {} out{}",
         summary.usage.input,
         summary.usage.output,
-        if summary.usage.cost > 0.0 { format!(", ${:.4}", summary.usage.cost) } else { String::new() }
+        if summary.usage.cost > 0.0 {
+            format!(", ${:.4}", summary.usage.cost)
+        } else {
+            String::new()
+        }
     );
-    println!("  duration: {:.1} s (agent {:.1} s)", summary.duration_ms / 1000.0, summary.phases.agent_ms / 1000.0);
+    println!(
+        "  duration: {:.1} s (agent {:.1} s)",
+        summary.duration_ms / 1000.0,
+        summary.phases.agent_ms / 1000.0
+    );
     if let Some(session) = &summary.session_id {
         println!("  session:  {session}");
     }
     if let Some(kept) = &summary.kept_workspace {
-        println!("  kept:     {} (its changes could not be exported)", kept.display());
+        println!(
+            "  kept:     {} (its changes could not be exported)",
+            kept.display()
+        );
     }
     if let Some(error) = &summary.error {
         eprintln!("{}", render_error(error));
@@ -181,8 +238,15 @@ pub fn print_summary(summary: &RunSummary, json: bool) {
 }
 
 pub fn render_error(error: &ErrorInfo) -> String {
-    let style = Style { on: color_enabled() };
-    let mut text = format!("{} {} [{}]", style.red("error:"), error.message, error.reason_code);
+    let style = Style {
+        on: color_enabled(),
+    };
+    let mut text = format!(
+        "{} {} [{}]",
+        style.red("error:"),
+        error.message,
+        error.reason_code
+    );
     if let Some(hint) = &error.hint {
         text.push_str(&format!("\n{} {hint}", style.bold("hint:")));
     }

@@ -42,7 +42,11 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("invalid config in {origin}: {message}")]
-    Invalid { origin: String, message: String, hint: Option<String> },
+    Invalid {
+        origin: String,
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 impl UserFacing for ConfigError {
@@ -51,7 +55,9 @@ impl UserFacing for ConfigError {
     }
     fn hint(&self) -> Option<String> {
         match self {
-            Self::Read { .. } => Some("check the file exists and is readable, or unset WARREN_CONFIG".into()),
+            Self::Read { .. } => {
+                Some("check the file exists and is readable, or unset WARREN_CONFIG".into())
+            }
             Self::Invalid { hint, .. } => hint.clone(),
         }
     }
@@ -99,7 +105,12 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let mut sources = BTreeMap::new();
     record_sources(&defaults, "", &Source::Default, &mut sources);
 
-    let env_value = |name: &str| opts.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let env_value = |name: &str| {
+        opts.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let user_file = env_value("WARREN_CONFIG")
         .map(PathBuf::from)
         .or_else(|| opts.user_file.clone())
@@ -107,13 +118,25 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     if let Some(path) = user_file {
         let explicit = env_value("WARREN_CONFIG").is_some();
         if let Some(table) = read_layer(&path, explicit)? {
-            apply(&mut merged, &table, "", &Source::UserFile(path), &mut sources);
+            apply(
+                &mut merged,
+                &table,
+                "",
+                &Source::UserFile(path),
+                &mut sources,
+            );
         }
     }
     if let Some(repo) = &opts.repo_dir {
         let path = repo.join(".warren.toml");
         if let Some(table) = read_layer(&path, false)? {
-            apply(&mut merged, &table, "", &Source::RepoFile(path), &mut sources);
+            apply(
+                &mut merged,
+                &table,
+                "",
+                &Source::RepoFile(path),
+                &mut sources,
+            );
         }
     }
     for (var, key) in ENV_KEYS {
@@ -173,7 +196,13 @@ fn read_layer(path: &Path, must_exist: bool) -> Result<Option<Table>, ConfigErro
 }
 
 /// Merges `layer` into `base` key by key: tables recurse, everything else replaces.
-fn apply(base: &mut Table, layer: &Table, prefix: &str, source: &Source, sources: &mut BTreeMap<String, Source>) {
+fn apply(
+    base: &mut Table,
+    layer: &Table,
+    prefix: &str,
+    source: &Source,
+    sources: &mut BTreeMap<String, Source>,
+) {
     for (key, value) in layer {
         let path = join(prefix, key);
         match (base.get_mut(key), value) {
@@ -188,13 +217,23 @@ fn apply(base: &mut Table, layer: &Table, prefix: &str, source: &Source, sources
     }
 }
 
-fn record_sources(table: &Table, prefix: &str, source: &Source, sources: &mut BTreeMap<String, Source>) {
+fn record_sources(
+    table: &Table,
+    prefix: &str,
+    source: &Source,
+    sources: &mut BTreeMap<String, Source>,
+) {
     for (key, value) in table {
         record_sources_value(value, &join(prefix, key), source, sources);
     }
 }
 
-fn record_sources_value(value: &Value, path: &str, source: &Source, sources: &mut BTreeMap<String, Source>) {
+fn record_sources_value(
+    value: &Value,
+    path: &str,
+    source: &Source,
+    sources: &mut BTreeMap<String, Source>,
+) {
     match value {
         Value::Table(t) => record_sources(t, path, source, sources),
         _ => {
@@ -274,10 +313,14 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
     }
     for (name, provider) in &config.model_providers {
         let key = format!("model_providers.{name}.base_url");
-        if !(provider.base_url.starts_with("http://") || provider.base_url.starts_with("https://")) {
+        if !(provider.base_url.starts_with("http://") || provider.base_url.starts_with("https://"))
+        {
             return Err(ConfigError::Invalid {
                 origin: origin_of(&key),
-                message: format!("{key} = {:?} must be an http:// or https:// URL", provider.base_url),
+                message: format!(
+                    "{key} = {:?} must be an http:// or https:// URL",
+                    provider.base_url
+                ),
                 hint: Some("e.g. base_url = \"http://127.0.0.1:4000/v1\"".into()),
             });
         }
@@ -318,7 +361,11 @@ impl Config {
             return Err(format!(
                 "unknown model provider {:?} in {raw:?}; configured providers: {}",
                 model.provider,
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
             ));
         };
         if !provider.models.iter().any(|m| m == &model.model) {

@@ -25,52 +25,102 @@ fn opts(user: Option<std::path::PathBuf>, repo: Option<&Path>) -> LoadOptions {
 #[test]
 fn a_partial_section_keeps_the_defaults_of_keys_it_does_not_name() {
     let dir = tempfile::tempdir().unwrap();
-    let user = write(dir.path(), "config.toml", "[sandbox]\ncompleted_retention_mins = 5\n");
+    let user = write(
+        dir.path(),
+        "config.toml",
+        "[sandbox]\ncompleted_retention_mins = 5\n",
+    );
     let loaded = load(&opts(Some(user.clone()), None)).unwrap();
     assert_eq!(loaded.config.sandbox.completed_retention_mins, 5);
-    assert!(loaded.config.sandbox.auto_teardown, "auto_teardown lost its default");
+    assert!(
+        loaded.config.sandbox.auto_teardown,
+        "auto_teardown lost its default"
+    );
     assert_eq!(loaded.config.sandbox.provider, "local");
-    assert_eq!(loaded.sources["sandbox.completed_retention_mins"], Source::UserFile(user));
+    assert_eq!(
+        loaded.sources["sandbox.completed_retention_mins"],
+        Source::UserFile(user)
+    );
     assert_eq!(loaded.sources["sandbox.auto_teardown"], Source::Default);
 }
 
 #[test]
 fn layers_override_in_order_default_user_repo_env_flag() {
     let dir = tempfile::tempdir().unwrap();
-    let user = write(dir.path(), "config.toml", "[timeouts]\nrun_secs = 10\ninactivity_secs = 11\nconnect_secs = 12\n");
+    let user = write(
+        dir.path(),
+        "config.toml",
+        "[timeouts]\nrun_secs = 10\ninactivity_secs = 11\nconnect_secs = 12\n",
+    );
     let repo = tempfile::tempdir().unwrap();
-    write(repo.path(), ".warren.toml", "[timeouts]\ninactivity_secs = 21\nconnect_secs = 22\n");
+    write(
+        repo.path(),
+        ".warren.toml",
+        "[timeouts]\ninactivity_secs = 21\nconnect_secs = 22\n",
+    );
     let mut o = opts(Some(user), Some(repo.path()));
     o.env = vec![("WARREN_TIMEOUT_INACTIVITY_SECS".into(), "31".into())];
-    o.flags = vec![("timeouts.connect_secs".into(), toml::Value::Integer(42), "--connect-secs".into())];
+    o.flags = vec![(
+        "timeouts.connect_secs".into(),
+        toml::Value::Integer(42),
+        "--connect-secs".into(),
+    )];
     let loaded = load(&o).unwrap();
     let t = &loaded.config.timeouts;
-    assert_eq!((t.run_secs, t.inactivity_secs, t.connect_secs), (10, 31, 42));
-    assert_eq!(loaded.sources["timeouts.inactivity_secs"], Source::Env("WARREN_TIMEOUT_INACTIVITY_SECS".into()));
-    assert_eq!(loaded.sources["timeouts.connect_secs"], Source::Flag("--connect-secs".into()));
+    assert_eq!(
+        (t.run_secs, t.inactivity_secs, t.connect_secs),
+        (10, 31, 42)
+    );
+    assert_eq!(
+        loaded.sources["timeouts.inactivity_secs"],
+        Source::Env("WARREN_TIMEOUT_INACTIVITY_SECS".into())
+    );
+    assert_eq!(
+        loaded.sources["timeouts.connect_secs"],
+        Source::Flag("--connect-secs".into())
+    );
 }
 
 #[test]
 fn an_unknown_key_is_an_error_naming_the_key_and_the_file() {
     let repo = tempfile::tempdir().unwrap();
-    let path = write(repo.path(), ".warren.toml", "[sandbox]\nauto_teardwn = false\n");
+    let path = write(
+        repo.path(),
+        ".warren.toml",
+        "[sandbox]\nauto_teardwn = false\n",
+    );
     let err = load(&opts(None, Some(repo.path()))).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("auto_teardwn"), "{text}");
     assert!(text.contains(&path.display().to_string()), "{text}");
-    assert!(text.contains("auto_teardown"), "accepted keys should be listed: {text}");
+    assert!(
+        text.contains("auto_teardown"),
+        "accepted keys should be listed: {text}"
+    );
     assert_eq!(err.reason_code(), ReasonCode::InvalidConfig);
 }
 
 #[test]
 fn a_bad_value_and_an_unknown_provider_are_errors() {
     let repo = tempfile::tempdir().unwrap();
-    write(repo.path(), ".warren.toml", "[timeouts]\nrun_secs = \"soon\"\n");
-    let err = load(&opts(None, Some(repo.path()))).unwrap_err().to_string();
+    write(
+        repo.path(),
+        ".warren.toml",
+        "[timeouts]\nrun_secs = \"soon\"\n",
+    );
+    let err = load(&opts(None, Some(repo.path())))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("run_secs"), "{err}");
 
-    write(repo.path(), ".warren.toml", "[sandbox]\nprovider = \"vm\"\n");
-    let err = load(&opts(None, Some(repo.path()))).unwrap_err().to_string();
+    write(
+        repo.path(),
+        ".warren.toml",
+        "[sandbox]\nprovider = \"vm\"\n",
+    );
+    let err = load(&opts(None, Some(repo.path())))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("\"vm\"") && err.contains("local"), "{err}");
 }
 
@@ -82,8 +132,13 @@ fn a_default_model_must_name_a_configured_provider_and_model() {
         ".warren.toml",
         "[model]\ndefault = \"other/m\"\n[model_providers.scripted]\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"m\"]\n",
     );
-    let err = load(&opts(None, Some(repo.path()))).unwrap_err().to_string();
-    assert!(err.contains("\"other\"") && err.contains("scripted"), "{err}");
+    let err = load(&opts(None, Some(repo.path())))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"other\"") && err.contains("scripted"),
+        "{err}"
+    );
 
     write(
         repo.path(),
@@ -91,7 +146,10 @@ fn a_default_model_must_name_a_configured_provider_and_model() {
         "[model]\ndefault = \"scripted/m\"\n[model_providers.scripted]\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"m\"]\n",
     );
     let loaded = load(&opts(None, Some(repo.path()))).unwrap();
-    assert_eq!(loaded.config.resolve_model("scripted/m").unwrap().model, "m");
+    assert_eq!(
+        loaded.config.resolve_model("scripted/m").unwrap().model,
+        "m"
+    );
 }
 
 #[test]
@@ -99,5 +157,8 @@ fn an_env_value_of_the_wrong_type_names_the_variable() {
     let mut o = opts(None, None);
     o.env = vec![("WARREN_TIMEOUT_RUN_SECS".into(), "ten".into())];
     let err = load(&o).unwrap_err().to_string();
-    assert!(err.contains("WARREN_TIMEOUT_RUN_SECS") && err.contains("whole number"), "{err}");
+    assert!(
+        err.contains("WARREN_TIMEOUT_RUN_SECS") && err.contains("whole number"),
+        "{err}"
+    );
 }

@@ -69,14 +69,17 @@ impl SandboxName {
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return Err(fail("it must start with a lowercase letter or a digit"));
         }
-        if !raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
-        {
-            return Err(fail("it contains a character outside a-z, 0-9, '.', '_', '-'"));
+        if !raw.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        }) {
+            return Err(fail(
+                "it contains a character outside a-z, 0-9, '.', '_', '-'",
+            ));
         }
         if raw.contains("..") || raw.ends_with('.') || raw.ends_with(".lock") {
-            return Err(fail("git refuses '..', a trailing '.' or a '.lock' suffix in branch names"));
+            return Err(fail(
+                "git refuses '..', a trailing '.' or a '.lock' suffix in branch names",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -141,14 +144,29 @@ mod tests {
 
     #[test]
     fn rejects_names_git_or_paths_would_misread() {
-        for bad in ["", "-rf", "Fix", "a/b", "a..b", "a.lock", "a.", "../x", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "-rf",
+            "Fix",
+            "a/b",
+            "a..b",
+            "a.lock",
+            "a.",
+            "../x",
+            &"x".repeat(64),
+        ] {
             assert!(SandboxName::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn generated_names_are_valid() {
-        for prompt in ["make the login test deterministic", "", "!!!", "Ünïcode prompt here"] {
+        for prompt in [
+            "make the login test deterministic",
+            "",
+            "!!!",
+            "Ünïcode prompt here",
+        ] {
             let name = SandboxName::generate(prompt);
             assert!(SandboxName::parse(name.as_str()).is_ok(), "{name}");
         }

@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn every_state_has_a_row_and_names_round_trip() {
         for s in ALL_STATES {
-            assert!(TRANSITIONS.iter().any(|(from, _)| *from == s), "{s} has no row");
+            assert!(
+                TRANSITIONS.iter().any(|(from, _)| *from == s),
+                "{s} has no row"
+            );
             assert_eq!(SandboxState::parse(s.as_str()), Some(s));
         }
     }
@@ -139,7 +142,10 @@ mod tests {
                     }
                 }
             }
-            assert!(seen.contains(&SandboxState::Destroyed), "{s} cannot reach destroyed");
+            assert!(
+                seen.contains(&SandboxState::Destroyed),
+                "{s} cannot reach destroyed"
+            );
         }
     }
 

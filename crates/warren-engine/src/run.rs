@@ -158,13 +158,16 @@ pub async fn run<P: Provider>(
             ReasonCode::BranchExists,
             format!("branch {branch} already exists in {}", repo.root.display()),
         )
-        .with_hint(format!("choose another --name, or delete it with 'git branch -D {branch}'")));
+        .with_hint(format!(
+            "choose another --name, or delete it with 'git branch -D {branch}'"
+        )));
     }
     let connect_timeout = Duration::from_secs(config.timeouts.connect_secs.max(1));
     probe_endpoint(&endpoint.base_url, connect_timeout).await?;
     phases.preflight_ms = ms(started.elapsed());
 
-    let store = Store::open(&warren_store::default_db_path(&req.data_dir)).map_err(|e| e.to_error_info())?;
+    let store = Store::open(&warren_store::default_db_path(&req.data_dir))
+        .map_err(|e| e.to_error_info())?;
     let id = SandboxId::new();
     store
         .create_sandbox(NewSandbox {
@@ -280,7 +283,10 @@ struct Outcome {
     stderr_tail: Vec<String>,
 }
 
-fn credential(provider: &str, endpoint: &warren_config::ModelProviderConfig) -> Result<Option<String>, ErrorInfo> {
+fn credential(
+    provider: &str,
+    endpoint: &warren_config::ModelProviderConfig,
+) -> Result<Option<String>, ErrorInfo> {
     if let Some(var) = &endpoint.api_key_env {
         return match std::env::var(var) {
             Ok(value) if !value.is_empty() => Ok(Some(value)),
@@ -295,7 +301,11 @@ fn credential(provider: &str, endpoint: &warren_config::ModelProviderConfig) -> 
 }
 
 /// Provisioning through export. Failures become part of the outcome so teardown always runs.
-async fn execute<P: Provider>(ctx: &Ctx<'_, P>, rec: &mut Recorder<'_>, phases: &mut Phases) -> Outcome {
+async fn execute<P: Provider>(
+    ctx: &Ctx<'_, P>,
+    rec: &mut Recorder<'_>,
+    phases: &mut Phases,
+) -> Outcome {
     let mut out = Outcome::default();
     if let Err(e) = rec.transition(SandboxState::Provisioning, None) {
         out.error = Some(e);
@@ -484,8 +494,9 @@ fn export<P: Provider>(
         user_changes_message: "warren: your uncommitted changes at the start of the run".into(),
         agent_author: ("OpenCode via warren".into(), "warren@localhost".into()),
     };
-    let report = warren_sync::export_branch(ctx.repo, sync, &ctx.dirs.workspace, &changes, &request)
-        .map_err(|e| e.to_error_info())?;
+    let report =
+        warren_sync::export_branch(ctx.repo, sync, &ctx.dirs.workspace, &changes, &request)
+            .map_err(|e| e.to_error_info())?;
     // The agent's own changes, not the user's uncommitted ones that ride along on the branch.
     let files = changes.len() as u64;
     let _ = rec.store.set_export(&rec.id, &report.branch, files);
@@ -503,11 +514,15 @@ fn agent_commit_message(prompt: &str) -> String {
     if first_line.chars().count() > 60 {
         subject.push('…');
     }
-    format!("warren: {subject}\n\nChanges made by an OpenCode agent in a warren sandbox.\n\nPrompt:\n{prompt}\n")
+    format!(
+        "warren: {subject}\n\nChanges made by an OpenCode agent in a warren sandbox.\n\nPrompt:\n{prompt}\n"
+    )
 }
 
 /// Resolves when the gateway reports something the run cannot recover from.
-async fn fatal_notice(mut notices: tokio::sync::mpsc::UnboundedReceiver<GatewayNotice>) -> ErrorInfo {
+async fn fatal_notice(
+    mut notices: tokio::sync::mpsc::UnboundedReceiver<GatewayNotice>,
+) -> ErrorInfo {
     while let Some(notice) = notices.recv().await {
         match notice {
             GatewayNotice::UpstreamUnreachable { url, error } => {

@@ -42,13 +42,22 @@ fn locate_opencode(configured: Option<&Path>) -> Result<PathBuf, ErrorInfo> {
         ))
     };
     let Some(path) = found else {
-        return Err(missing("OpenCode (opencode) is not installed or not on PATH".into()));
+        return Err(missing(
+            "OpenCode (opencode) is not installed or not on PATH".into(),
+        ));
     };
     // npm installs `opencode` as a symlink to the real binary; the sandbox needs the real file.
-    let real = std::fs::canonicalize(&path)
-        .map_err(|e| missing(format!("OpenCode binary {} is not usable: {e}", path.display())))?;
+    let real = std::fs::canonicalize(&path).map_err(|e| {
+        missing(format!(
+            "OpenCode binary {} is not usable: {e}",
+            path.display()
+        ))
+    })?;
     if !real.is_file() {
-        return Err(missing(format!("OpenCode binary {} is not a file", real.display())));
+        return Err(missing(format!(
+            "OpenCode binary {} is not a file",
+            real.display()
+        )));
     }
     Ok(real)
 }

@@ -30,11 +30,22 @@ fn s(p: &Path) -> String {
 }
 
 impl BwrapCommand {
-    pub fn for_spec(program: &Path, spec: &SandboxSpec, roots: &[RootEntry], masks: &[Mask]) -> Self {
+    pub fn for_spec(
+        program: &Path,
+        spec: &SandboxSpec,
+        roots: &[RootEntry],
+        masks: &[Mask],
+    ) -> Self {
         let mut a: Vec<String> = Vec::new();
         let mut push = |parts: &[&str]| a.extend(parts.iter().map(|p| p.to_string()));
         // Every namespace bwrap supports, the network one included: only loopback inside.
-        push(&["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"]);
+        push(&[
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+        ]);
         push(&["--cap-drop", "ALL"]);
         for root in roots {
             match root {
@@ -48,7 +59,9 @@ impl BwrapCommand {
                 Mask::Dir(dir) => push(&["--tmpfs", &s(dir)]),
             }
         }
-        push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]);
+        push(&[
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+        ]);
         push(&["--dir", "/home"]);
         push(&["--bind", &s(&spec.workspace), SANDBOX_WORKSPACE]);
         push(&["--bind", &s(&spec.home), SANDBOX_HOME]);
@@ -94,7 +107,10 @@ pub fn kill_if_ours(pid: u32, program: &Path) {
         _ => false,
     };
     if ours {
-        if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+        if let Some(pid) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     }

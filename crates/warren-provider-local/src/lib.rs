@@ -17,7 +17,12 @@ use warren_provider::{
 pub use bwrap::{BwrapCommand, find_bwrap};
 
 /// Host files that must never be readable inside a sandbox even though /etc is bound read-only.
-const MASKED_FILES: &[&str] = &["/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-"];
+const MASKED_FILES: &[&str] = &[
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/shadow-",
+    "/etc/gshadow-",
+];
 const MASKED_DIRS: &[&str] = &["/etc/ssh", "/etc/sudoers.d", "/etc/ssl/private"];
 
 #[derive(Debug, Clone)]
@@ -65,7 +70,10 @@ impl Provider for LocalProvider {
         }
     }
 
-    async fn create(&self, spec: &SandboxSpec) -> Result<(LocalSandbox, CreateTimings), ProviderError> {
+    async fn create(
+        &self,
+        spec: &SandboxSpec,
+    ) -> Result<(LocalSandbox, CreateTimings), ProviderError> {
         let started = Instant::now();
         let bwrap = self.bwrap.clone().ok_or_else(missing_bwrap)?;
         for dir in [&spec.workspace, &spec.home, &spec.run_dir] {
@@ -140,7 +148,9 @@ impl Sandbox for LocalSandbox {
 /// The host's system directories, bound read-only; merged-/usr symlinks are recreated as symlinks.
 fn host_root_binds() -> Vec<RootEntry> {
     let mut out = Vec::new();
-    for dir in ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"] {
+    for dir in [
+        "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
+    ] {
         let path = Path::new(dir);
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_symlink() => {

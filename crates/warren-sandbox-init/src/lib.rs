@@ -58,7 +58,11 @@ fn parse_args(args: &[String]) -> Result<(Relays, Vec<String>), String> {
                 relays.push((port, socket.to_owned()));
             }
             "--" => return Ok((relays, iter.cloned().collect())),
-            other => return Err(format!("unexpected argument {other:?}; usage: --relay PORT=SOCKET -- COMMAND")),
+            other => {
+                return Err(format!(
+                    "unexpected argument {other:?}; usage: --relay PORT=SOCKET -- COMMAND"
+                ));
+            }
         }
     }
     Err("missing '--' before the command".to_owned())
@@ -83,9 +87,14 @@ mod tests {
 
     #[test]
     fn parses_relays_and_command() {
-        let (relays, cmd) =
-            parse_args(&strings(&["--relay", "4000=/run/warren/gw.sock", "--", "opencode", "run"]))
-                .unwrap_or_else(|e| panic!("{e}"));
+        let (relays, cmd) = parse_args(&strings(&[
+            "--relay",
+            "4000=/run/warren/gw.sock",
+            "--",
+            "opencode",
+            "run",
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(relays, vec![(4000, "/run/warren/gw.sock".to_owned())]);
         assert_eq!(cmd, strings(&["opencode", "run"]));
     }

@@ -30,20 +30,21 @@ fn relay_one(tcp: TcpStream, socket: &PathBuf) {
     let unix = match UnixStream::connect(socket) {
         Ok(u) => u,
         Err(e) => {
-            eprintln!("warren-sandbox-init: gateway socket {}: {e}", socket.display());
+            eprintln!(
+                "warren-sandbox-init: gateway socket {}: {e}",
+                socket.display()
+            );
             return;
         }
     };
     let (Ok(tcp_read), Ok(unix_write)) = (tcp.try_clone(), unix.try_clone()) else {
         return;
     };
-    let upstream = thread::Builder::new()
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            copy(tcp_read, unix_write, |u| {
-                let _ = u.shutdown(Shutdown::Write);
-            })
-        });
+    let upstream = thread::Builder::new().stack_size(64 * 1024).spawn(move || {
+        copy(tcp_read, unix_write, |u| {
+            let _ = u.shutdown(Shutdown::Write);
+        })
+    });
     copy(unix, tcp, |t| {
         let _ = t.shutdown(Shutdown::Write);
     });

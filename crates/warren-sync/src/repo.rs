@@ -94,7 +94,11 @@ pub(crate) fn resolve_commit(root: &Path, rev: &str, step: &str) -> Result<Optio
 
 /// Whether the branch `name` (e.g. `warren/fix-login`) exists, so a run can refuse before it starts.
 pub fn branch_exists(repo: &RepoInfo, name: &str) -> Result<bool> {
-    ref_exists(&repo.root, &format!("refs/heads/{name}"), "checking whether the branch exists")
+    ref_exists(
+        &repo.root,
+        &format!("refs/heads/{name}"),
+        "checking whether the branch exists",
+    )
 }
 
 /// Whether a fully spelled ref (`refs/heads/x`) exists.

@@ -10,7 +10,11 @@ use super::harness::{Fixture, bash_turn, json_lines, scenario, stderr, stdout, t
 
 fn only_error(out: &std::process::Output) -> Value {
     let lines = json_lines(out);
-    assert_eq!(lines.len(), 1, "with --json stdout carries the error and nothing else: {lines:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "with --json stdout carries the error and nothing else: {lines:?}"
+    );
     lines[0]["error"].clone()
 }
 
@@ -19,63 +23,121 @@ async fn not_a_git_repo_is_a_user_error_naming_the_path() {
     let fx = Fixture::new("{}").await;
     let plain = fx.dir.path().join("plain-dir");
     std::fs::create_dir_all(&plain).unwrap();
-    let out = fx.warren(&["run", "--repo", plain.to_str().unwrap(), "--json", "x"]).await;
+    let out = fx
+        .warren(&["run", "--repo", plain.to_str().unwrap(), "--json", "x"])
+        .await;
     assert_eq!(out.status.code(), Some(2));
     let error = only_error(&out);
     assert_eq!(error["reason_code"], "not_a_git_repo");
     assert_eq!(error["retryable"], false);
-    assert!(error["message"].as_str().unwrap().contains("plain-dir"), "{error}");
-    assert!(error["hint"].as_str().unwrap().contains("git init"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("plain-dir"),
+        "{error}"
+    );
+    assert!(
+        error["hint"].as_str().unwrap().contains("git init"),
+        "{error}"
+    );
 
-    let human = fx.warren(&["run", "--repo", plain.to_str().unwrap(), "x"]).await;
+    let human = fx
+        .warren(&["run", "--repo", plain.to_str().unwrap(), "x"])
+        .await;
     assert_eq!(human.status.code(), Some(2));
     assert!(stdout(&human).is_empty(), "errors go to stderr");
-    assert!(stderr(&human).contains("not_a_git_repo"), "{}", stderr(&human));
+    assert!(
+        stderr(&human).contains("not_a_git_repo"),
+        "{}",
+        stderr(&human)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_opencode_says_how_to_install_it() {
     let fx = Fixture::new("{}").await;
     let out = fx
-        .warren_with(&["run", "--repo", fx.repo.to_str().unwrap(), "--json", "x"], |cmd| {
-            cmd.env("WARREN_OPENCODE", "/nonexistent/opencode");
-        })
+        .warren_with(
+            &["run", "--repo", fx.repo.to_str().unwrap(), "--json", "x"],
+            |cmd| {
+                cmd.env("WARREN_OPENCODE", "/nonexistent/opencode");
+            },
+        )
         .await;
     assert_eq!(out.status.code(), Some(2));
     let error = only_error(&out);
     assert_eq!(error["reason_code"], "missing_dependency");
-    assert!(error["message"].as_str().unwrap().contains("/nonexistent/opencode"), "{error}");
-    assert!(error["hint"].as_str().unwrap().contains("npm install -g opencode-ai@"), "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/opencode"),
+        "{error}"
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains("npm install -g opencode-ai@"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_bubblewrap_says_how_to_install_it() {
     let fx = Fixture::new("{}").await;
     let out = fx
-        .warren_with(&["run", "--repo", fx.repo.to_str().unwrap(), "--json", "x"], |cmd| {
-            cmd.env("WARREN_BWRAP", "/nonexistent/bwrap");
-        })
+        .warren_with(
+            &["run", "--repo", fx.repo.to_str().unwrap(), "--json", "x"],
+            |cmd| {
+                cmd.env("WARREN_BWRAP", "/nonexistent/bwrap");
+            },
+        )
         .await;
     assert_eq!(out.status.code(), Some(2));
     let error = only_error(&out);
     assert_eq!(error["reason_code"], "missing_dependency");
-    assert!(error["message"].as_str().unwrap().contains("bubblewrap"), "{error}");
-    assert!(error["hint"].as_str().unwrap().contains("apt-get install bubblewrap"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("bubblewrap"),
+        "{error}"
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains("apt-get install bubblewrap"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_endpoint_fails_fast_with_a_network_error() {
     let fx = Fixture::new("{}").await;
     // A port that was just free: nothing listens there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     fx.write_config(&format!("http://127.0.0.1:{closed}/v1"));
-    let out = fx.warren(&["run", "--repo", fx.repo.to_str().unwrap(), "--json", "x"]).await;
-    assert_eq!(out.status.code(), Some(3), "retryable class: {}", stderr(&out));
+    let out = fx
+        .warren(&["run", "--repo", fx.repo.to_str().unwrap(), "--json", "x"])
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "retryable class: {}",
+        stderr(&out)
+    );
     let error = only_error(&out);
     assert_eq!(error["reason_code"], "model_unreachable");
     assert_eq!(error["retryable"], true);
-    assert!(error["hint"].as_str().unwrap().contains("is it running?"), "{error}");
-    assert!(!fx.data.join("sandboxes").exists(), "nothing is created for a run that cannot work");
+    assert!(
+        error["hint"].as_str().unwrap().contains("is it running?"),
+        "{error}"
+    );
+    assert!(
+        !fx.data.join("sandboxes").exists(),
+        "nothing is created for a run that cannot work"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -85,8 +147,16 @@ async fn an_endpoint_that_dies_mid_run_fails_the_run_without_waiting_for_opencod
         text_turn("never reached"),
     ]))
     .await;
-    let mut child = fx
-        .command(&["run", "--repo", fx.repo.to_str().unwrap(), "--name", "dies", "--json", "work"])
+    let child = fx
+        .command(&[
+            "run",
+            "--repo",
+            fx.repo.to_str().unwrap(),
+            "--name",
+            "dies",
+            "--json",
+            "work",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -95,7 +165,10 @@ async fn an_endpoint_that_dies_mid_run_fails_the_run_without_waiting_for_opencod
     let model = fx.model.take().unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while model.requests().iter().all(|r| !r.has_tools) {
-        assert!(tokio::time::Instant::now() < deadline, "the agent never called the model");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never called the model"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     model.shutdown().await;
@@ -108,7 +181,10 @@ async fn an_endpoint_that_dies_mid_run_fails_the_run_without_waiting_for_opencod
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let lines = json_lines(&out);
     let summary = &lines.last().unwrap()["summary"];
-    assert_eq!(summary["error"]["reason_code"], "model_unreachable", "{summary}");
+    assert_eq!(
+        summary["error"]["reason_code"], "model_unreachable",
+        "{summary}"
+    );
     // The work done before the failure is not lost: it is on the branch.
     assert_eq!(summary["branch"], "warren/dies", "{summary}");
     let content = super::harness::git(&fx.repo, &["show", "warren/dies:progress.txt"]);
@@ -119,13 +195,26 @@ async fn an_endpoint_that_dies_mid_run_fails_the_run_without_waiting_for_opencod
 async fn a_bad_name_and_an_empty_prompt_are_rejected_before_anything_runs() {
     let fx = Fixture::new("{}").await;
     let out = fx
-        .warren(&["run", "--repo", fx.repo.to_str().unwrap(), "--name", "../evil", "--json", "x"])
+        .warren(&[
+            "run",
+            "--repo",
+            fx.repo.to_str().unwrap(),
+            "--name",
+            "../evil",
+            "--json",
+            "x",
+        ])
         .await;
     assert_eq!(out.status.code(), Some(2));
     let error = only_error(&out);
     assert_eq!(error["reason_code"], "invalid_argument");
-    assert!(error["message"].as_str().unwrap().contains("../evil"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("../evil"),
+        "{error}"
+    );
 
-    let out = fx.warren(&["run", "--repo", fx.repo.to_str().unwrap(), "--json", "  "]).await;
+    let out = fx
+        .warren(&["run", "--repo", fx.repo.to_str().unwrap(), "--json", "  "])
+        .await;
     assert_eq!(only_error(&out)["reason_code"], "invalid_argument");
 }

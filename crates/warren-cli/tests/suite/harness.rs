@@ -14,7 +14,8 @@ pub fn opencode() -> PathBuf {
     if let Some(p) = std::env::var_os("WARREN_OPENCODE") {
         return PathBuf::from(p);
     }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/opencode/node_modules/.bin/opencode");
+    let local = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.tools/opencode/node_modules/.bin/opencode");
     assert!(
         local.exists(),
         "OpenCode is not installed: run `make tools` (or set WARREN_OPENCODE) before `cargo test`"
@@ -33,7 +34,11 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "test@example.com")
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -78,7 +83,10 @@ impl Fixture {
     }
 
     pub fn model_url(&self) -> String {
-        self.model.as_ref().map(ServerHandle::base_url).unwrap_or_default()
+        self.model
+            .as_ref()
+            .map(ServerHandle::base_url)
+            .unwrap_or_default()
     }
 
     pub fn write_config(&self, base_url: &str) {
@@ -101,7 +109,10 @@ impl Fixture {
             .env("WARREN_CONFIG", &self.config)
             .env("WARREN_DATA_DIR", &self.data)
             .env("WARREN_OPENCODE", opencode())
-            .env("WARREN_SANDBOX_INIT", env!("CARGO_BIN_EXE_warren-sandbox-init"))
+            .env(
+                "WARREN_SANDBOX_INIT",
+                env!("CARGO_BIN_EXE_warren-sandbox-init"),
+            )
             .env("GIT_AUTHOR_NAME", "Test User")
             .env("GIT_AUTHOR_EMAIL", "test@example.com")
             .env("GIT_COMMITTER_NAME", "Test User")
@@ -116,7 +127,11 @@ impl Fixture {
         self.warren_with(args, |_| {}).await
     }
 
-    pub async fn warren_with(&self, args: &[&str], tweak: impl FnOnce(&mut tokio::process::Command)) -> Output {
+    pub async fn warren_with(
+        &self,
+        args: &[&str],
+        tweak: impl FnOnce(&mut tokio::process::Command),
+    ) -> Output {
         let mut cmd = self.command(args);
         tweak(&mut cmd);
         tokio::time::timeout(Duration::from_secs(120), cmd.output())
@@ -159,11 +174,17 @@ pub fn snapshot(root: &Path, skip: &[&str]) -> BTreeMap<PathBuf, (Vec<u8>, u32)>
             let meta = std::fs::symlink_metadata(&path).unwrap();
             if meta.file_type().is_symlink() {
                 let target = std::fs::read_link(&path).unwrap();
-                out.insert(rel, (target.into_os_string().into_encoded_bytes(), 0o120000));
+                out.insert(
+                    rel,
+                    (target.into_os_string().into_encoded_bytes(), 0o120000),
+                );
             } else if meta.is_dir() {
                 stack.push(path);
             } else {
-                out.insert(rel, (std::fs::read(&path).unwrap(), meta.permissions().mode()));
+                out.insert(
+                    rel,
+                    (std::fs::read(&path).unwrap(), meta.permissions().mode()),
+                );
             }
         }
     }

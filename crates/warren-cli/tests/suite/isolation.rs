@@ -11,7 +11,9 @@ use super::harness::{Fixture, bash_turn, json_lines, scenario, stderr, text_turn
 
 /// Runs `attempt` in the sandbox and prints ESCAPED if it worked, BLOCKED if it failed.
 fn probe(label: &str, attempt: &str) -> Value {
-    bash_turn(&format!("if {attempt}; then echo \"{label}: ESCAPED\"; else echo \"{label}: BLOCKED\"; fi"))
+    bash_turn(&format!(
+        "if {attempt}; then echo \"{label}: ESCAPED\"; else echo \"{label}: BLOCKED\"; fi"
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -46,29 +48,61 @@ async fn writes_outside_reads_of_host_home_and_host_connections_all_fail() {
     let secret = host_home.join("secret.txt").display().to_string();
     let outside_dir = outside.display().to_string();
     let turns = vec![
-        probe("write-user-checkout", &format!("echo x > '{repo}/escaped.txt'")),
-        probe("write-outside-dir", &format!("echo x > '{outside_dir}/escaped.txt'")),
+        probe(
+            "write-user-checkout",
+            &format!("echo x > '{repo}/escaped.txt'"),
+        ),
+        probe(
+            "write-outside-dir",
+            &format!("echo x > '{outside_dir}/escaped.txt'"),
+        ),
         probe("write-usr", "echo x > /usr/escaped.txt"),
         probe("write-etc", "echo x > /etc/escaped.txt"),
         probe("read-host-home", &format!("cat '{secret}'")),
-        probe("read-root-home", "ls /root/ >/dev/null 2>&1 && test -n \"$(ls -A /root 2>/dev/null)\""),
+        probe(
+            "read-root-home",
+            "ls /root/ >/dev/null 2>&1 && test -n \"$(ls -A /root 2>/dev/null)\"",
+        ),
         probe("read-shadow", "grep -q root /etc/shadow"),
-        probe("tcp-host-service", &format!("timeout 5 bash -c 'echo hi > /dev/tcp/127.0.0.1/{host_port}'")),
-        probe("tcp-model-direct", &format!("timeout 5 bash -c 'echo hi > /dev/tcp/127.0.0.1/{model_port}'")),
+        probe(
+            "tcp-host-service",
+            &format!("timeout 5 bash -c 'echo hi > /dev/tcp/127.0.0.1/{host_port}'"),
+        ),
+        probe(
+            "tcp-model-direct",
+            &format!("timeout 5 bash -c 'echo hi > /dev/tcp/127.0.0.1/{model_port}'"),
+        ),
         text_turn("Tried everything."),
     ];
     // Restart the model with the probing scenario on a fresh port.
     fx.model.take().unwrap().shutdown().await;
     let script = warren_model_script::Scenario::from_json_str(&scenario(turns)).unwrap();
-    fx.model = Some(warren_model_script::start(script, "127.0.0.1:0".parse().unwrap()).await.unwrap());
+    fx.model = Some(
+        warren_model_script::start(script, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap(),
+    );
     fx.write_config(&fx.model_url());
 
     let out = fx
-        .warren(&["run", "--repo", &repo, "--name", "escape", "--json", "try to escape"])
+        .warren(&[
+            "run",
+            "--repo",
+            &repo,
+            "--name",
+            "escape",
+            "--json",
+            "try to escape",
+        ])
         .await;
     stop.store(true, Ordering::Relaxed);
     acceptor.join().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        super::harness::stdout(&out),
+        stderr(&out)
+    );
 
     let outputs: Vec<String> = json_lines(&out)
         .iter()
@@ -87,16 +121,26 @@ async fn writes_outside_reads_of_host_home_and_host_connections_all_fail() {
         "tcp-host-service",
         "tcp-model-direct",
     ] {
-        assert!(all.contains(&format!("{label}: BLOCKED")), "{label} was not blocked:\n{all}");
+        assert!(
+            all.contains(&format!("{label}: BLOCKED")),
+            "{label} was not blocked:\n{all}"
+        );
     }
     assert!(!all.contains("ESCAPED"), "{all}");
-    assert!(!all.contains("TOP-SECRET-VALUE"), "host secret leaked:\n{all}");
+    assert!(
+        !all.contains("TOP-SECRET-VALUE"),
+        "host secret leaked:\n{all}"
+    );
     // The host is unchanged.
     assert!(!fx.repo.join("escaped.txt").exists());
     assert!(!outside.join("escaped.txt").exists());
     assert!(!std::path::Path::new("/usr/escaped.txt").exists());
     assert!(!std::path::Path::new("/etc/escaped.txt").exists());
-    assert_eq!(accepted.load(Ordering::SeqCst), 0, "the sandbox reached a host port");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "the sandbox reached a host port"
+    );
     // Only model API calls reached the model, and only through the gateway.
     let requests = fx.model.as_ref().unwrap().requests();
     assert!(!requests.is_empty());

@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
-use super::harness::{Fixture, bash_turn, git, json_lines, scenario, snapshot, stderr, stdout, text_turn};
+use super::harness::{
+    Fixture, bash_turn, git, json_lines, scenario, snapshot, stderr, stdout, text_turn,
+};
 
 fn write_turn(path: &str, content: &str) -> Value {
     json!({ "tool_calls": [{ "name": "write", "arguments": { "filePath": path, "content": content } }] })
@@ -39,10 +41,13 @@ async fn fixture_with_user_state() -> Fixture {
 }
 
 fn name_status(repo: &std::path::Path, rev: &str) -> Vec<String> {
-    git(repo, &["diff-tree", "--no-commit-id", "-r", "--name-status", rev])
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    git(
+        repo,
+        &["diff-tree", "--no-commit-id", "-r", "--name-status", rev],
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -54,40 +59,105 @@ async fn the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouch
     let index_before = std::fs::read(repo.join(".git/index")).unwrap();
 
     let out = fx
-        .warren(&["run", "--repo", repo.to_str().unwrap(), "--name", "fix-login", "make the change"])
+        .warren(&[
+            "run",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--name",
+            "fix-login",
+            "make the change",
+        ])
         .await;
-    assert!(out.status.success(), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let human = stderr(&out);
     assert!(human.contains("write"), "tool calls are streamed: {human}");
-    assert!(stdout(&out).contains("branch:   warren/fix-login (4 files changed)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("branch:   warren/fix-login (4 files changed)"),
+        "{}",
+        stdout(&out)
+    );
 
     // History: HEAD → the user's uncommitted changes → exactly the agent's changes.
     let commits = git(&repo, &["rev-list", "--reverse", "main..warren/fix-login"]);
     let commits: Vec<&str> = commits.lines().collect();
-    assert_eq!(commits.len(), 2, "expected a user-changes commit and an agent commit");
-    assert_eq!(git(&repo, &["rev-parse", "warren/fix-login~2"]), head_before);
-    assert_eq!(name_status(&repo, commits[0]), vec!["A\tnotes.txt", "M\tREADME.md"]);
+    assert_eq!(
+        commits.len(),
+        2,
+        "expected a user-changes commit and an agent commit"
+    );
+    assert_eq!(
+        git(&repo, &["rev-parse", "warren/fix-login~2"]),
+        head_before
+    );
+    let mut user = name_status(&repo, commits[0]);
+    user.sort();
+    assert_eq!(user, vec!["A\tnotes.txt", "M\tREADME.md"]);
     let mut agent = name_status(&repo, commits[1]);
     agent.sort();
-    assert_eq!(agent, vec!["A\tsrc/new file.txt", "D\tobsolete.txt", "M\tsrc/app.py", "M\ttool.sh"]);
-    assert_eq!(git(&repo, &["show", "warren/fix-login:src/app.py"]), "def f():\n    return 2\n");
-    assert_eq!(git(&repo, &["show", "warren/fix-login:src/new file.txt"]), "created by the agent\n");
+    assert_eq!(
+        agent,
+        vec![
+            "A\tsrc/new file.txt",
+            "D\tobsolete.txt",
+            "M\tsrc/app.py",
+            "M\ttool.sh"
+        ]
+    );
+    assert_eq!(
+        git(&repo, &["show", "warren/fix-login:src/app.py"]),
+        "def f():\n    return 2\n"
+    );
+    assert_eq!(
+        git(&repo, &["show", "warren/fix-login:src/new file.txt"]),
+        "created by the agent\n"
+    );
     let tree = git(&repo, &["ls-tree", "-r", "warren/fix-login"]);
-    assert!(tree.lines().any(|l| l.starts_with("100755") && l.ends_with("\ttool.sh")), "{tree}");
-    assert!(!tree.contains("debug.log"), "an ignored file was exported: {tree}");
+    assert!(
+        tree.lines()
+            .any(|l| l.starts_with("100755") && l.ends_with("\ttool.sh")),
+        "{tree}"
+    );
+    assert!(
+        !tree.contains("debug.log"),
+        "an ignored file was exported: {tree}"
+    );
     let blob = std::process::Command::new("git")
-        .args(["-C", repo.to_str().unwrap(), "cat-file", "blob", "warren/fix-login:blob.bin"])
+        .args([
+            "-C",
+            repo.to_str().unwrap(),
+            "cat-file",
+            "blob",
+            "warren/fix-login:blob.bin",
+        ])
         .output()
         .unwrap()
         .stdout;
-    assert_eq!(blob, (0u8..=255).collect::<Vec<u8>>(), "binary file changed on the way");
+    assert_eq!(
+        blob,
+        (0u8..=255).collect::<Vec<u8>>(),
+        "binary file changed on the way"
+    );
     git(&repo, &["fsck", "--strict", "--no-progress"]);
 
     // The user's checkout: files, index, HEAD, branch: byte for byte the same.
-    assert_eq!(snapshot(&repo, &[".git/objects", ".git/refs", ".git/logs"]), before);
-    assert_eq!(std::fs::read(repo.join(".git/index")).unwrap(), index_before);
+    assert_eq!(
+        snapshot(&repo, &[".git/objects", ".git/refs", ".git/logs"]),
+        before
+    );
+    assert_eq!(
+        std::fs::read(repo.join(".git/index")).unwrap(),
+        index_before
+    );
     assert_eq!(git(&repo, &["rev-parse", "HEAD"]), head_before);
-    assert_eq!(git(&repo, &["symbolic-ref", "HEAD"]).trim(), "refs/heads/main");
+    assert_eq!(
+        git(&repo, &["symbolic-ref", "HEAD"]).trim(),
+        "refs/heads/main"
+    );
     assert_eq!(git(&repo, &["stash", "list"]), "");
 
     // The record stays: destroyed, with its branch and token counts.
@@ -98,17 +168,31 @@ async fn the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouch
     assert_eq!(sandbox["state"], "destroyed");
     assert_eq!(sandbox["branch"], "warren/fix-login");
     assert!(sandbox["usage"]["input"].as_u64().unwrap() > 0, "{sandbox}");
-    assert!(sandbox["session_id"].as_str().unwrap().starts_with("ses_"), "{sandbox}");
+    assert!(
+        sandbox["session_id"].as_str().unwrap().starts_with("ses_"),
+        "{sandbox}"
+    );
 
     // Running again with the same name must not overwrite the branch.
     let again = fx
-        .warren(&["run", "--repo", repo.to_str().unwrap(), "--name", "fix-login", "--json", "again"])
+        .warren(&[
+            "run",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--name",
+            "fix-login",
+            "--json",
+            "again",
+        ])
         .await;
     assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
     let lines = json_lines(&again);
     assert_eq!(lines.len(), 1, "only the error on stdout: {lines:?}");
     assert_eq!(lines[0]["error"]["reason_code"], "branch_exists");
-    assert_eq!(git(&repo, &["rev-parse", "warren/fix-login"]).trim(), commits[1]);
+    assert_eq!(
+        git(&repo, &["rev-parse", "warren/fix-login"]).trim(),
+        commits[1]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,7 +203,15 @@ async fn json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary() 
     ]))
     .await;
     let out = fx
-        .warren(&["run", "--repo", fx.repo.to_str().unwrap(), "--name", "json-run", "--json", "say hello"])
+        .warren(&[
+            "run",
+            "--repo",
+            fx.repo.to_str().unwrap(),
+            "--name",
+            "json-run",
+            "--json",
+            "say hello",
+        ])
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let lines = json_lines(&out);
@@ -127,9 +219,21 @@ async fn json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary() 
     assert_eq!(summary["summary"]["branch"], "warren/json-run");
     assert_eq!(summary["summary"]["success"], true);
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gapless, ordered seq");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gapless, ordered seq"
+    );
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    for kind in ["synced_in", "step_start", "tool_use", "text", "step_finish", "exported", "finished"] {
+    for kind in [
+        "synced_in",
+        "step_start",
+        "tool_use",
+        "text",
+        "step_finish",
+        "exported",
+        "finished",
+    ] {
         assert!(kinds.contains(&kind), "missing {kind} in {kinds:?}");
     }
     let tool = events.iter().find(|e| e["type"] == "tool_use").unwrap();
@@ -137,7 +241,10 @@ async fn json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary() 
     assert_eq!(tool["status"], "completed");
     // The model saw the gateway's injected credential, never a real one from the sandbox.
     let requests = fx.model.as_ref().unwrap().requests();
-    assert!(requests.iter().all(|r| r.authorization.is_none()), "no key configured, none sent");
+    assert!(
+        requests.iter().all(|r| r.authorization.is_none()),
+        "no key configured, none sent"
+    );
 
     // `logs` replays the same events from the store.
     let logs = fx.warren(&["logs", "json-run", "--json"]).await;
@@ -153,9 +260,20 @@ async fn the_sandbox_is_gone_after_the_run() {
     ]))
     .await;
     let out = fx
-        .warren(&["run", "--repo", fx.repo.to_str().unwrap(), "--name", "gone", "leave something running"])
+        .warren(&[
+            "run",
+            "--repo",
+            fx.repo.to_str().unwrap(),
+            "--name",
+            "gone",
+            "leave something running",
+        ])
         .await;
-    assert!(out.status.success() || out.status.code() == Some(3), "{}", stderr(&out));
+    assert!(
+        out.status.success() || out.status.code() == Some(3),
+        "{}",
+        stderr(&out)
+    );
     let data = fx.data.to_string_lossy().into_owned();
 
     // No process: nothing on the machine has the sandbox's directories in its command line or cwd.
@@ -166,8 +284,14 @@ async fn the_sandbox_is_gone_after_the_run() {
         }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        assert!(!cmdline.contains(&data), "process {pid} survived: {cmdline}");
-        assert!(!cmdline.contains("sleep 300"), "the agent's background process survived: {pid}");
+        assert!(
+            !cmdline.contains(&data),
+            "process {pid} survived: {cmdline}"
+        );
+        assert!(
+            !cmdline.contains("sleep 300"),
+            "the agent's background process survived: {pid}"
+        );
     }
     // No mount.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -176,7 +300,10 @@ async fn the_sandbox_is_gone_after_the_run() {
     let leftovers: Vec<_> = std::fs::read_dir(fx.data.join("sandboxes"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
-    assert!(leftovers.is_empty(), "leftover sandbox directories: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "leftover sandbox directories: {leftovers:?}"
+    );
     assert!(fx.data.join("warren.db").is_file());
     let list = fx.warren(&["list", "--all", "--json"]).await;
     let listed: Value = serde_json::from_str(&stdout(&list)).unwrap();
