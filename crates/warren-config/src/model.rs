@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub model: ModelSection,
@@ -15,19 +15,6 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     pub sync: SyncConfig,
     pub opencode: OpencodeConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            model: ModelSection::default(),
-            model_providers: BTreeMap::new(),
-            sandbox: SandboxConfig::default(),
-            timeouts: TimeoutsConfig::default(),
-            sync: SyncConfig::default(),
-            opencode: OpencodeConfig::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -432,11 +432,9 @@ async fn provision_and_run<P: Provider>(
     let mut session_recorded = false;
     let (store, id) = (rec.store, rec.id.clone());
     let agent = supervise(child, limits, fatal_notice(notices), |event| {
-        if !session_recorded {
-            if let AgentEvent::StepStart { session_id } = &event {
-                let _ = store.set_session_id(&id, session_id);
-                session_recorded = true;
-            }
+        if let (false, AgentEvent::StepStart { session_id }) = (session_recorded, &event) {
+            let _ = store.set_session_id(&id, session_id);
+            session_recorded = true;
         }
         if let AgentEvent::StepFinish { usage, .. } = &event {
             let _ = store.add_usage(&id, usage);

@@ -106,12 +106,10 @@ pub fn kill_if_ours(pid: u32, program: &Path) {
         (Ok(exe), Ok(program)) => exe == program,
         _ => false,
     };
-    if ours {
-        if let Some(pid) = i32::try_from(pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    if let (true, Some(pid)) = (ours, pid) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
