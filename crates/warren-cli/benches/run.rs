@@ -1,0 +1,236 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `cargo bench -p warren-cli --bench run` (or `make bench`): the local provider's figures for
+//! issue 2, each next to a baseline measured in the same run.
+//!
+//! - sandbox create → ready: `LocalProvider::create` plus a first process (warren's init running
+//!   `/bin/true`) alive and done inside the sandbox, against a bare `bwrap --ro-bind / / true`.
+//! - share of a one-shot run's wall time spent outside OpenCode: `(total - agent) / total` of real
+//!   `warren run` invocations against the scripted model.
+//! - warren's own resident memory per running sandbox (gateway + supervision; OpenCode excluded):
+//!   the peak VmRSS of the `warren` process, next to the peak RSS of the OpenCode process tree.
+//!
+//! Environment: `WARREN_BENCH_RUNS` (one-shot runs, default 5), `WARREN_BENCH_READY` (ready
+//! iterations, default 30), `WARREN_OPENCODE` (default `.tools/`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use warren_provider::{ExecSpec, Provider, Sandbox, SandboxSpec, ToolMount};
+use warren_provider_local::LocalProvider;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn p50(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
+        .env("GIT_COMMITTER_NAME", "bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+fn opencode() -> PathBuf {
+    std::env::var_os("WARREN_OPENCODE").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/opencode/node_modules/.bin/opencode")
+    })
+}
+
+/// KiB of resident memory of `pid`, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let path = task.path().join("children");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+fn tree_rss_kib(pid: u32) -> u64 {
+    let mut total = 0;
+    let mut stack = children(pid);
+    while let Some(p) = stack.pop() {
+        total += rss_kib(p);
+        stack.extend(children(p));
+    }
+    total
+}
+
+fn ready_bench(iterations: usize) -> (f64, f64) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::new();
+    provider.preflight().expect("bubblewrap is needed for the benchmark");
+    let init = PathBuf::from(env!("CARGO_BIN_EXE_warren-sandbox-init"));
+    let mut warren_ms = Vec::new();
+    let mut bare_ms = Vec::new();
+    for i in 0..iterations {
+        let root = dir.path().join(i.to_string());
+        let spec = SandboxSpec {
+            id: warren_domain::SandboxId::new(),
+            name: warren_domain::SandboxName::parse("bench").unwrap(),
+            workspace: root.join("workspace"),
+            home: root.join("home"),
+            run_dir: root.join("run"),
+            tools: vec![ToolMount {
+                host_path: init.clone(),
+                sandbox_path: "/run/warren-tools/warren-sandbox-init".into(),
+            }],
+        };
+        for d in [&spec.workspace, &spec.home, &spec.run_dir] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let exec = ExecSpec {
+            argv: vec!["/run/warren-tools/warren-sandbox-init".into(), "--".into(), "/bin/true".into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: "/workspace".into(),
+        };
+        let started = Instant::now();
+        rt.block_on(async {
+            let (sandbox, _) = provider.create(&spec).await.unwrap();
+            let mut child = sandbox.exec(&exec).unwrap();
+            let status = child.child.wait().await.unwrap();
+            assert!(status.success(), "sandboxed /bin/true failed");
+            sandbox.destroy().await.unwrap();
+        });
+        warren_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+
+        let started = Instant::now();
+        let status = Command::new("bwrap")
+            .args(["--unshare-all", "--unshare-user", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "/bin/true"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        bare_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    (p50(warren_ms), p50(bare_ms))
+}
+
+struct RunFigures {
+    total_ms: f64,
+    agent_ms: f64,
+    outside_share: f64,
+    warren_peak_kib: u64,
+    opencode_peak_kib: u64,
+    phases: serde_json::Value,
+}
+
+fn one_shot(i: usize, work: &Path) -> RunFigures {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let scenario = serde_json::json!({
+        "turns": [
+            { "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/out.txt", "content": format!("run {i}\n") } }] },
+            { "text": "done" }
+        ]
+    });
+    let server = rt.block_on(warren_model_script::start(
+        warren_model_script::Scenario::from_json_str(&scenario.to_string()).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .unwrap();
+    let config = work.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\ndefault = \"scripted/scripted\"\n[model_providers.scripted]\nbase_url = \"{}\"\nmodels = [\"scripted\"]\n",
+            server.base_url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["run", "--repo"])
+        .arg(work.join("repo"))
+        .args(["--name", &format!("bench-{i}"), "--json", "write the file"])
+        .env("WARREN_CONFIG", &config)
+        .env("WARREN_DATA_DIR", work.join("data"))
+        .env("WARREN_OPENCODE", opencode())
+        .env("WARREN_SANDBOX_INIT", env!("CARGO_BIN_EXE_warren-sandbox-init"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (mut warren_peak, mut opencode_peak) = (0, 0);
+    while child.try_wait().unwrap().is_none() {
+        warren_peak = warren_peak.max(rss_kib(pid));
+        opencode_peak = opencode_peak.max(tree_rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "warren run failed");
+    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_owned();
+    let summary: serde_json::Value = serde_json::from_str(&last).unwrap();
+    let phases = summary["summary"]["phases"].clone();
+    let total = phases["total_ms"].as_f64().unwrap();
+    let agent = phases["agent_ms"].as_f64().unwrap();
+    drop(server);
+    RunFigures {
+        total_ms: total,
+        agent_ms: agent,
+        outside_share: (total - agent) / total,
+        warren_peak_kib: warren_peak,
+        opencode_peak_kib: opencode_peak,
+        phases,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing to parse.
+    let ready_iterations = env_usize("WARREN_BENCH_READY", 30);
+    let runs = env_usize("WARREN_BENCH_RUNS", 5);
+    let (ready, bare) = ready_bench(ready_iterations);
+    println!("sandbox create → ready (local, p50 of {ready_iterations}): {ready:.2} ms");
+    println!("  baseline bare `bwrap --ro-bind / / true`:            {bare:.2} ms  (ratio {:.2}x)", ready / bare);
+
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    for n in 0..50 {
+        std::fs::write(repo.join(format!("file{n}.txt")), format!("line {n}\n").repeat(20)).unwrap();
+    }
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "bench repo"]);
+    let figures: Vec<RunFigures> = (0..runs).map(|i| one_shot(i, work.path())).collect();
+    let share = p50(figures.iter().map(|f| f.outside_share).collect());
+    let total = p50(figures.iter().map(|f| f.total_ms).collect());
+    let agent = p50(figures.iter().map(|f| f.agent_ms).collect());
+    let warren_mib = p50(figures.iter().map(|f| f.warren_peak_kib as f64 / 1024.0).collect());
+    let opencode_mib = p50(figures.iter().map(|f| f.opencode_peak_kib as f64 / 1024.0).collect());
+    println!("one-shot run (p50 of {runs}): total {total:.0} ms, inside OpenCode {agent:.0} ms");
+    println!("  share of wall time outside OpenCode: {:.2}%", share * 100.0);
+    for key in ["preflight_ms", "sync_in_ms", "gateway_ms", "sandbox_create_ms", "export_ms", "teardown_ms"] {
+        let v = p50(figures.iter().map(|f| f.phases[key].as_f64().unwrap_or(0.0)).collect());
+        println!("  {key:<18} {v:8.2}");
+    }
+    println!("warren resident memory per running sandbox (peak VmRSS, p50): {warren_mib:.1} MiB");
+    println!("  baseline OpenCode process tree in the same runs:            {opencode_mib:.1} MiB  (warren is {:.1}% of it)", 100.0 * warren_mib / opencode_mib);
+}
