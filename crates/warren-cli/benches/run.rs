@@ -20,7 +20,10 @@ use warren_provider::{ExecSpec, Provider, Sandbox, SandboxSpec, ToolMount};
 use warren_provider_local::LocalProvider;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn p50(mut v: Vec<f64>) -> f64 {
@@ -44,9 +47,12 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 fn opencode() -> PathBuf {
-    std::env::var_os("WARREN_OPENCODE").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/opencode/node_modules/.bin/opencode")
-    })
+    std::env::var_os("WARREN_OPENCODE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../.tools/opencode/node_modules/.bin/opencode")
+        })
 }
 
 /// KiB of resident memory of `pid`, from /proc.
@@ -64,10 +70,17 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let path = task.path().join("children");
         if let Ok(text) = std::fs::read_to_string(path) {
-            out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     out
@@ -84,10 +97,15 @@ fn tree_rss_kib(pid: u32) -> u64 {
 }
 
 fn ready_bench(iterations: usize) -> (f64, f64) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let provider = LocalProvider::new();
-    provider.preflight().expect("bubblewrap is needed for the benchmark");
+    provider
+        .preflight()
+        .expect("bubblewrap is needed for the benchmark");
     let init = PathBuf::from(env!("CARGO_BIN_EXE_warren-sandbox-init"));
     let mut warren_ms = Vec::new();
     let mut bare_ms = Vec::new();
@@ -108,7 +126,11 @@ fn ready_bench(iterations: usize) -> (f64, f64) {
             std::fs::create_dir_all(d).unwrap();
         }
         let exec = ExecSpec {
-            argv: vec!["/run/warren-tools/warren-sandbox-init".into(), "--".into(), "/bin/true".into()],
+            argv: vec![
+                "/run/warren-tools/warren-sandbox-init".into(),
+                "--".into(),
+                "/bin/true".into(),
+            ],
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             cwd: "/workspace".into(),
         };
@@ -124,7 +146,19 @@ fn ready_bench(iterations: usize) -> (f64, f64) {
 
         let started = Instant::now();
         let status = Command::new("bwrap")
-            .args(["--unshare-all", "--unshare-user", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "/bin/true"])
+            .args([
+                "--unshare-all",
+                "--unshare-user",
+                "--die-with-parent",
+                "--ro-bind",
+                "/",
+                "/",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "/bin/true",
+            ])
             .status()
             .unwrap();
         assert!(status.success());
@@ -143,18 +177,23 @@ struct RunFigures {
 }
 
 fn one_shot(i: usize, work: &Path) -> RunFigures {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let scenario = serde_json::json!({
         "turns": [
             { "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/out.txt", "content": format!("run {i}\n") } }] },
             { "text": "done" }
         ]
     });
-    let server = rt.block_on(warren_model_script::start(
-        warren_model_script::Scenario::from_json_str(&scenario.to_string()).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .unwrap();
+    let server = rt
+        .block_on(warren_model_script::start(
+            warren_model_script::Scenario::from_json_str(&scenario.to_string()).unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        ))
+        .unwrap();
     let config = work.join("config.toml");
     std::fs::write(
         &config,
@@ -171,7 +210,10 @@ fn one_shot(i: usize, work: &Path) -> RunFigures {
         .env("WARREN_CONFIG", &config)
         .env("WARREN_DATA_DIR", work.join("data"))
         .env("WARREN_OPENCODE", opencode())
-        .env("WARREN_SANDBOX_INIT", env!("CARGO_BIN_EXE_warren-sandbox-init"))
+        .env(
+            "WARREN_SANDBOX_INIT",
+            env!("CARGO_BIN_EXE_warren-sandbox-init"),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -186,7 +228,11 @@ fn one_shot(i: usize, work: &Path) -> RunFigures {
     }
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "warren run failed");
-    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_owned();
+    let last = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
     let summary: serde_json::Value = serde_json::from_str(&last).unwrap();
     let phases = summary["summary"]["phases"].clone();
     let total = phases["total_ms"].as_f64().unwrap();
@@ -208,14 +254,21 @@ fn main() {
     let runs = env_usize("WARREN_BENCH_RUNS", 5);
     let (ready, bare) = ready_bench(ready_iterations);
     println!("sandbox create → ready (local, p50 of {ready_iterations}): {ready:.2} ms");
-    println!("  baseline bare `bwrap --ro-bind / / true`:            {bare:.2} ms  (ratio {:.2}x)", ready / bare);
+    println!(
+        "  baseline bare `bwrap --ro-bind / / true`:            {bare:.2} ms  (ratio {:.2}x)",
+        ready / bare
+    );
 
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
     for n in 0..50 {
-        std::fs::write(repo.join(format!("file{n}.txt")), format!("line {n}\n").repeat(20)).unwrap();
+        std::fs::write(
+            repo.join(format!("file{n}.txt")),
+            format!("line {n}\n").repeat(20),
+        )
+        .unwrap();
     }
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-qm", "bench repo"]);
@@ -223,14 +276,36 @@ fn main() {
     let share = p50(figures.iter().map(|f| f.outside_share).collect());
     let total = p50(figures.iter().map(|f| f.total_ms).collect());
     let agent = p50(figures.iter().map(|f| f.agent_ms).collect());
-    let warren_mib = p50(figures.iter().map(|f| f.warren_peak_kib as f64 / 1024.0).collect());
-    let opencode_mib = p50(figures.iter().map(|f| f.opencode_peak_kib as f64 / 1024.0).collect());
+    let warren_mib = p50(figures
+        .iter()
+        .map(|f| f.warren_peak_kib as f64 / 1024.0)
+        .collect());
+    let opencode_mib = p50(figures
+        .iter()
+        .map(|f| f.opencode_peak_kib as f64 / 1024.0)
+        .collect());
     println!("one-shot run (p50 of {runs}): total {total:.0} ms, inside OpenCode {agent:.0} ms");
-    println!("  share of wall time outside OpenCode: {:.2}%", share * 100.0);
-    for key in ["preflight_ms", "sync_in_ms", "gateway_ms", "sandbox_create_ms", "export_ms", "teardown_ms"] {
-        let v = p50(figures.iter().map(|f| f.phases[key].as_f64().unwrap_or(0.0)).collect());
+    println!(
+        "  share of wall time outside OpenCode: {:.2}%",
+        share * 100.0
+    );
+    for key in [
+        "preflight_ms",
+        "sync_in_ms",
+        "gateway_ms",
+        "sandbox_create_ms",
+        "export_ms",
+        "teardown_ms",
+    ] {
+        let v = p50(figures
+            .iter()
+            .map(|f| f.phases[key].as_f64().unwrap_or(0.0))
+            .collect());
         println!("  {key:<18} {v:8.2}");
     }
     println!("warren resident memory per running sandbox (peak VmRSS, p50): {warren_mib:.1} MiB");
-    println!("  baseline OpenCode process tree in the same runs:            {opencode_mib:.1} MiB  (warren is {:.1}% of it)", 100.0 * warren_mib / opencode_mib);
+    println!(
+        "  baseline OpenCode process tree in the same runs:            {opencode_mib:.1} MiB  (warren is {:.1}% of it)",
+        100.0 * warren_mib / opencode_mib
+    );
 }

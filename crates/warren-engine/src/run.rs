@@ -202,8 +202,11 @@ pub async fn run<P: Provider>(
         config,
         connect_timeout,
     };
-    let outcome = execute(&ctx, &mut rec, &mut phases).await;
+    let mut outcome = execute(&ctx, &mut rec, &mut phases).await;
     let teardown_started = Instant::now();
+    if let Some(cleanup) = outcome.scratch_cleanup.take() {
+        let _ = cleanup.join();
+    }
     let kept_workspace = match &outcome.export_error {
         // Never delete work that could not be exported.
         Some(_) => Some(dirs.workspace.clone()),
@@ -281,6 +284,7 @@ struct Outcome {
     usage: Usage,
     baseline_id: Option<String>,
     stderr_tail: Vec<String>,
+    scratch_cleanup: Option<std::thread::JoinHandle<()>>,
 }
 
 fn credential(
@@ -431,7 +435,7 @@ async fn provision_and_run<P: Provider>(
     };
     let mut session_recorded = false;
     let (store, id) = (rec.store, rec.id.clone());
-    let agent = supervise(child, limits, fatal_notice(notices), |event| {
+    let agent = supervise(child, limits, stop_signal(notices), |event| {
         if let (false, AgentEvent::StepStart { session_id }) = (session_recorded, &event) {
             let _ = store.set_session_id(&id, session_id);
             session_recorded = true;
@@ -446,6 +450,13 @@ async fn provision_and_run<P: Provider>(
     // Nothing may keep running in the sandbox while its files are read.
     let _ = sandbox.destroy().await;
     gateway.shutdown().await;
+    // HOME and the run directory hold nothing to export: remove them while the export runs.
+    let scratch = [ctx.dirs.home.clone(), ctx.dirs.run.clone()];
+    out.scratch_cleanup = Some(std::thread::spawn(move || {
+        for dir in scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }));
     out.session_id = agent.session_id.clone();
     out.usage = agent.usage;
     out.stderr_tail = agent.stderr_tail.clone();
@@ -515,6 +526,18 @@ fn agent_commit_message(prompt: &str) -> String {
     format!(
         "warren: {subject}\n\nChanges made by an OpenCode agent in a warren sandbox.\n\nPrompt:\n{prompt}\n"
     )
+}
+
+/// Resolves when the run must stop: the gateway reports something it cannot recover from, or the
+/// user presses Ctrl-C (the work so far is still exported).
+async fn stop_signal(notices: tokio::sync::mpsc::UnboundedReceiver<GatewayNotice>) -> ErrorInfo {
+    tokio::select! {
+        info = fatal_notice(notices) => info,
+        Ok(()) = tokio::signal::ctrl_c() => ErrorInfo::new(
+            ReasonCode::Interrupted,
+            "interrupted: the agent was stopped; its work so far was kept",
+        ),
+    }
 }
 
 /// Resolves when the gateway reports something the run cannot recover from.

@@ -41,20 +41,15 @@ pub(crate) fn create(
         .arg(format!("--object-format={format}"))
         .arg(git_dir)
         .run()?;
-    for (key, value) in [
-        ("core.hooksPath", "/dev/null"),
-        ("core.fsmonitor", "false"),
-        ("core.autocrlf", "false"),
-        ("core.symlinks", "true"),
-        ("core.filemode", "true"),
-        ("gc.auto", "0"),
-    ] {
-        Git::isolated("configuring the baseline git dir", git_dir)
-            .arg("--git-dir")
-            .arg(git_dir)
-            .args(["config", key, value])
-            .run()?;
-    }
+    // One append instead of a `git config` process per key: this dir is ours and brand new, and a
+    // second `[core]` section is valid git config.
+    let config = git_dir.join("config");
+    let settings = "[core]\n\thooksPath = /dev/null\n\tfsmonitor = false\n\tautocrlf = false\n\tsymlinks = true\n\tfilemode = true\n[gc]\n\tauto = 0\n";
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&config)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, settings.as_bytes()))
+        .map_err(|e| SyncError::io("configuring the baseline git dir", &config, e))?;
 
     let objects = repo.common_dir.join("objects");
     if path_bytes(&objects).contains(&b'\n') {

@@ -218,3 +218,55 @@ async fn a_bad_name_and_an_empty_prompt_are_rejected_before_anything_runs() {
         .await;
     assert_eq!(only_error(&out)["reason_code"], "invalid_argument");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_the_agent_and_keeps_its_work() {
+    let fx = Fixture::new(&scenario(vec![
+        bash_turn("echo partial > partial.txt && sleep 60"),
+        text_turn("never reached"),
+    ]))
+    .await;
+    let child = fx
+        .command(&[
+            "run",
+            "--repo",
+            fx.repo.to_str().unwrap(),
+            "--name",
+            "interrupted",
+            "--json",
+            "work",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let model = fx.model.as_ref().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while model.requests().iter().all(|r| !r.has_tools) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never called the model"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give the bash tool a moment to write its file, then interrupt warren (by its pid).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("warren did not stop after Ctrl-C")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["error"]["reason_code"], "interrupted", "{summary}");
+    assert_eq!(
+        super::harness::git(&fx.repo, &["show", "warren/interrupted:partial.txt"]),
+        "partial\n"
+    );
+}
