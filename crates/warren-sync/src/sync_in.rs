@@ -80,22 +80,41 @@ pub fn sync_in(
     }
 
     let sent = send_files(repo, workspace)?;
-    let user_tree = write_user_tree(repo, baseline_dir, &sent)?;
-    let dirty = match &repo.head {
-        Some(head) => tree_of(&repo.root, head, "reading HEAD's tree")? != user_tree,
-        None => empty_tree(&repo.root)? != user_tree,
-    };
-
-    baseline::create(repo, &baseline_git, workspace, &user_tree)?;
-    if opts.sandbox_git {
-        let branch = repo
-            .head_ref
-            .as_deref()
-            .and_then(|r| r.strip_prefix("refs/heads/"))
-            .unwrap_or("main");
-        baseline::init_sandbox_git(workspace, branch)?;
-    }
-    protect_user_tree(repo, &baseline_ref, &user_tree, &opts.sandbox_name)?;
+    // The agent's own `.git` depends only on the copied files, so it is built alongside the user
+    // tree and the trusted baseline (which never look inside `workspace/.git`).
+    let branch = repo
+        .head_ref
+        .as_deref()
+        .and_then(|r| r.strip_prefix("refs/heads/"))
+        .unwrap_or("main");
+    let (user_tree, dirty) = std::thread::scope(|scope| -> Result<(String, bool)> {
+        let sandbox_git = opts
+            .sandbox_git
+            .then(|| scope.spawn(|| baseline::init_sandbox_git(workspace, branch)));
+        let user_side = (|| -> Result<(String, bool)> {
+            let user_tree = write_user_tree(repo, baseline_dir, &sent)?;
+            let dirty = match &repo.head {
+                Some(head) => tree_of(&repo.root, head, "reading HEAD's tree")? != user_tree,
+                None => empty_tree(&repo.root)? != user_tree,
+            };
+            baseline::create(repo, &baseline_git, workspace, &user_tree)?;
+            protect_user_tree(repo, &baseline_ref, &user_tree, &opts.sandbox_name)?;
+            Ok((user_tree, dirty))
+        })();
+        if let Some(handle) = sandbox_git {
+            match handle.join() {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(SyncError::failed(
+                        "creating the workspace's own git repository",
+                        workspace,
+                        "the worker thread panicked",
+                    ));
+                }
+            }
+        }
+        user_side
+    })?;
 
     tracing::debug!(
         files = sent.files,
