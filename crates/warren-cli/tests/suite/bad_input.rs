@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::harness::{Fixture, bash_turn, json_lines, scenario, stderr, stdout, text_turn};
+use super::harness::{
+    Fixture, bash_turn, json_lines, scenario, stderr, stdout, text_turn, wait_for_agent_call,
+};
 
 fn only_error(out: &std::process::Output) -> Value {
     let lines = json_lines(out);
@@ -147,30 +149,10 @@ async fn an_endpoint_that_dies_mid_run_fails_the_run_without_waiting_for_opencod
         text_turn("never reached"),
     ]))
     .await;
-    let child = fx
-        .command(&[
-            "run",
-            "--repo",
-            fx.repo.to_str().unwrap(),
-            "--name",
-            "dies",
-            "--json",
-            "work",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = fx.spawn_run("dies", "work");
     // Stop the model once the agent's first request was served; the next one finds a closed port.
     let model = fx.model.take().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while model.requests().iter().all(|r| !r.has_tools) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the agent never called the model"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_agent_call(&model).await;
     model.shutdown().await;
     // OpenCode alone would retry for over a minute; the gateway must cut that short. The 45 s
     // guard only catches a hang, it is not a performance target.
@@ -226,30 +208,10 @@ async fn ctrl_c_stops_the_agent_and_keeps_its_work() {
         text_turn("never reached"),
     ]))
     .await;
-    let child = fx
-        .command(&[
-            "run",
-            "--repo",
-            fx.repo.to_str().unwrap(),
-            "--name",
-            "interrupted",
-            "--json",
-            "work",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = fx.spawn_run("interrupted", "work");
     let pid = child.id().unwrap();
     let model = fx.model.as_ref().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while model.requests().iter().all(|r| !r.has_tools) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the agent never called the model"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_agent_call(&model).await;
     // Give the bash tool a moment to write its file, then interrupt warren (by its pid).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let status = std::process::Command::new("kill")

@@ -127,6 +127,31 @@ impl Fixture {
         self.warren_with(args, |_| {}).await
     }
 
+    /// Starts `warren run --json` on the fixture repo in the background.
+    pub fn spawn_run(&self, name: &str, prompt: &str) -> tokio::process::Child {
+        self.command(&[
+            "run",
+            "--repo",
+            self.repo.to_str().unwrap(),
+            "--name",
+            name,
+            "--json",
+            prompt,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    }
+
+    /// Runs `warren run --repo <fixture repo> --name NAME [extra...] PROMPT`.
+    pub async fn run(&self, name: &str, extra: &[&str], prompt: &str) -> Output {
+        let mut args = vec!["run", "--repo", self.repo.to_str().unwrap(), "--name", name];
+        args.extend_from_slice(extra);
+        args.push(prompt);
+        self.warren(&args).await
+    }
+
     pub async fn warren_with(
         &self,
         args: &[&str],
@@ -202,4 +227,16 @@ pub fn text_turn(text: &str) -> Value {
 
 pub fn scenario(turns: Vec<Value>) -> String {
     serde_json::json!({ "models": ["scripted"], "turns": turns }).to_string()
+}
+
+/// Waits until the scripted model has served the agent's first tool-carrying request.
+pub async fn wait_for_agent_call(model: &ServerHandle) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while model.requests().iter().all(|r| !r.has_tools) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never called the model"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -84,17 +84,7 @@ async fn writes_outside_reads_of_host_home_and_host_connections_all_fail() {
     );
     fx.write_config(&fx.model_url());
 
-    let out = fx
-        .warren(&[
-            "run",
-            "--repo",
-            &repo,
-            "--name",
-            "escape",
-            "--json",
-            "try to escape",
-        ])
-        .await;
+    let out = fx.run("escape", &["--json"], "try to escape").await;
     stop.store(true, Ordering::Relaxed);
     acceptor.join().unwrap();
     assert!(

@@ -58,16 +58,7 @@ async fn the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouch
     let before = snapshot(&repo, &[".git/objects", ".git/refs", ".git/logs"]);
     let index_before = std::fs::read(repo.join(".git/index")).unwrap();
 
-    let out = fx
-        .warren(&[
-            "run",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--name",
-            "fix-login",
-            "make the change",
-        ])
-        .await;
+    let out = fx.run("fix-login", &[], "make the change").await;
     assert!(
         out.status.success(),
         "stdout:\n{}\nstderr:\n{}",
@@ -174,17 +165,7 @@ async fn the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouch
     );
 
     // Running again with the same name must not overwrite the branch.
-    let again = fx
-        .warren(&[
-            "run",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--name",
-            "fix-login",
-            "--json",
-            "again",
-        ])
-        .await;
+    let again = fx.run("fix-login", &["--json"], "again").await;
     assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
     let lines = json_lines(&again);
     assert_eq!(lines.len(), 1, "only the error on stdout: {lines:?}");
@@ -202,17 +183,7 @@ async fn json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary() 
         text_turn("Wrote hello.txt."),
     ]))
     .await;
-    let out = fx
-        .warren(&[
-            "run",
-            "--repo",
-            fx.repo.to_str().unwrap(),
-            "--name",
-            "json-run",
-            "--json",
-            "say hello",
-        ])
-        .await;
+    let out = fx.run("json-run", &["--json"], "say hello").await;
     assert!(out.status.success(), "{}", stderr(&out));
     let lines = json_lines(&out);
     let (summary, events) = lines.split_last().unwrap();
@@ -259,16 +230,7 @@ async fn the_sandbox_is_gone_after_the_run() {
         text_turn("Left a sleeper behind."),
     ]))
     .await;
-    let out = fx
-        .warren(&[
-            "run",
-            "--repo",
-            fx.repo.to_str().unwrap(),
-            "--name",
-            "gone",
-            "leave something running",
-        ])
-        .await;
+    let out = fx.run("gone", &[], "leave something running").await;
     assert!(
         out.status.success() || out.status.code() == Some(3),
         "{}",
