@@ -211,7 +211,7 @@ async fn ctrl_c_stops_the_agent_and_keeps_its_work() {
     let child = fx.spawn_run("interrupted", "work");
     let pid = child.id().unwrap();
     let model = fx.model.as_ref().unwrap();
-    wait_for_agent_call(&model).await;
+    wait_for_agent_call(model).await;
     // Give the bash tool a moment to write its file, then interrupt warren (by its pid).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let status = std::process::Command::new("kill")
