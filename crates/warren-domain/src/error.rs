@@ -48,6 +48,10 @@ pub enum ReasonCode {
     SandboxBusy,
     /// No sandbox has that name.
     SandboxNotFound,
+    /// The sandbox holds changes that were never exported; tearing it down would lose them.
+    UnexportedChanges,
+    /// The operation needs the sandbox in another state (e.g. exec while the agent still runs).
+    WrongState,
     /// The run was interrupted by the user (Ctrl-C).
     Interrupted,
     /// A bug in warren.
@@ -77,6 +81,8 @@ impl ReasonCode {
             Self::InvalidTransition => "invalid_transition",
             Self::SandboxBusy => "sandbox_busy",
             Self::SandboxNotFound => "sandbox_not_found",
+            Self::UnexportedChanges => "unexported_changes",
+            Self::WrongState => "wrong_state",
             Self::Interrupted => "interrupted",
             Self::Internal => "internal",
         }
@@ -92,6 +98,8 @@ impl ReasonCode {
             | Self::BranchExists
             | Self::InvalidTransition
             | Self::SandboxNotFound
+            | Self::UnexportedChanges
+            | Self::WrongState
             | Self::ModelAuth
             | Self::UnknownModel => ExitClass::User,
             Self::ModelUnreachable

@@ -44,7 +44,7 @@ const TRANSITIONS: &[(SandboxState, &[SandboxState])] = {
     &[
         (New, &[Queued, Provisioning, TearingDown, Error]),
         (Queued, &[Provisioning, TearingDown, Error]),
-        (Provisioning, &[Running, TearingDown, Error]),
+        (Provisioning, &[Running, Completed, TearingDown, Error]),
         (Running, &[Completed, Saving, TearingDown, Error]),
         (Completed, &[Running, Saving, TearingDown, Error]),
         (Saving, &[Completed, TearingDown, Error]),

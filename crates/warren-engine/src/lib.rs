@@ -2,11 +2,26 @@
 //! sequences the store (every state change through the state machine), a provider, the sync
 //! engine, the model gateway and the agent runtime, and reports progress to an observer.
 
+mod agent;
+pub mod export;
+pub mod gc;
+pub mod monitor;
+pub mod ops;
 pub mod paths;
 pub mod preflight;
+pub mod prepare;
+mod provision;
+pub mod reconcile;
+pub mod recorder;
 pub mod run;
+mod teardown;
 pub mod tools;
 
+pub use export::{ExportTarget, Exported};
+pub use gc::GcReport;
+pub use monitor::{MonitorJob, run_monitor};
+pub use ops::{LaunchRequest, Lifecycle, MONITOR_CONFIG_ENV};
 pub use paths::{SandboxDirs, default_data_dir};
-pub use run::{Phases, RunObserver, RunRequest, RunSummary, run};
+pub use recorder::{NullObserver, RunObserver};
+pub use run::{Phases, RunRequest, RunSummary, run};
 pub use tools::Tools;

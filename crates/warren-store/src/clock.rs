@@ -21,6 +21,12 @@ pub(crate) fn format(at: OffsetDateTime) -> Result<String, time::error::Format> 
     at.to_offset(UtcOffset::UTC).format(STORED)
 }
 
+/// For messages: the stored form, which is unambiguous and sorts; `time`'s own `Display` is the
+/// fallback only because formatting a valid UTC time cannot really fail.
+pub(crate) fn display(at: OffsetDateTime) -> String {
+    format(at).unwrap_or_else(|_| at.to_string())
+}
+
 pub(crate) fn parse(raw: &str) -> Result<OffsetDateTime, time::error::Parse> {
     OffsetDateTime::parse(raw, &Rfc3339)
 }

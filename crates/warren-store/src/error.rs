@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
+use time::OffsetDateTime;
 use warren_domain::{ReasonCode, SandboxName, SandboxState, UserFacing};
+
+use crate::clock;
 
 /// Whatever went wrong underneath: SQLite, the filesystem, JSON or a corrupt row.
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -30,6 +33,22 @@ pub enum StoreError {
         from: SandboxState,
         to: SandboxState,
     },
+    /// Another live process holds the sandbox's lease: reason `sandbox_busy`.
+    #[error(
+        "sandbox {sandbox} is busy: {operation} held by {holder} until {}; try again when it finishes",
+        clock::display(*expires_at)
+    )]
+    Busy {
+        sandbox: String,
+        holder: String,
+        operation: String,
+        expires_at: OffsetDateTime,
+    },
+    /// The caller's lease is gone, so its operation is no longer protected: reason `sandbox_busy`.
+    #[error(
+        "lost the lease on sandbox {sandbox}: the lease expired or was taken by another process"
+    )]
+    LeaseLost { sandbox: String },
 }
 
 impl UserFacing for StoreError {
@@ -39,6 +58,7 @@ impl UserFacing for StoreError {
             Self::NotFound { .. } => ReasonCode::SandboxNotFound,
             Self::NameTaken { .. } => ReasonCode::InvalidArgument,
             Self::InvalidTransition { .. } => ReasonCode::InvalidTransition,
+            Self::Busy { .. } | Self::LeaseLost { .. } => ReasonCode::SandboxBusy,
         }
     }
 
@@ -55,6 +75,12 @@ impl UserFacing for StoreError {
                 "choose another --name, or tear the sandbox named {name} down first"
             )),
             Self::InvalidTransition { .. } => None,
+            Self::Busy { .. } => {
+                Some("wait for it to finish, or run 'warren gc' if its holder died".into())
+            }
+            Self::LeaseLost { sandbox } => Some(format!(
+                "check what else is working on {sandbox}, then run the command again"
+            )),
         }
     }
 }

@@ -7,7 +7,10 @@ use rusqlite::{Connection, TransactionBehavior};
 use rusqlite_migration::{M, Migrations};
 
 /// Append only: a released migration is never edited, a change is a new entry.
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("../migrations/0001_initial.sql")),
+    M::up(include_str!("../migrations/0002_lease_holders.sql")),
+];
 
 /// Long enough to ride out another process's short write transaction, short enough that a
 /// wedged process surfaces as an error instead of a hang.

@@ -1,0 +1,187 @@
+//! One agent run inside a sandbox: the model gateway, the sandbox, OpenCode on one prompt
+//! (optionally continuing a session), supervision until it ends, and nothing left running after.
+//! Moves the record `→ running → completed`; infrastructure failures come back as `Err`.
+
+use std::time::{Duration, Instant};
+
+use warren_agent::{Limits, OpencodeLaunch, classify_failure, supervise};
+use warren_config::Config;
+use warren_domain::{
+    AgentEvent, ErrorInfo, ReasonCode, SandboxName, SandboxState, Usage, UserFacing,
+};
+use warren_gateway::{GatewayConfig, GatewayNotice};
+use warren_provider::{Provider, Sandbox, SandboxSpec, ToolMount};
+
+use crate::paths::SandboxDirs;
+use crate::prepare::Prepared;
+use crate::recorder::Recorder;
+
+/// Inside the sandbox, host tools appear here (a tmpfs, so bind targets can be created).
+const SANDBOX_TOOLS_DIR: &str = "/run/warren-tools";
+
+pub(crate) struct AgentRequest<'a> {
+    pub name: &'a SandboxName,
+    pub prompt: &'a str,
+    pub session_id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct AgentResult {
+    /// Set when the agent failed (timeout, model error, ...); its work is still in the workspace.
+    pub error: Option<ErrorInfo>,
+    pub session_id: Option<String>,
+    pub usage: Usage,
+    pub stderr_tail: Vec<String>,
+    pub gateway_ms: f64,
+    pub sandbox_create_ms: f64,
+    pub agent_ms: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub(crate) async fn run_agent<P: Provider>(
+    provider: &P,
+    prepared: &Prepared,
+    config: &Config,
+    rec: &mut Recorder<'_>,
+    dirs: &SandboxDirs,
+    req: AgentRequest<'_>,
+) -> Result<AgentResult, ErrorInfo> {
+    let mut result = AgentResult::default();
+    let t = Instant::now();
+    let mut gw_cfg = GatewayConfig::new(
+        dirs.run.join(warren_agent::opencode::GATEWAY_SOCKET),
+        prepared.endpoint.base_url.clone(),
+    );
+    gw_cfg.api_key = prepared.api_key.clone();
+    gw_cfg.connect_timeout = prepared.connect_timeout;
+    let mut gateway = warren_gateway::start(gw_cfg)
+        .await
+        .map_err(|e| e.to_error_info())?;
+    let notices = gateway.take_notices();
+    result.gateway_ms = ms(t.elapsed());
+
+    let t = Instant::now();
+    let opencode_in = format!("{SANDBOX_TOOLS_DIR}/opencode");
+    let init_in = format!("{SANDBOX_TOOLS_DIR}/warren-sandbox-init");
+    let spec = SandboxSpec {
+        id: rec.id.clone(),
+        name: req.name.clone(),
+        workspace: dirs.workspace.clone(),
+        home: dirs.home.clone(),
+        run_dir: dirs.run.clone(),
+        tools: vec![
+            ToolMount {
+                host_path: prepared.tools.opencode.clone(),
+                sandbox_path: opencode_in.clone().into(),
+            },
+            ToolMount {
+                host_path: prepared.tools.init.clone(),
+                sandbox_path: init_in.clone().into(),
+            },
+        ],
+    };
+    let (sandbox, _timings) = match provider.create(&spec).await {
+        Ok(v) => v,
+        Err(e) => {
+            gateway.shutdown().await;
+            return Err(e.to_error_info());
+        }
+    };
+    result.sandbox_create_ms = ms(t.elapsed());
+
+    let launch = OpencodeLaunch {
+        provider: prepared.model.provider.clone(),
+        model: prepared.model.model.clone(),
+        small_model: None,
+        init_path: init_in,
+        opencode_path: opencode_in,
+        prompt: req.prompt.to_owned(),
+        session_id: req.session_id.clone(),
+    };
+    let t = Instant::now();
+    let child = match sandbox.exec(&launch.exec_spec()) {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = sandbox.destroy().await;
+            gateway.shutdown().await;
+            return Err(e.to_error_info());
+        }
+    };
+    if let Err(e) = rec.transition(SandboxState::Running, None) {
+        let _ = sandbox.destroy().await;
+        gateway.shutdown().await;
+        return Err(e);
+    }
+    let limits = Limits {
+        hard: Duration::from_secs(config.timeouts.run_secs.max(1)),
+        inactivity: Duration::from_secs(config.timeouts.inactivity_secs.max(1)),
+    };
+    let mut session_recorded = req.session_id.is_some();
+    let (store, id) = (rec.store, rec.id.clone());
+    let run = supervise(child, limits, stop_signal(notices), |event| {
+        if let (false, AgentEvent::StepStart { session_id }) = (session_recorded, &event) {
+            let _ = store.set_session_id(&id, session_id);
+            session_recorded = true;
+        }
+        if let AgentEvent::StepFinish { usage, .. } = &event {
+            let _ = store.add_usage(&id, usage);
+        }
+        rec.emit(event);
+    })
+    .await;
+    result.agent_ms = ms(t.elapsed());
+    // Nothing may keep running in the sandbox while its files are read.
+    let _ = sandbox.destroy().await;
+    gateway.shutdown().await;
+    result.session_id = run.session_id.clone().or(req.session_id);
+    result.usage = run.usage;
+    result.stderr_tail = run.stderr_tail.clone();
+    result.error = classify_failure(&run);
+    if let Some(error) = &result.error {
+        let _ = rec.store.set_error(&rec.id, error);
+    }
+    let detail = result.error.as_ref().map(|e| e.message.clone());
+    rec.transition(SandboxState::Completed, detail.as_deref())?;
+    Ok(result)
+}
+
+/// Resolves when the run must stop: the gateway reports something it cannot recover from, or the
+/// user presses Ctrl-C (the work so far is still kept).
+async fn stop_signal(notices: tokio::sync::mpsc::UnboundedReceiver<GatewayNotice>) -> ErrorInfo {
+    tokio::select! {
+        info = fatal_notice(notices) => info,
+        Ok(()) = tokio::signal::ctrl_c() => ErrorInfo::new(
+            ReasonCode::Interrupted,
+            "interrupted: the agent was stopped; its work so far was kept",
+        ),
+    }
+}
+
+/// Resolves when the gateway reports something the run cannot recover from.
+async fn fatal_notice(
+    mut notices: tokio::sync::mpsc::UnboundedReceiver<GatewayNotice>,
+) -> ErrorInfo {
+    while let Some(notice) = notices.recv().await {
+        match notice {
+            GatewayNotice::UpstreamUnreachable { url, error } => {
+                return ErrorInfo::new(
+                    ReasonCode::ModelUnreachable,
+                    format!("the model endpoint {url} became unreachable: {error}"),
+                )
+                .with_hint("the model endpoint refused the connection: is it running?");
+            }
+            GatewayNotice::UpstreamAuthRejected { status, body } => {
+                return ErrorInfo::new(
+                    ReasonCode::ModelAuth,
+                    format!("the model endpoint rejected the credential (HTTP {status}): {}", body.trim()),
+                )
+                .with_hint("check the API key: model_providers.<name>.api_key_env must name a variable that holds a valid key");
+            }
+            other => tracing::debug!("gateway notice: {other:?}"),
+        }
+    }
+    std::future::pending().await
+}

@@ -1,0 +1,146 @@
+//! Bringing a sandbox's work out: its changes relative to the baseline, as a branch in the user's
+//! repository (never overwriting one), a patch series, or plain files in a directory.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use warren_config::Config;
+use warren_domain::{AgentEvent, ErrorInfo, UserFacing};
+use warren_sync::{ChangeSet, RepoInfo, SyncInReport};
+
+use crate::paths::SandboxDirs;
+use crate::recorder::Recorder;
+
+#[derive(Debug, Clone)]
+pub enum ExportTarget {
+    Branch(String),
+    Patch(PathBuf),
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Exported {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<PathBuf>,
+    /// The agent's own changed paths (the user's uncommitted changes ride along uncounted).
+    pub files_changed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
+
+pub(crate) fn collect(config: &Config, dirs: &SandboxDirs) -> Result<ChangeSet, ErrorInfo> {
+    let limits = warren_sync::Limits {
+        max_file_bytes: config.sync.max_file_bytes,
+        max_total_bytes: config.sync.max_total_bytes,
+        max_files: usize::try_from(config.sync.max_files).unwrap_or(usize::MAX),
+    };
+    warren_sync::collect_changes(&dirs.workspace, &dirs.baseline, &limits)
+        .map_err(|e| e.to_error_info())
+}
+
+pub(crate) struct ExportInput<'a> {
+    pub config: &'a Config,
+    pub repo: &'a RepoInfo,
+    pub sync: &'a SyncInReport,
+    pub dirs: &'a SandboxDirs,
+    pub prompt: &'a str,
+    pub target: ExportTarget,
+}
+
+/// `Ok` with no branch when the agent changed nothing: no empty branches.
+pub(crate) fn export(
+    rec: &mut Recorder<'_>,
+    input: ExportInput<'_>,
+) -> Result<Exported, ErrorInfo> {
+    let changes = collect(input.config, input.dirs)?;
+    if changes.is_empty() {
+        return Ok(Exported::default());
+    }
+    let files = changes.len() as u64;
+    let request = warren_sync::ExportRequest {
+        branch: match &input.target {
+            ExportTarget::Branch(b) => b.clone(),
+            ExportTarget::Patch(_) => String::new(),
+        },
+        agent_message: agent_commit_message(input.prompt),
+        user_changes_message: "warren: your uncommitted changes at the start of the run".into(),
+        agent_author: ("OpenCode via warren".into(), "warren@localhost".into()),
+    };
+    let exported = match &input.target {
+        ExportTarget::Branch(_) => {
+            let report = warren_sync::export_branch(
+                input.repo,
+                input.sync,
+                &input.dirs.workspace,
+                &changes,
+                &request,
+            )
+            .map_err(|e| e.to_error_info())?;
+            let _ = rec.store.set_export(&rec.id, &report.branch, files);
+            Exported {
+                branch: Some(report.branch),
+                patch: None,
+                files_changed: files,
+                commit: report.agent_commit,
+            }
+        }
+        ExportTarget::Patch(file) => {
+            let report = PATCH_PENDING(
+                input.repo,
+                input.sync,
+                &input.dirs.workspace,
+                &changes,
+                &request,
+                file,
+            )?;
+            Exported {
+                branch: None,
+                patch: Some(PathBuf::from(report.branch)),
+                files_changed: files,
+                commit: None,
+            }
+        }
+    };
+    rec.emit(AgentEvent::Exported {
+        branch: exported
+            .branch
+            .clone()
+            .or_else(|| {
+                exported
+                    .patch
+                    .as_ref()
+                    .map(|p| format!("patch:{}", p.display()))
+            })
+            .unwrap_or_default(),
+        files_changed: files,
+        commit: exported.commit.clone(),
+    });
+    Ok(exported)
+}
+
+fn agent_commit_message(prompt: &str) -> String {
+    let first_line = prompt.lines().next().unwrap_or("").trim();
+    let mut subject: String = first_line.chars().take(60).collect();
+    if first_line.chars().count() > 60 {
+        subject.push('…');
+    }
+    format!(
+        "warren: {subject}\n\nChanges made by an OpenCode agent in a warren sandbox.\n\nPrompt:\n{prompt}\n"
+    )
+}
+
+#[allow(non_snake_case)]
+fn PATCH_PENDING(
+    _: &RepoInfo,
+    _: &SyncInReport,
+    _: &std::path::Path,
+    _: &ChangeSet,
+    _: &warren_sync::ExportRequest,
+    f: &std::path::Path,
+) -> Result<warren_sync::ExportReport, ErrorInfo> {
+    Err(ErrorInfo::new(
+        warren_domain::ReasonCode::Internal,
+        format!("TODO {}", f.display()),
+    ))
+}

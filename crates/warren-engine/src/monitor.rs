@@ -1,0 +1,202 @@
+//! The per-sandbox monitor: a detached `warren` process that owns one long operation (provisioning
+//! a launched sandbox, or an agent run for `launch`/`exec`) so that no CLI needs to stay attached.
+//! It holds the sandbox's lease for the whole operation (renewed by a heartbeat, so a monitor that
+//! dies loses it within seconds: the next command sees a dead holder and marks the sandbox), records
+//! every event and the outcome in the store, and exits when the agent is done.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use warren_config::Config;
+use warren_domain::{
+    AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, UserFacing,
+};
+use warren_provider::Provider;
+use warren_store::Store;
+
+use crate::agent::{AgentRequest, run_agent};
+use crate::paths::SandboxDirs;
+use crate::prepare::prepare;
+use crate::provision::provision;
+use crate::recorder::{NullObserver, Recorder};
+
+/// How long a monitor's lease lives without a heartbeat.
+pub const MONITOR_LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// What a monitor is started to do. Passed as JSON on its command line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum MonitorJob {
+    /// Provision a `new` sandbox and, with a prompt, run the agent.
+    Launch { id: String, prompt: Option<String> },
+    /// Run a follow-up prompt in the same OpenCode session.
+    Exec { id: String, prompt: String },
+}
+
+impl MonitorJob {
+    pub fn id(&self) -> SandboxId {
+        match self {
+            Self::Launch { id, .. } | Self::Exec { id, .. } => SandboxId::from_stored(id.clone()),
+        }
+    }
+
+    fn operation(&self) -> &'static str {
+        match self {
+            Self::Launch { .. } => "launch",
+            Self::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// Renews the lease until dropped, from its own thread and its own store connection.
+struct Heartbeat {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(db: &Path, id: &SandboxId) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (db, id) = (db.to_path_buf(), id.clone());
+        let thread = std::thread::spawn(move || {
+            let Ok(store) = Store::open(&db) else { return };
+            let tick = MONITOR_LEASE_TTL / 3;
+            let mut waited = Duration::ZERO;
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                waited += Duration::from_millis(200);
+                if waited >= tick {
+                    waited = Duration::ZERO;
+                    if let Err(e) = store.renew_lease(&id, MONITOR_LEASE_TTL) {
+                        tracing::error!("monitor lost its lease: {e}");
+                    }
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The monitor's body. Errors are also recorded on the sandbox.
+pub async fn run_monitor<P: Provider>(
+    provider: &P,
+    config: &Config,
+    data_dir: &Path,
+    job: MonitorJob,
+) -> Result<(), ErrorInfo> {
+    let db = warren_store::default_db_path(data_dir);
+    let store = Store::open(&db).map_err(|e| e.to_error_info())?;
+    let id = job.id();
+    store
+        .acquire_lease(&id, job.operation(), MONITOR_LEASE_TTL)
+        .map_err(|e| e.to_error_info())?;
+    let heartbeat = Heartbeat::start(&db, &id);
+    let mut observer = NullObserver;
+    let mut rec = Recorder {
+        store: &store,
+        id: id.clone(),
+        observer: &mut observer,
+    };
+    let result = work(provider, config, data_dir, &mut rec, &job).await;
+    if let Err(e) = &result {
+        let current = store.get(&id).map(|r| r.state).ok();
+        if current != Some(SandboxState::Error) {
+            rec.fail(e.clone());
+        }
+    }
+    drop(heartbeat);
+    let _ = store.release_lease(&id);
+    result
+}
+
+async fn work<P: Provider>(
+    provider: &P,
+    config: &Config,
+    data_dir: &Path,
+    rec: &mut Recorder<'_>,
+    job: &MonitorJob,
+) -> Result<(), ErrorInfo> {
+    let record = rec.store.get(&rec.id).map_err(|e| e.to_error_info())?;
+    let dirs = SandboxDirs::new(data_dir, &record.id);
+    let prepared = prepare(
+        provider,
+        config,
+        &record.repo,
+        record.model.as_deref(),
+        false,
+    )
+    .await?;
+    let (prompt, session_id) = match job {
+        MonitorJob::Launch { prompt, .. } => {
+            rec.transition(SandboxState::Provisioning, None)?;
+            provision(rec, &prepared.repo, &dirs, &record.name)?;
+            match prompt {
+                Some(p) => (p.clone(), None),
+                None => {
+                    rec.transition(
+                        SandboxState::Completed,
+                        Some("ready: launched without a prompt"),
+                    )?;
+                    return Ok(());
+                }
+            }
+        }
+        MonitorJob::Exec { prompt, .. } => {
+            if record.state != SandboxState::Completed {
+                return Err(wrong_state(&record.name, record.state, "exec"));
+            }
+            (prompt.clone(), record.session_id.clone())
+        }
+    };
+    let result = run_agent(
+        provider,
+        &prepared,
+        config,
+        rec,
+        &dirs,
+        AgentRequest {
+            name: &record.name,
+            prompt: &prompt,
+            session_id,
+        },
+    )
+    .await?;
+    rec.emit(AgentEvent::Finished {
+        success: result.error.is_none(),
+        error: result.error.clone(),
+    });
+    Ok(())
+}
+
+pub(crate) fn wrong_state(name: &SandboxName, state: SandboxState, op: &str) -> ErrorInfo {
+    let hint = match state {
+        SandboxState::Running | SandboxState::Provisioning | SandboxState::New => {
+            format!(
+                "wait for the agent to finish ('warren logs {name} -f'), or stop it with 'warren teardown {name} --force'"
+            )
+        }
+        SandboxState::Destroyed => "it was torn down; launch a new one".to_owned(),
+        _ => format!("see 'warren status {name}'"),
+    };
+    ErrorInfo::new(
+        ReasonCode::WrongState,
+        format!("cannot {op} sandbox {name}: it is {state}"),
+    )
+    .with_hint(hint)
+}

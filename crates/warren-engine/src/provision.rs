@@ -1,0 +1,65 @@
+//! Filling a new sandbox's workspace: its directories, the sync from the user's repository, and
+//! the sync report kept on the record so later operations (exec, export, pull) can find it.
+
+use warren_domain::{AgentEvent, ErrorInfo, ReasonCode, SandboxName, UserFacing};
+use warren_store::SandboxRecord;
+use warren_sync::{RepoInfo, SyncInReport};
+
+use crate::paths::SandboxDirs;
+use crate::recorder::Recorder;
+
+pub(crate) fn provision(
+    rec: &mut Recorder<'_>,
+    repo: &RepoInfo,
+    dirs: &SandboxDirs,
+    name: &SandboxName,
+) -> Result<SyncInReport, ErrorInfo> {
+    dirs.create()?;
+    rec.store
+        .set_workspace(&rec.id, &dirs.workspace)
+        .map_err(|e| e.to_error_info())?;
+    let sync = warren_sync::sync_in(
+        repo,
+        &dirs.workspace,
+        &dirs.baseline,
+        &warren_sync::SyncOptions::new(rec.id.short(), name.as_str()),
+    )
+    .map_err(|e| e.to_error_info())?;
+    if let Ok(value) = serde_json::to_value(&sync) {
+        let _ = rec.store.set_sync_json(&rec.id, &value);
+    }
+    rec.emit(AgentEvent::SyncedIn {
+        files: sync.files as u64,
+        bytes: sync.bytes,
+        dirty: sync.dirty,
+        skipped: sync
+            .skipped_submodules
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+    });
+    Ok(sync)
+}
+
+/// The sync report a provisioned sandbox recorded.
+pub fn sync_report(record: &SandboxRecord) -> Result<SyncInReport, ErrorInfo> {
+    let value = record.sync.clone().ok_or_else(|| {
+        ErrorInfo::new(
+            ReasonCode::SyncFailed,
+            format!(
+                "sandbox {} was never synced: it has no workspace to work on",
+                record.name
+            ),
+        )
+        .with_hint(format!(
+            "tear it down with 'warren teardown {} --force'",
+            record.name
+        ))
+    })?;
+    serde_json::from_value(value).map_err(|e| {
+        ErrorInfo::new(
+            ReasonCode::Internal,
+            format!("the sync record of {} is unreadable: {e}", record.name),
+        )
+    })
+}

@@ -1,0 +1,54 @@
+//! The one place events and state changes are written: every event goes to the store (getting
+//! its `seq`) and then to whoever is watching; every state change goes through the store's state
+//! machine and is announced as an event.
+
+use warren_domain::{AgentEvent, ErrorInfo, EventRecord, SandboxId, SandboxState, UserFacing};
+use warren_store::Store;
+
+/// Receives everything an operation reports, as it happens.
+pub trait RunObserver: Send {
+    fn event(&mut self, record: &EventRecord);
+    /// A step of warren's own work (for a progress line); not recorded.
+    fn progress(&mut self, _message: &str) {}
+}
+
+/// For operations nobody watches live (a detached monitor): the store is the audience.
+pub struct NullObserver;
+
+impl RunObserver for NullObserver {
+    fn event(&mut self, _record: &EventRecord) {}
+}
+
+pub(crate) struct Recorder<'a> {
+    pub store: &'a Store,
+    pub id: SandboxId,
+    pub observer: &'a mut dyn RunObserver,
+}
+
+impl Recorder<'_> {
+    /// A store failure is logged, never fatal to the agent: the agent's work matters more.
+    pub fn emit(&mut self, event: AgentEvent) {
+        match self.store.append_event(&self.id, &event) {
+            Ok(record) => self.observer.event(&record),
+            Err(e) => tracing::warn!("could not record event: {e}"),
+        }
+    }
+
+    pub fn transition(&mut self, to: SandboxState, detail: Option<&str>) -> Result<(), ErrorInfo> {
+        self.store
+            .transition(&self.id, to, detail)
+            .map_err(|e| e.to_error_info())?;
+        self.emit(AgentEvent::StateChanged {
+            state: to,
+            detail: detail.map(str::to_owned),
+        });
+        Ok(())
+    }
+
+    /// Records a failure: the error on the record and the `error` state.
+    pub fn fail(&mut self, error: ErrorInfo) -> ErrorInfo {
+        let _ = self.store.set_error(&self.id, &error);
+        let _ = self.transition(SandboxState::Error, Some(&error.message));
+        error
+    }
+}

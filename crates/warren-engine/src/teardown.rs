@@ -1,0 +1,26 @@
+//! Removing a sandbox: its processes are already gone (every agent run ends with the sandbox
+//! destroyed); what remains is its directories and the baseline ref that pinned its user tree.
+//! The record stays, `destroyed`.
+
+use std::path::Path;
+
+use warren_domain::{ErrorInfo, SandboxState};
+
+use crate::paths::SandboxDirs;
+use crate::recorder::Recorder;
+
+pub(crate) fn remove_sandbox(
+    rec: &mut Recorder<'_>,
+    repo_root: &Path,
+    dirs: &SandboxDirs,
+) -> Result<(), ErrorInfo> {
+    rec.transition(SandboxState::TearingDown, None)?;
+    // The repository may have been moved or deleted since; then there is no ref left to release.
+    if let Ok(repo) = warren_sync::inspect_repo(repo_root) {
+        let _ = warren_sync::release_baseline(&repo, rec.id.short());
+    }
+    if let Err(e) = dirs.remove() {
+        return Err(rec.fail(e));
+    }
+    rec.transition(SandboxState::Destroyed, None)
+}
