@@ -32,12 +32,29 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Sandbox a repository, run OpenCode on a prompt, export its changes as a branch, tear down
     Run(RunArgs),
+    /// Create a long-lived sandbox and start the agent; returns once it runs
+    Launch(LaunchArgs),
     /// List sandboxes
     List(ListArgs),
-    /// Show one sandbox's state, timings, tokens and changes
+    /// Show one sandbox's state, timings, lease, session, tokens and changes
     Status(NameArgs),
-    /// Show a sandbox's recorded events
+    /// Show a sandbox's recorded events; -f follows them live
     Logs(LogsArgs),
+    /// Send a follow-up prompt to the same OpenCode session
+    Exec(ExecArgs),
+    /// Export the sandbox's changes as a branch or a patch series
+    Export(ExportArgs),
+    /// Copy the sandbox's changed files into a directory, without git
+    Pull(PullArgs),
+    /// Show how to reach the sandbox
+    Open(NameArgs),
+    /// Remove a sandbox (refuses running or unexported work without --force)
+    Teardown(TeardownArgs),
+    /// Drop dead leases, mark lost sandboxes, apply retention, remove orphans
+    Gc,
+    /// Internal: the detached per-sandbox monitor
+    #[command(name = "__monitor", hide = true)]
+    Monitor(MonitorArgs),
     /// Show the effective configuration and where each value came from
     Config(ConfigArgs),
 }
@@ -66,6 +83,74 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Sandbox name (the export branch is warren/<name>)
+    pub name: String,
+
+    /// The repository to work on (any directory inside a git work tree)
+    #[arg(long, default_value = ".", value_name = "PATH")]
+    pub repo: PathBuf,
+
+    /// What the agent should do; without it the sandbox waits for `warren exec`
+    #[arg(long)]
+    pub prompt: Option<String>,
+
+    /// Model as provider/model [default: model.default]
+    #[arg(long, value_name = "PROVIDER/MODEL")]
+    pub model: Option<String>,
+
+    /// Sandbox provider [default: sandbox.provider]
+    #[arg(long, value_name = "PROVIDER")]
+    pub provider: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    pub name: String,
+    /// The follow-up prompt
+    pub prompt: String,
+    /// Return once the agent runs instead of following its events
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    pub name: String,
+    /// Branch to create [default: warren/<name>]
+    #[arg(long, conflicts_with = "patch")]
+    pub branch: Option<String>,
+    /// Write a `git am`-able patch series to FILE instead of a branch
+    #[arg(long, value_name = "FILE")]
+    pub patch: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    pub name: String,
+    /// Directory to write the changed files into (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    pub name: String,
+    /// Tear down even while the agent runs or changes are unexported (they are lost)
+    #[arg(long)]
+    pub force: bool,
+    /// Export to warren/<name> first, then tear down
+    #[arg(long)]
+    pub export: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    #[arg(long)]
+    pub job: String,
+}
+
+#[derive(Debug, Args)]
 pub struct ListArgs {
     /// Include destroyed sandboxes
     #[arg(long)]
@@ -80,6 +165,9 @@ pub struct NameArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     pub name: String,
+    /// Keep following new events until the agent finishes (Ctrl-C detaches)
+    #[arg(short = 'f', long)]
+    pub follow: bool,
     /// Only events with a sequence number greater than this
     #[arg(long, default_value_t = 0, value_name = "SEQ")]
     pub since: u64,

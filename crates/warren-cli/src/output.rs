@@ -261,3 +261,26 @@ pub fn print_error(error: &ErrorInfo, json: bool) {
         eprintln!("{}", render_error(error));
     }
 }
+
+/// A spinner on stderr while something takes more than a moment; silent without a terminal, with
+/// `--json`, or with NO_COLOR-style plain output requested.
+pub struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Spinner {
+    pub fn start(json: bool, message: &str) -> Self {
+        if json || !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_message(message.to_owned());
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        Self(Some(bar))
+    }
+
+    pub fn finish(self) {
+        if let Some(bar) = self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -35,7 +35,7 @@ impl Default for SandboxId {
 
 impl std::fmt::Display for SandboxId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -127,7 +127,7 @@ impl From<SandboxName> for String {
 
 impl std::fmt::Display for SandboxName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 

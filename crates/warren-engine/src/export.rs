@@ -27,6 +27,9 @@ pub struct Exported {
     pub files_changed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// The patch holds CRLF line endings: apply it with `git am --keep-cr`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keep_cr: bool,
 }
 
 pub(crate) fn collect(config: &Config, dirs: &SandboxDirs) -> Result<ChangeSet, ErrorInfo> {
@@ -83,20 +86,23 @@ pub(crate) fn export(
                 patch: None,
                 files_changed: files,
                 commit: report.agent_commit,
+                keep_cr: false,
             }
         }
         ExportTarget::Patch(file) => {
-            let report = PATCH_PENDING(
+            let report = warren_sync::export_patch(
                 input.repo,
                 input.sync,
                 &input.dirs.workspace,
                 &changes,
                 &request,
                 file,
-            )?;
+            )
+            .map_err(|e| e.to_error_info())?;
             Exported {
                 branch: None,
-                patch: Some(PathBuf::from(report.branch)),
+                patch: Some(report.file),
+                keep_cr: report.keep_cr,
                 files_changed: files,
                 commit: None,
             }
@@ -128,19 +134,4 @@ fn agent_commit_message(prompt: &str) -> String {
     format!(
         "warren: {subject}\n\nChanges made by an OpenCode agent in a warren sandbox.\n\nPrompt:\n{prompt}\n"
     )
-}
-
-#[allow(non_snake_case)]
-fn PATCH_PENDING(
-    _: &RepoInfo,
-    _: &SyncInReport,
-    _: &std::path::Path,
-    _: &ChangeSet,
-    _: &warren_sync::ExportRequest,
-    f: &std::path::Path,
-) -> Result<warren_sync::ExportReport, ErrorInfo> {
-    Err(ErrorInfo::new(
-        warren_domain::ReasonCode::Internal,
-        format!("TODO {}", f.display()),
-    ))
 }

@@ -280,7 +280,11 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
                     rec.transition(SandboxState::Completed, None)?;
                     Ok(done)
                 }
-                Err(e) => Err(rec.fail(e)),
+                Err(e) => {
+                    // The sandbox is intact; only this export failed.
+                    let _ = rec.transition(SandboxState::Completed, Some(&e.message));
+                    Err(e)
+                }
             }
         })
     }
@@ -378,10 +382,10 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             .filter(|t| t.from == SandboxState::Running)
             .map(|t| t.at)
             .max();
-        if let (Some(exported), Some(work)) = (record.exported_at, last_work) {
-            if exported >= work {
-                return Ok(false);
-            }
+        if let (Some(exported), Some(work)) = (record.exported_at, last_work)
+            && exported >= work
+        {
+            return Ok(false);
         }
         Ok(!collect(self.config, &dirs)?.is_empty())
     }

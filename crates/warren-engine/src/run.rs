@@ -186,10 +186,8 @@ pub async fn run<P: Provider>(
     }
 
     let t = Instant::now();
-    if !keep_workspace {
-        if let Err(e) = remove_sandbox(&mut rec, &prepared.repo.root, &dirs) {
-            error.get_or_insert(e);
-        }
+    if !keep_workspace && let Err(e) = remove_sandbox(&mut rec, &prepared.repo.root, &dirs) {
+        error.get_or_insert(e);
     }
     phases.teardown_ms = ms(t.elapsed());
     phases.total_ms = ms(started.elapsed());

@@ -151,6 +151,20 @@ impl Git {
         }
     }
 
+    /// Runs with stdout written straight into `out`, so a large output (a patch series with
+    /// binary files) is never held in memory. A non-zero exit is an error.
+    pub(crate) fn run_to_file(mut self, out: &std::fs::File) -> Result<()> {
+        let dup = out.try_clone().map_err(|e| {
+            SyncError::io(
+                format!("{} (passing git its output file)", self.step),
+                &self.path,
+                e,
+            )
+        })?;
+        self.cmd.stdout(Stdio::from(dup));
+        self.run().map(drop)
+    }
+
     /// Runs and hands back the raw output, for commands whose exit code is an answer
     /// (`rev-parse --verify --quiet`) rather than a failure.
     pub(crate) fn run_raw(self) -> Result<(Output, GitContext)> {

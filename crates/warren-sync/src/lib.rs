@@ -3,17 +3,23 @@
 //!
 //! The flow: [`inspect_repo`] → [`sync_in`] (before the agent runs, while the workspace is
 //! trusted) → [`collect_changes`] (after, treating the workspace as hostile) →
-//! [`export_branch`] → [`release_baseline`] at teardown. All git work shells out to the `git`
+//! [`export_branch`] (or [`export_patch`] for a patch series, or [`pull_to_dir`] for plain files)
+//! → [`release_baseline`] at teardown. All git work shells out to the `git`
 //! CLI; nothing the sandbox wrote is ever followed through a symlink or run as a program.
 
 mod baseline;
 mod collect;
+mod commits;
+mod content;
 mod error;
 mod export;
 mod git;
+mod patch;
 mod paths;
+mod pull;
 mod repo;
 mod safe_fs;
+mod safe_write;
 mod sync_in;
 
 pub use collect::{
@@ -22,5 +28,7 @@ pub use collect::{
 };
 pub use error::{Result, SyncError};
 pub use export::{ExportReport, ExportRequest, export_branch};
+pub use patch::{PatchReport, export_patch};
+pub use pull::{PULL_MANIFEST, PullManifest, PullReport, PulledFile, pull_to_dir};
 pub use repo::{RepoInfo, branch_exists, inspect_repo};
 pub use sync_in::{SyncInReport, SyncOptions, release_baseline, sync_in};

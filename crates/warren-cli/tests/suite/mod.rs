@@ -1,4 +1,5 @@
 mod bad_input;
 mod harness;
 mod isolation;
+mod lifecycle;
 mod run;

@@ -1,0 +1,229 @@
+//! Commands that change a sandbox: launch, exec, export, pull, teardown, gc, and the hidden
+//! monitor entry point that launch and exec start in the background.
+
+use serde_json::json;
+use warren_config::Config;
+use warren_domain::{ErrorInfo, ReasonCode, SandboxName};
+use warren_engine::{ExportTarget, LaunchRequest, Lifecycle, MONITOR_CONFIG_ENV, MonitorJob};
+use warren_provider_local::LocalProvider;
+
+use super::read::follow_events;
+use super::{canonical_repo, data_dir, load_config, with_lifecycle};
+use crate::cli::{
+    ExecArgs, ExportArgs, GlobalArgs, LaunchArgs, MonitorArgs, PullArgs, TeardownArgs,
+};
+use crate::output::{EventPrinter, Spinner};
+
+fn current_exe() -> Result<std::path::PathBuf, ErrorInfo> {
+    std::env::current_exe().map_err(|e| {
+        ErrorInfo::new(
+            ReasonCode::Internal,
+            format!("cannot locate the warren binary: {e}"),
+        )
+    })
+}
+
+/// The config that applies to an existing sandbox: its repository's `.warren.toml` included.
+fn config_for(global: &GlobalArgs, name: &str) -> Result<Config, ErrorInfo> {
+    let base = load_config(None, Vec::new())?.config;
+    let repo = with_lifecycle(global, &base, |lc| Ok(lc.find(name)?.repo))?;
+    Ok(load_config(repo.is_dir().then_some(repo.as_path()), Vec::new())?.config)
+}
+
+pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> Result<i32, ErrorInfo> {
+    let name = SandboxName::parse(&args.name)
+        .map_err(|e| ErrorInfo::new(ReasonCode::InvalidArgument, e.to_string()))?;
+    let repo = canonical_repo(&args.repo)?;
+    let mut flags = Vec::new();
+    if let Some(provider) = &args.provider {
+        flags.push((
+            "sandbox.provider".to_owned(),
+            toml::Value::String(provider.clone()),
+            "--provider".to_owned(),
+        ));
+    }
+    let config = load_config(Some(&repo), flags)?.config;
+    let provider = LocalProvider::new();
+    let data_dir = data_dir(global)?;
+    let lc = Lifecycle::open(&provider, &config, &data_dir)?;
+    let spinner = Spinner::start(global.json, &format!("launching {name}"));
+    let record = lc
+        .launch(
+            LaunchRequest {
+                name,
+                repo,
+                model: args.model,
+                prompt: args.prompt,
+            },
+            &current_exe()?,
+        )
+        .await;
+    spinner.finish();
+    let record = record?;
+    if global.json {
+        println!("{}", json!({ "sandbox": record }));
+    } else {
+        println!("sandbox {} is {}", record.name, record.state);
+        eprintln!("follow it with: warren logs {} -f", record.name);
+    }
+    Ok(0)
+}
+
+pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<i32, ErrorInfo> {
+    if args.prompt.trim().is_empty() {
+        return Err(ErrorInfo::new(
+            ReasonCode::InvalidArgument,
+            "the prompt is empty",
+        ));
+    }
+    let config = config_for(global, &args.name)?;
+    let provider = LocalProvider::new();
+    let data_dir = data_dir(global)?;
+    let lc = Lifecycle::open(&provider, &config, &data_dir)?;
+    let before = lc.find(&args.name)?;
+    let last_seq = lc
+        .store
+        .events(&before.id, 0, None)
+        .map(|e| e.last().map_or(0, |r| r.seq))
+        .unwrap_or(0);
+    let record = lc.exec(&args.name, &args.prompt, &current_exe()?).await?;
+    if args.detach {
+        if global.json {
+            println!("{}", json!({ "sandbox": record }));
+        } else {
+            println!(
+                "sandbox {} is {}; follow it with: warren logs {} -f",
+                record.name, record.state, record.name
+            );
+        }
+        return Ok(0);
+    }
+    let mut printer = EventPrinter::new(global.json);
+    follow_events(&lc, &args.name, last_seq, true, &mut printer).await
+}
+
+pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<i32, ErrorInfo> {
+    let config = config_for(global, &args.name)?;
+    let target = match (args.branch, args.patch) {
+        (Some(branch), _) => Some(ExportTarget::Branch(branch)),
+        (None, Some(file)) => Some(ExportTarget::Patch(
+            std::path::absolute(&file).unwrap_or(file),
+        )),
+        (None, None) => None,
+    };
+    let spinner = Spinner::start(global.json, &format!("exporting {}", args.name));
+    let mut printer = EventPrinter::new(false);
+    let result = with_lifecycle(global, &config, |lc| {
+        lc.export(&args.name, target, &mut printer)
+    });
+    spinner.finish();
+    let exported = result?;
+    if global.json {
+        println!("{}", json!({ "export": exported }));
+    } else {
+        match (&exported.branch, &exported.patch) {
+            (Some(branch), _) => println!(
+                "exported {} changed files to branch {branch}",
+                exported.files_changed
+            ),
+            (None, Some(patch)) => {
+                println!(
+                    "wrote {} changed files as a patch series to {}",
+                    exported.files_changed,
+                    patch.display()
+                );
+                let keep_cr = if exported.keep_cr { " --keep-cr" } else { "" };
+                eprintln!(
+                    "apply it on the base commit with: git am{keep_cr} {}",
+                    patch.display()
+                );
+            }
+            (None, None) => println!("nothing to export: the agent changed no files"),
+        }
+    }
+    Ok(0)
+}
+
+pub fn pull(global: &GlobalArgs, args: PullArgs) -> Result<i32, ErrorInfo> {
+    let config = config_for(global, &args.name)?;
+    let report = with_lifecycle(global, &config, |lc| lc.pull(&args.name, &args.to))?;
+    if global.json {
+        println!("{}", json!({ "pull": report }));
+    } else {
+        println!(
+            "wrote {} changed files to {}; {} deletions listed in {}",
+            report.written,
+            report.dir.display(),
+            report.deleted,
+            report.manifest.display()
+        );
+    }
+    Ok(0)
+}
+
+pub fn teardown(global: &GlobalArgs, args: TeardownArgs) -> Result<i32, ErrorInfo> {
+    let config = config_for(global, &args.name)?;
+    let mut printer = EventPrinter::new(false);
+    let record = with_lifecycle(global, &config, |lc| {
+        lc.teardown(&args.name, args.force, args.export, &mut printer)
+    })?;
+    if global.json {
+        println!("{}", json!({ "sandbox": record }));
+    } else {
+        println!("sandbox {} is {}", record.name, record.state);
+    }
+    Ok(0)
+}
+
+pub fn gc(global: &GlobalArgs) -> Result<i32, ErrorInfo> {
+    let config = load_config(None, Vec::new())?.config;
+    let report = with_lifecycle(global, &config, |lc| lc.gc())?;
+    if global.json {
+        println!("{}", json!({ "gc": report }));
+        return Ok(0);
+    }
+    let line = |label: &str, items: &[String]| {
+        if !items.is_empty() {
+            println!("{label}: {}", items.join(", "));
+        }
+    };
+    line("expired leases", &report.expired_leases);
+    line(
+        "marked error (nothing supervised them)",
+        &report.marked_error,
+    );
+    line("torn down (past retention, exported)", &report.torn_down);
+    line(
+        "kept (past retention but unexported)",
+        &report.kept_unexported,
+    );
+    line("orphan directories removed", &report.orphan_dirs_removed);
+    if report.expired_leases.is_empty()
+        && report.marked_error.is_empty()
+        && report.torn_down.is_empty()
+        && report.kept_unexported.is_empty()
+        && report.orphan_dirs_removed.is_empty()
+    {
+        println!("nothing to collect");
+    }
+    Ok(0)
+}
+
+pub async fn monitor(global: &GlobalArgs, args: MonitorArgs) -> Result<i32, ErrorInfo> {
+    let job: MonitorJob = serde_json::from_str(&args.job).map_err(|e| {
+        ErrorInfo::new(ReasonCode::InvalidArgument, format!("bad monitor job: {e}"))
+    })?;
+    let config: Config = match std::env::var(MONITOR_CONFIG_ENV) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            ErrorInfo::new(
+                ReasonCode::InvalidConfig,
+                format!("bad monitor config: {e}"),
+            )
+        })?,
+        Err(_) => load_config(None, Vec::new())?.config,
+    };
+    let provider = LocalProvider::new();
+    let data_dir = data_dir(global)?;
+    warren_engine::run_monitor(&provider, &config, &data_dir, job).await?;
+    Ok(0)
+}

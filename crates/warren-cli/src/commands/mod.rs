@@ -1,0 +1,96 @@
+//! One function per command: turn parsed arguments into engine calls and render what comes back.
+//! Every failure is an `ErrorInfo`, rendered once, with the exit code of its class.
+
+mod lifecycle;
+mod read;
+mod run;
+
+use std::path::{Path, PathBuf};
+
+use warren_config::{Config, LoadOptions, Loaded};
+use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
+use warren_engine::{Lifecycle, default_data_dir};
+use warren_provider_local::LocalProvider;
+
+use crate::cli::{Cli, Command, ConfigCommand, GlobalArgs};
+use crate::output::print_error;
+
+pub async fn dispatch(cli: Cli) -> i32 {
+    let json = cli.global.json;
+    let g = &cli.global;
+    let result = match cli.command {
+        Command::Run(args) => run::run(g, args).await,
+        Command::Launch(args) => lifecycle::launch(g, args).await,
+        Command::Exec(args) => lifecycle::exec(g, args).await,
+        Command::Export(args) => lifecycle::export(g, args),
+        Command::Pull(args) => lifecycle::pull(g, args),
+        Command::Teardown(args) => lifecycle::teardown(g, args),
+        Command::Gc => lifecycle::gc(g),
+        Command::Monitor(args) => lifecycle::monitor(g, args).await,
+        Command::List(args) => read::list(g, args.all),
+        Command::Status(args) => read::status(g, &args.name),
+        Command::Logs(args) => read::logs(g, &args).await,
+        Command::Open(args) => read::open(g, &args.name),
+        Command::Config(args) => match args.command {
+            ConfigCommand::Show { repo } => read::config_show(json, repo.as_deref()),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            print_error(&error, json);
+            error.reason_code.exit_class().code()
+        }
+    }
+}
+
+pub(crate) fn data_dir(global: &GlobalArgs) -> Result<PathBuf, ErrorInfo> {
+    global
+        .data_dir
+        .clone()
+        .or_else(default_data_dir)
+        .ok_or_else(|| {
+            ErrorInfo::new(
+                ReasonCode::InvalidArgument,
+                "cannot determine the data directory (no HOME?)",
+            )
+            .with_hint("pass --data-dir or set WARREN_DATA_DIR")
+        })
+}
+
+pub(crate) fn load_config(
+    repo: Option<&Path>,
+    flags: Vec<(String, toml::Value, String)>,
+) -> Result<Loaded, ErrorInfo> {
+    let opts = LoadOptions {
+        user_file: None,
+        repo_dir: repo.map(Path::to_path_buf),
+        env: std::env::vars()
+            .filter(|(k, _)| k.starts_with("WARREN_"))
+            .collect(),
+        flags,
+    };
+    warren_config::load(&opts).map_err(|e| e.to_error_info())
+}
+
+/// Runs `body` with a lifecycle handle on the local provider and the given config.
+pub(crate) fn with_lifecycle<T>(
+    global: &GlobalArgs,
+    config: &Config,
+    body: impl FnOnce(&Lifecycle<'_, LocalProvider>) -> Result<T, ErrorInfo>,
+) -> Result<T, ErrorInfo> {
+    let provider = LocalProvider::new();
+    let data_dir = data_dir(global)?;
+    let lifecycle = Lifecycle::open(&provider, config, &data_dir)?;
+    body(&lifecycle)
+}
+
+pub(crate) fn canonical_repo(path: &Path) -> Result<PathBuf, ErrorInfo> {
+    std::fs::canonicalize(path).map_err(|e| {
+        ErrorInfo::new(
+            ReasonCode::NotAGitRepo,
+            format!("{} is not a directory: {e}", path.display()),
+        )
+        .with_hint("pass --repo pointing at a git work tree")
+    })
+}

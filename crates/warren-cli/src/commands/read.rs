@@ -1,0 +1,248 @@
+//! Commands that read state: list, status, logs (with follow), open, config show. Each reconciles
+//! what it reads, so a sandbox whose monitor died is reported as such, never as running.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+use warren_domain::{ErrorInfo, ReasonCode, SandboxState, UserFacing};
+use warren_engine::{Lifecycle, RunObserver, SandboxDirs};
+use warren_provider_local::LocalProvider;
+use warren_store::SandboxRecord;
+
+use super::{load_config, with_lifecycle};
+use crate::cli::{GlobalArgs, LogsArgs};
+use crate::output::EventPrinter;
+
+fn rfc3339(t: &time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub fn list(global: &GlobalArgs, all: bool) -> Result<i32, ErrorInfo> {
+    let config = load_config(None, Vec::new())?.config;
+    let records = with_lifecycle(global, &config, |lc| lc.list(all))?;
+    if global.json {
+        println!("{}", json!({ "sandboxes": records }));
+        return Ok(0);
+    }
+    if records.is_empty() {
+        eprintln!(
+            "no sandboxes{}",
+            if all {
+                ""
+            } else {
+                " (use --all to include destroyed ones)"
+            }
+        );
+        return Ok(0);
+    }
+    println!(
+        "{:<28} {:<13} {:<8} {:<21} BRANCH",
+        "NAME", "STATE", "PROVIDER", "CREATED"
+    );
+    for r in &records {
+        let created = rfc3339(&r.created_at);
+        println!(
+            "{:<28} {:<13} {:<8} {:<21} {}",
+            r.name,
+            r.state,
+            r.provider,
+            created.get(..19).unwrap_or(&created),
+            r.branch.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(0)
+}
+
+fn changed_files(
+    lc: &Lifecycle<'_, LocalProvider>,
+    record: &SandboxRecord,
+) -> Vec<serde_json::Value> {
+    let dirs = SandboxDirs::new(lc.data_dir, &record.id);
+    if !dirs.workspace.is_dir() || record.sync.is_none() || record.state == SandboxState::Running {
+        return Vec::new();
+    }
+    let limits = warren_sync::Limits::default();
+    match warren_sync::collect_changes(&dirs.workspace, &dirs.baseline, &limits) {
+        Ok(changes) => changes
+            .changes
+            .iter()
+            .map(|c| json!({ "path": c.path.display().to_string(), "kind": format!("{:?}", c.kind).to_lowercase() }))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
+    let config = load_config(None, Vec::new())?.config;
+    with_lifecycle(global, &config, |lc| {
+        let r = lc.find(name)?;
+        let lease = lc.store.lease(&r.id).map_err(|e| e.to_error_info())?;
+        let changes = changed_files(lc, &r);
+        if global.json {
+            println!(
+                "{}",
+                json!({ "sandbox": r, "lease": lease, "changed_files": changes })
+            );
+            return Ok(0);
+        }
+        println!("name:      {}", r.name);
+        println!("id:        {}", r.id);
+        println!(
+            "state:     {} (since {})",
+            r.state,
+            rfc3339(&r.state_changed_at)
+        );
+        println!("repo:      {}", r.repo.display());
+        println!("provider:  {}", r.provider);
+        if let Some(model) = &r.model {
+            println!("model:     {model}");
+        }
+        println!("created:   {}", rfc3339(&r.created_at));
+        match &lease {
+            Some(l) => println!(
+                "lease:     {} by {} until {}",
+                l.operation,
+                l.holder,
+                rfc3339(&l.expires_at)
+            ),
+            None => println!("lease:     none"),
+        }
+        if let Some(session) = &r.session_id {
+            println!("session:   {session}");
+        }
+        println!("tokens:    {} in, {} out", r.usage.input, r.usage.output);
+        if !changes.is_empty() {
+            println!("changes:   {} files", changes.len());
+            for c in &changes {
+                println!(
+                    "           {} {}",
+                    c["kind"].as_str().unwrap_or(""),
+                    c["path"].as_str().unwrap_or("")
+                );
+            }
+        }
+        if let Some(branch) = &r.branch {
+            println!(
+                "exported:  {branch} ({} files)",
+                r.changed_files.unwrap_or(0)
+            );
+        }
+        if let Some(error) = &r.error {
+            println!("error:     {} [{}]", error.message, error.reason_code);
+        }
+        Ok(0)
+    })
+}
+
+/// Prints recorded events; with `follow`, keeps printing new ones until the sandbox is idle.
+pub async fn logs(global: &GlobalArgs, args: &LogsArgs) -> Result<i32, ErrorInfo> {
+    let config = load_config(None, Vec::new())?.config;
+    let provider = LocalProvider::new();
+    let data_dir = super::data_dir(global)?;
+    let lc = Lifecycle::open(&provider, &config, &data_dir)?;
+    let mut printer = EventPrinter::new(global.json);
+    follow_events(&lc, &args.name, args.since, args.follow, &mut printer).await
+}
+
+pub(crate) async fn follow_events(
+    lc: &Lifecycle<'_, LocalProvider>,
+    name: &str,
+    since: u64,
+    follow: bool,
+    printer: &mut EventPrinter,
+) -> Result<i32, ErrorInfo> {
+    let mut seq = since;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let record = lc.find(name)?;
+        let events = lc
+            .store
+            .events(&record.id, seq, None)
+            .map_err(|e| e.to_error_info())?;
+        for event in &events {
+            printer.event(event);
+            seq = event.seq;
+        }
+        let busy = matches!(
+            record.state,
+            SandboxState::New
+                | SandboxState::Queued
+                | SandboxState::Provisioning
+                | SandboxState::Running
+                | SandboxState::Saving
+                | SandboxState::TearingDown
+        ) || lc
+            .store
+            .lease(&record.id)
+            .map_err(|e| e.to_error_info())?
+            .is_some();
+        if !follow || (!busy && events.is_empty()) {
+            return Ok(match (&record.state, &record.error) {
+                (SandboxState::Error, Some(e)) if follow => e.reason_code.exit_class().code(),
+                _ => 0,
+            });
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(150)) => {}
+            _ = &mut ctrl_c => return Ok(0),
+        }
+    }
+}
+
+pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
+    let config = load_config(None, Vec::new())?.config;
+    with_lifecycle(global, &config, |lc| {
+        let r = lc.find(name)?;
+        if r.state == SandboxState::Destroyed {
+            return Err(ErrorInfo::new(
+                ReasonCode::WrongState,
+                format!("sandbox {} was torn down", r.name),
+            ));
+        }
+        let dirs = SandboxDirs::new(lc.data_dir, &r.id);
+        let exec = format!("warren exec {} \"<your follow-up prompt>\"", r.name);
+        if global.json {
+            println!(
+                "{}",
+                json!({ "open": {
+                    "name": r.name, "provider": r.provider, "state": r.state,
+                    "workspace": dirs.workspace, "session_id": r.session_id, "exec": exec,
+                    "logs": format!("warren logs {} -f", r.name),
+                }})
+            );
+            return Ok(0);
+        }
+        println!("sandbox {} ({}, {})", r.name, r.provider, r.state);
+        println!("  workspace:  {}", dirs.workspace.display());
+        if let Some(session) = &r.session_id {
+            println!("  session:    {session}");
+        }
+        println!("  continue:   {exec}");
+        println!("  watch:      warren logs {} -f", r.name);
+        eprintln!(
+            "The local provider keeps no server between prompts: each exec starts OpenCode on the saved session."
+        );
+        Ok(0)
+    })
+}
+
+pub fn config_show(json: bool, repo: Option<&Path>) -> Result<i32, ErrorInfo> {
+    let loaded = load_config(repo, Vec::new())?;
+    if json {
+        println!(
+            "{}",
+            json!({ "config": loaded.config, "sources": loaded.sources })
+        );
+        return Ok(0);
+    }
+    let text = toml::to_string_pretty(&loaded.config)
+        .map_err(|e| ErrorInfo::new(ReasonCode::Internal, e.to_string()))?;
+    println!("{text}");
+    for (key, source) in &loaded.sources {
+        eprintln!("# {key} = from {source}");
+    }
+    Ok(0)
+}

@@ -1,0 +1,308 @@
+//! Long-lived sandboxes: launch returns while the agent works under a detached monitor; logs can
+//! attach, detach and re-attach and see every event once, in order; exec continues the same
+//! OpenCode session; export and teardown respect the lease and never lose unexported work; a
+//! killed monitor leaves a consistent, exportable sandbox.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::harness::{Fixture, bash_turn, git, json_lines, scenario, stderr, stdout, text_turn};
+
+fn when_turn(contains: &str, mut turn: Value) -> Value {
+    turn["when"] = json!({ "last_user_contains": contains, "has_tools": true });
+    turn
+}
+
+async fn status(fx: &Fixture, name: &str) -> Value {
+    let out = fx.warren(&["status", name, "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn launch_follow_exec_export_teardown() {
+    let fx = Fixture::new(&scenario(vec![
+        when_turn("first task", json!({ "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/first.txt", "content": "first\n" } }] })),
+        when_turn("first task", text_turn("first done")),
+        when_turn("second part", bash_turn("echo second > second.txt")),
+        when_turn("second part", text_turn("second done")),
+    ]))
+    .await;
+    let repo = fx.repo.to_str().unwrap();
+    let out = fx
+        .warren(&[
+            "launch",
+            "work",
+            "--repo",
+            repo,
+            "--prompt",
+            "first task",
+            "--json",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let launched: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let state = launched["sandbox"]["state"].as_str().unwrap();
+    assert!(
+        state == "running" || state == "completed",
+        "launch returns once the agent started: {state}"
+    );
+
+    // Attach, read a prefix, detach; re-attach from there and follow to the end.
+    let first = fx.warren(&["logs", "work", "--json"]).await;
+    let first = json_lines(&first);
+    let since = first.last().map_or(0, |e| e["seq"].as_u64().unwrap());
+    let rest = fx
+        .warren(&[
+            "logs",
+            "work",
+            "-f",
+            "--json",
+            "--since",
+            &since.to_string(),
+        ])
+        .await;
+    assert!(rest.status.success(), "{}", stderr(&rest));
+    let all: Vec<Value> = first.into_iter().chain(json_lines(&rest)).collect();
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    assert!(
+        all.iter()
+            .any(|e| e["type"] == "tool_use" && e["tool"] == "write")
+    );
+    let full = json_lines(&fx.warren(&["logs", "work", "--json"]).await);
+    assert_eq!(full.len(), all.len(), "a later reader sees the same events");
+
+    let s = status(&fx, "work").await;
+    assert_eq!(s["sandbox"]["state"], "completed");
+    assert!(s["lease"].is_null(), "the monitor released its lease: {s}");
+    let session = s["sandbox"]["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s["changed_files"],
+        json!([{ "kind": "added", "path": "first.txt" }])
+    );
+
+    // Tearing down unexported work is refused.
+    let refused = fx.warren(&["teardown", "work", "--json"]).await;
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(
+        json_lines(&refused)[0]["error"]["reason_code"],
+        "unexported_changes"
+    );
+
+    // exec continues the same OpenCode session: the model sees the first exchange in its history.
+    let exec = fx
+        .warren(&["exec", "work", "now the second part", "--json"])
+        .await;
+    assert!(exec.status.success(), "{}", stderr(&exec));
+    let exec_events = json_lines(&exec);
+    assert!(
+        exec_events
+            .iter()
+            .any(|e| e["type"] == "tool_use" && e["tool"] == "bash"),
+        "{exec_events:?}"
+    );
+    let s = status(&fx, "work").await;
+    assert_eq!(s["sandbox"]["session_id"], session.as_str());
+    let last = fx
+        .model
+        .as_ref()
+        .unwrap()
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.has_tools)
+        .unwrap();
+    assert!(
+        last.body.to_string().contains("first task"),
+        "the follow-up carried the session history"
+    );
+
+    let export = fx.warren(&["export", "work", "--json"]).await;
+    assert!(export.status.success(), "{}", stderr(&export));
+    let exported: Value = serde_json::from_str(&stdout(&export)).unwrap();
+    assert_eq!(exported["export"]["branch"], "warren/work");
+    assert_eq!(git(&fx.repo, &["show", "warren/work:first.txt"]), "first\n");
+    assert_eq!(
+        git(&fx.repo, &["show", "warren/work:second.txt"]),
+        "second\n"
+    );
+
+    let down = fx.warren(&["teardown", "work", "--json"]).await;
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert_eq!(status(&fx, "work").await["sandbox"]["state"], "destroyed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_monitor_leaves_a_consistent_exportable_sandbox() {
+    let fx = Fixture::new(&scenario(vec![
+        bash_turn("echo before-the-crash > saved.txt && sleep 60"),
+        text_turn("never reached"),
+    ]))
+    .await;
+    let repo = fx.repo.to_str().unwrap();
+    let out = fx
+        .warren(&["launch", "crash", "--repo", repo, "--prompt", "work"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Wait until the agent wrote its file, then kill the monitor (by the pid its lease records).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        let s = status(&fx, "crash").await;
+        let agent_called = fx
+            .model
+            .as_ref()
+            .unwrap()
+            .requests()
+            .iter()
+            .any(|r| r.has_tools);
+        if let (true, Some(pid)) = (agent_called, s["lease"]["pid"].as_u64()) {
+            // The bash tool writes its file at once, then sleeps: give it a moment.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            break pid;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never started: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    // The next command sees a consistent state: not running, with a reason, no live lease.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let s = status(&fx, "crash").await;
+        if s["sandbox"]["state"] == "error" {
+            break s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a dead monitor was not noticed: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(s["lease"].is_null());
+    assert!(
+        s["sandbox"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("monitor died"),
+        "{s}"
+    );
+    assert!(
+        s["sandbox"]["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("warren export crash"),
+        "{s}"
+    );
+
+    // The agent's work is still exportable.
+    let export = fx.warren(&["export", "crash", "--json"]).await;
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert_eq!(
+        git(&fx.repo, &["show", "warren/crash:saved.txt"]),
+        "before-the-crash\n"
+    );
+    let down = fx.warren(&["teardown", "crash"]).await;
+    assert!(down.status.success(), "{}", stderr(&down));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operations_on_a_busy_sandbox_are_refused_naming_the_holder() {
+    let fx = Fixture::new(&scenario(vec![
+        bash_turn("sleep 60"),
+        text_turn("never reached"),
+    ]))
+    .await;
+    let repo = fx.repo.to_str().unwrap();
+    let out = fx
+        .warren(&["launch", "busy", "--repo", repo, "--prompt", "work"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let export = fx.warren(&["export", "busy", "--json"]).await;
+    assert_eq!(
+        export.status.code(),
+        Some(3),
+        "busy is retryable: {}",
+        stdout(&export)
+    );
+    let error = &json_lines(&export)[0]["error"];
+    assert_eq!(error["reason_code"], "sandbox_busy");
+    assert_eq!(error["retryable"], true);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("launch held by pid:"),
+        "{error}"
+    );
+
+    let exec = fx.warren(&["exec", "busy", "more", "--json"]).await;
+    assert_eq!(json_lines(&exec)[0]["error"]["reason_code"], "wrong_state");
+
+    let teardown = fx.warren(&["teardown", "busy", "--json"]).await;
+    assert_eq!(
+        json_lines(&teardown)[0]["error"]["reason_code"],
+        "sandbox_busy"
+    );
+
+    // --force stops the monitor (and with it the agent) and removes the sandbox.
+    let forced = fx.warren(&["teardown", "busy", "--force", "--json"]).await;
+    assert!(forced.status.success(), "{}", stdout(&forced));
+    let s = status(&fx, "busy").await;
+    assert_eq!(s["sandbox"]["state"], "destroyed");
+    assert!(s["lease"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_applies_retention_only_to_exported_work_and_removes_orphans() {
+    let fx = Fixture::new(&scenario(vec![
+        json!({ "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/a.txt", "content": "a\n" } }], "repeat": 2 }),
+        json!({ "text": "done", "repeat": 2 }),
+    ]))
+    .await;
+    let mut config = std::fs::read_to_string(&fx.config).unwrap();
+    config.push_str("\n[sandbox]\ncompleted_retention_mins = 0\n");
+    std::fs::write(&fx.config, config).unwrap();
+    let repo = fx.repo.to_str().unwrap();
+    for name in ["kept", "exported"] {
+        let out = fx
+            .warren(&["launch", name, "--repo", repo, "--prompt", "work"])
+            .await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let follow = fx.warren(&["logs", name, "-f"]).await;
+        assert!(follow.status.success(), "{}", stderr(&follow));
+    }
+    let export = fx.warren(&["export", "exported"]).await;
+    assert!(export.status.success(), "{}", stderr(&export));
+    let orphan = fx.data.join("sandboxes").join("deadbeef0000");
+    std::fs::create_dir_all(orphan.join("workspace")).unwrap();
+
+    let gc = fx.warren(&["gc", "--json"]).await;
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let report: Value = serde_json::from_str(&stdout(&gc)).unwrap();
+    assert_eq!(report["gc"]["torn_down"], json!(["exported"]));
+    assert_eq!(report["gc"]["kept_unexported"], json!(["kept"]));
+    assert!(!orphan.exists(), "orphan directory kept");
+    assert_eq!(
+        status(&fx, "exported").await["sandbox"]["state"],
+        "destroyed"
+    );
+    assert_eq!(status(&fx, "kept").await["sandbox"]["state"], "completed");
+    let down = fx.warren(&["teardown", "kept", "--force"]).await;
+    assert!(down.status.success(), "{}", stderr(&down));
+}
