@@ -202,10 +202,7 @@ pub fn print_summary(summary: &RunSummary, json: bool) {
     };
     println!("run {} {status}", summary.name);
     match &summary.branch {
-        Some(branch) => println!(
-            "  branch:   {branch} ({} files changed)",
-            summary.files_changed
-        ),
+        Some(branch) => println!("  branch:   {branch} ({})", files(summary.files_changed)),
         None => println!("  branch:   none (the agent changed no files)"),
     }
     println!(
@@ -282,5 +279,14 @@ impl Spinner {
         if let Some(bar) = self.0 {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// "1 file changed", "3 files changed".
+pub fn files(n: u64) -> String {
+    if n == 1 {
+        "1 file changed".to_owned()
+    } else {
+        format!("{n} files changed")
     }
 }

@@ -100,7 +100,13 @@ impl Fixture {
     }
 
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_warren"));
+        let mut cmd = tokio::process::Command::from(self.std_command(args));
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    fn std_command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_warren"));
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -117,8 +123,7 @@ impl Fixture {
             .env("GIT_AUTHOR_EMAIL", "test@example.com")
             .env("GIT_COMMITTER_NAME", "Test User")
             .env("GIT_COMMITTER_EMAIL", "test@example.com")
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
+            .stdin(std::process::Stdio::null());
         cmd
     }
 
@@ -163,6 +168,27 @@ impl Fixture {
             .await
             .unwrap_or_else(|_| panic!("warren {args:?} hung for 120 s"))
             .unwrap()
+    }
+}
+
+impl Drop for Fixture {
+    /// Whatever a test left behind (a monitor still running after a failed assertion) is stopped
+    /// through warren itself: `teardown --force` stops a monitor by the pid its lease records.
+    fn drop(&mut self) {
+        if !self.data.join("warren.db").exists() {
+            return;
+        }
+        let Ok(out) = self.std_command(&["list", "--json"]).output() else {
+            return;
+        };
+        let Ok(listed) = serde_json::from_slice::<Value>(&out.stdout) else {
+            return;
+        };
+        for sandbox in listed["sandboxes"].as_array().into_iter().flatten() {
+            if let Some(name) = sandbox["name"].as_str() {
+                let _ = self.std_command(&["teardown", name, "--force"]).output();
+            }
+        }
     }
 }
 

@@ -306,3 +306,72 @@ async fn gc_applies_retention_only_to_exported_work_and_removes_orphans() {
     let down = fx.warren(&["teardown", "kept", "--force"]).await;
     assert!(down.status.success(), "{}", stderr(&down));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_as_a_patch_and_pull_into_a_directory() {
+    let fx = Fixture::new(&scenario(vec![
+        bash_turn(
+            "printf 'new\\n' > added.txt && rm README.md && mkdir -p d && printf 'x\\n' > d/x.txt",
+        ),
+        text_turn("done"),
+    ]))
+    .await;
+    let repo = fx.repo.to_str().unwrap();
+    assert!(
+        fx.warren(&["launch", "files", "--repo", repo, "--prompt", "work"])
+            .await
+            .status
+            .success()
+    );
+    assert!(fx.warren(&["logs", "files", "-f"]).await.status.success());
+
+    let patch = fx.dir.path().join("series.patch");
+    let out = fx
+        .warren(&[
+            "export",
+            "files",
+            "--patch",
+            patch.to_str().unwrap(),
+            "--json",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        git(&fx.repo, &["branch", "--list", "warren/*"]).is_empty(),
+        "a patch export creates no branch"
+    );
+    // The series applies with `git am` on a clone at the base commit.
+    let clone = fx.dir.path().join("clone");
+    git(
+        fx.dir.path(),
+        &["clone", "-q", repo, clone.to_str().unwrap()],
+    );
+    git(&clone, &["am", "-q", patch.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(clone.join("added.txt")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(clone.join("d/x.txt")).unwrap(),
+        "x\n"
+    );
+    assert!(!clone.join("README.md").exists());
+
+    let target = fx.dir.path().join("pulled");
+    let out = fx
+        .warren(&["pull", "files", "--to", target.to_str().unwrap(), "--json"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(target.join("added.txt")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("d/x.txt")).unwrap(),
+        "x\n"
+    );
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(target.join(".warren-pull.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["deleted"], json!(["README.md"]));
+}

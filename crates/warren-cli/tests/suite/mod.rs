@@ -3,3 +3,4 @@ mod harness;
 mod isolation;
 mod lifecycle;
 mod run;
+mod snapshots;
