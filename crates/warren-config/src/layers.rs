@@ -333,6 +333,39 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
             });
         }
     }
+    for (name, provider) in &config.model_providers {
+        if let Some(pool) = &provider.pool
+            && !config.pools.contains_key(pool)
+        {
+            let key = format!("model_providers.{name}.pool");
+            let known: Vec<&str> = config.pools.keys().map(String::as_str).collect();
+            return Err(ConfigError::Invalid {
+                origin: origin_of(&key),
+                message: format!(
+                    "{key} = {pool:?} names no pool; defined pools: {}",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+                hint: Some(format!("add [pools.{pool}] with max_concurrent = N")),
+            });
+        }
+    }
+    for (name, role) in &config.roles {
+        if let Some(model) = &role.model {
+            let key = format!("roles.{name}.model");
+            config.resolve_model(model).map_err(|message| ConfigError::Invalid {
+                origin: origin_of(&key),
+                message: format!("{key}: {message}"),
+                hint: None,
+            })?;
+        }
+    }
+    if let Some(model) = &config.structurer.model {
+        config.resolve_model(model).map_err(|message| ConfigError::Invalid {
+            origin: origin_of("structurer.model"),
+            message: format!("structurer.model: {message}"),
+            hint: None,
+        })?;
+    }
     for key in ["model.default", "model.small"] {
         let value = match key {
             "model.default" => &config.model.default,
@@ -352,6 +385,17 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
 }
 
 impl Config {
+    /// The role named `name`, or an error listing the configured roles.
+    pub fn role(&self, name: &str) -> Result<&crate::model::RoleConfig, String> {
+        self.roles.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.roles.keys().map(String::as_str).collect();
+            format!(
+                "unknown role {name:?}; configured roles: {}",
+                if known.is_empty() { "none (add a [roles.<name>] section)".to_owned() } else { known.join(", ") }
+            )
+        })
+    }
+
     /// Resolves `provider/model` against the configured model providers.
     pub fn resolve_model(&self, raw: &str) -> Result<ModelRef, String> {
         let model = ModelRef::parse(raw)

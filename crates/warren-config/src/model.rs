@@ -15,6 +15,12 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     pub sync: SyncConfig,
     pub opencode: OpencodeConfig,
+    /// Role name → model, timeouts and whether the outcome contract applies (`--role`).
+    pub roles: BTreeMap<String, RoleConfig>,
+    /// Pool name → concurrency limit; model providers name the pool they belong to.
+    pub pools: BTreeMap<String, PoolConfig>,
+    pub retry: RetryConfig,
+    pub structurer: StructurerConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,6 +42,8 @@ pub struct ModelProviderConfig {
     /// The API key itself (discouraged: prefer `api_key_env`).
     pub api_key: Option<String>,
     pub models: Vec<String>,
+    /// The concurrency pool (from `[pools]`) runs against this endpoint share.
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,5 +134,87 @@ impl ModelRef {
 impl std::fmt::Display for ModelRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.provider, self.model)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoleConfig {
+    /// `provider/model` for this role; `model.default` when unset.
+    pub model: Option<String>,
+    /// Ask the agent for a JSON outcome (COMPLETE / NEEDS_INFO / ERROR) and enforce it.
+    pub contract: bool,
+    /// Fields the role's outcome must carry besides `outcome` and `summary`.
+    pub fields: Vec<String>,
+    /// Overrides `timeouts.run_secs` for this role.
+    pub run_secs: Option<u64>,
+    /// Overrides `timeouts.inactivity_secs` for this role.
+    pub inactivity_secs: Option<u64>,
+    /// Re-prompts with a stricter instruction when the outcome is missing or malformed.
+    pub max_retries_on_malformed_output: u32,
+}
+
+impl Default for RoleConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            contract: false,
+            fields: Vec::new(),
+            run_secs: None,
+            inactivity_secs: None,
+            max_retries_on_malformed_output: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// How many agent runs may use the pool's backends at once.
+    pub max_concurrent: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self { max_concurrent: 1 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts for retryable model failures (unknown model, rate limit, server errors).
+    pub max_attempts: u32,
+    /// First backoff; it doubles with each retry.
+    pub backoff_secs: u64,
+    /// Extra substrings that mark a failure as a rate limit (merged with the built-in ones).
+    pub rate_limit_patterns: Vec<String>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff_secs: 2,
+            rate_limit_patterns: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StructurerConfig {
+    /// `provider/model` of the fast model that extracts an outcome from narration; the run's
+    /// model when unset.
+    pub model: Option<String>,
+    pub timeout_secs: u64,
+}
+
+impl Default for StructurerConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            timeout_secs: 30,
+        }
     }
 }
