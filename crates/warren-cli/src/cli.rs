@@ -77,6 +77,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
 
+    /// Role from [roles] in the config: its model, timeouts and outcome contract
+    #[arg(long)]
+    pub role: Option<String>,
+
     /// What the agent should do
     #[arg(required = true, value_name = "PROMPT")]
     pub prompt: String,
@@ -102,6 +106,10 @@ pub struct LaunchArgs {
     /// Sandbox provider [default: sandbox.provider]
     #[arg(long, value_name = "PROVIDER")]
     pub provider: Option<String>,
+
+    /// Role from [roles] in the config: its model, timeouts and outcome contract
+    #[arg(long)]
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +120,10 @@ pub struct ExecArgs {
     /// Return once the agent runs instead of following its events
     #[arg(long)]
     pub detach: bool,
+
+    /// Role from [roles] in the config: its model, timeouts and outcome contract
+    #[arg(long)]
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Args)]

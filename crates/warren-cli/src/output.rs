@@ -136,6 +136,17 @@ impl EventPrinter {
             } => s.green(&format!(
                 "✔ exported {files_changed} changed files to branch {branch}"
             )),
+            AgentEvent::Retrying { attempt, max_attempts, reason_code, message, delay_ms } => s.red(&format!(
+                "↻ attempt {attempt}/{max_attempts} failed ({reason_code}: {}); retrying in {:.1} s",
+                one_line(message, 100),
+                *delay_ms as f64 / 1000.0
+            )),
+            AgentEvent::Queued { pool, position } => {
+                s.dim(&format!("· queued for pool {pool} (position {position})"))
+            }
+            AgentEvent::Outcome { outcome, summary, via, .. } => {
+                s.bold(&format!("◆ outcome {outcome}: {} (via {via})", one_line(summary, 160)))
+            }
             AgentEvent::Finished { .. } => return None,
         };
         Some(line)

@@ -343,7 +343,11 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
                 origin: origin_of(&key),
                 message: format!(
                     "{key} = {pool:?} names no pool; defined pools: {}",
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
                 hint: Some(format!("add [pools.{pool}] with max_concurrent = N")),
             });
@@ -352,19 +356,23 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
     for (name, role) in &config.roles {
         if let Some(model) = &role.model {
             let key = format!("roles.{name}.model");
-            config.resolve_model(model).map_err(|message| ConfigError::Invalid {
-                origin: origin_of(&key),
-                message: format!("{key}: {message}"),
-                hint: None,
-            })?;
+            config
+                .resolve_model(model)
+                .map_err(|message| ConfigError::Invalid {
+                    origin: origin_of(&key),
+                    message: format!("{key}: {message}"),
+                    hint: None,
+                })?;
         }
     }
     if let Some(model) = &config.structurer.model {
-        config.resolve_model(model).map_err(|message| ConfigError::Invalid {
-            origin: origin_of("structurer.model"),
-            message: format!("structurer.model: {message}"),
-            hint: None,
-        })?;
+        config
+            .resolve_model(model)
+            .map_err(|message| ConfigError::Invalid {
+                origin: origin_of("structurer.model"),
+                message: format!("structurer.model: {message}"),
+                hint: None,
+            })?;
     }
     for key in ["model.default", "model.small"] {
         let value = match key {
@@ -391,7 +399,11 @@ impl Config {
             let known: Vec<&str> = self.roles.keys().map(String::as_str).collect();
             format!(
                 "unknown role {name:?}; configured roles: {}",
-                if known.is_empty() { "none (add a [roles.<name>] section)".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none (add a [roles.<name>] section)".to_owned()
+                } else {
+                    known.join(", ")
+                }
             )
         })
     }

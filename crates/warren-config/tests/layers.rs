@@ -167,23 +167,49 @@ fn an_env_value_of_the_wrong_type_names_the_variable() {
 fn roles_pools_and_the_structurer_must_name_things_that_exist() {
     let repo = tempfile::tempdir().unwrap();
     let base = "[model_providers.local]\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"m\"]\n";
-    write(repo.path(), ".warren.toml", &format!("{base}[roles.reviewer]\nmodel = \"local/nope\"\n"));
-    let err = load(&opts(None, Some(repo.path()))).unwrap_err().to_string();
-    assert!(err.contains("roles.reviewer.model") && err.contains("\"nope\""), "{err}");
-
-    write(repo.path(), ".warren.toml", &base.replace("models = [\"m\"]\n", "models = [\"m\"]\npool = \"gpu\"\n"));
-    let err = load(&opts(None, Some(repo.path()))).unwrap_err().to_string();
-    assert!(err.contains("model_providers.local.pool") && err.contains("\"gpu\""), "{err}");
+    write(
+        repo.path(),
+        ".warren.toml",
+        &format!("{base}[roles.reviewer]\nmodel = \"local/nope\"\n"),
+    );
+    let err = load(&opts(None, Some(repo.path())))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("roles.reviewer.model") && err.contains("\"nope\""),
+        "{err}"
+    );
 
     write(
         repo.path(),
         ".warren.toml",
-        &format!("{base}[roles.reviewer]\ncontract = true\nfields = [\"verdict\"]\n[pools.gpu]\nmax_concurrent = 1\n"),
+        &base.replace("models = [\"m\"]\n", "models = [\"m\"]\npool = \"gpu\"\n"),
+    );
+    let err = load(&opts(None, Some(repo.path())))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model_providers.local.pool") && err.contains("\"gpu\""),
+        "{err}"
+    );
+
+    write(
+        repo.path(),
+        ".warren.toml",
+        &format!(
+            "{base}[roles.reviewer]\ncontract = true\nfields = [\"verdict\"]\n[pools.gpu]\nmax_concurrent = 1\n"
+        ),
     );
     let loaded = load(&opts(None, Some(repo.path()))).unwrap();
     let role = loaded.config.role("reviewer").unwrap();
     assert!(role.contract);
-    assert_eq!(role.max_retries_on_malformed_output, 2, "a partial role keeps its defaults");
+    assert_eq!(
+        role.max_retries_on_malformed_output, 2,
+        "a partial role keeps its defaults"
+    );
     let err = loaded.config.role("writer").unwrap_err();
-    assert!(err.contains("\"writer\"") && err.contains("reviewer"), "{err}");
+    assert!(
+        err.contains("\"writer\"") && err.contains("reviewer"),
+        "{err}"
+    );
 }

@@ -28,6 +28,8 @@ pub enum ReasonCode {
     ModelError,
     /// The model name is not known to the endpoint.
     UnknownModel,
+    /// The conversation no longer fits the model's context window.
+    ContextLength,
     /// The agent ran past the hard wall-clock limit.
     Timeout,
     /// The agent produced no event and no output for the inactivity limit.
@@ -71,6 +73,7 @@ impl ReasonCode {
             Self::RateLimited => "rate_limited",
             Self::ModelError => "model_error",
             Self::UnknownModel => "unknown_model",
+            Self::ContextLength => "context_length",
             Self::Timeout => "timeout",
             Self::Inactive => "inactive",
             Self::AgentFailed => "agent_failed",
@@ -101,6 +104,7 @@ impl ReasonCode {
             | Self::UnexportedChanges
             | Self::WrongState
             | Self::ModelAuth
+            | Self::ContextLength
             | Self::UnknownModel => ExitClass::User,
             Self::ModelUnreachable
             | Self::RateLimited

@@ -98,6 +98,26 @@ pub enum AgentEvent {
     Unknown { raw: serde_json::Value },
     /// The model gateway saw something the run should know about (e.g. an unreachable upstream).
     Gateway { message: String },
+    /// A retryable failure: the agent runs again after `delay_ms`.
+    Retrying {
+        attempt: u32,
+        max_attempts: u32,
+        reason_code: crate::error::ReasonCode,
+        message: String,
+        delay_ms: u64,
+    },
+    /// Waiting for a slot in a concurrency pool; `position` 1 is next.
+    Queued { pool: String, position: u64 },
+    /// The role's outcome, parsed from the agent's answer (or recovered by the structurer).
+    Outcome {
+        outcome: String,
+        summary: String,
+        /// How it was obtained: fenced_block, whole_text, last_balanced_object, structurer, or
+        /// missing (an ERROR outcome carrying the raw output).
+        via: String,
+        #[serde(default)]
+        fields: serde_json::Map<String, serde_json::Value>,
+    },
     /// The agent's changes were exported as a branch.
     Exported {
         branch: String,
@@ -126,6 +146,9 @@ impl AgentEvent {
             Self::AgentError { .. } => "agent_error",
             Self::Unknown { .. } => "unknown",
             Self::Gateway { .. } => "gateway",
+            Self::Retrying { .. } => "retrying",
+            Self::Queued { .. } => "queued",
+            Self::Outcome { .. } => "outcome",
             Self::Exported { .. } => "exported",
             Self::Finished { .. } => "finished",
         }

@@ -43,10 +43,13 @@ const TRANSITIONS: &[(SandboxState, &[SandboxState])] = {
     use SandboxState::*;
     &[
         (New, &[Queued, Provisioning, TearingDown, Error]),
-        (Queued, &[Provisioning, TearingDown, Error]),
-        (Provisioning, &[Running, Completed, TearingDown, Error]),
+        (Queued, &[Provisioning, Running, TearingDown, Error]),
+        (
+            Provisioning,
+            &[Queued, Running, Completed, TearingDown, Error],
+        ),
         (Running, &[Completed, Saving, TearingDown, Error]),
-        (Completed, &[Running, Saving, TearingDown, Error]),
+        (Completed, &[Queued, Running, Saving, TearingDown, Error]),
         (Saving, &[Completed, TearingDown, Error]),
         (TearingDown, &[Destroyed, Error]),
         (Destroyed, &[]),

@@ -4,13 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use warren_agent::{Limits, OpencodeLaunch, classify_failure, supervise};
-use warren_config::Config;
+use warren_agent::classify::{ClassifyPatterns, classify_failure_with};
+use warren_agent::{Limits, OpencodeLaunch, supervise};
 use warren_domain::{
-    AgentEvent, ErrorInfo, ReasonCode, SandboxName, SandboxState, Usage, UserFacing,
+    AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, Usage, UserFacing,
 };
 use warren_gateway::{GatewayConfig, GatewayNotice};
 use warren_provider::{Provider, Sandbox, SandboxSpec, ToolMount};
+use warren_store::Store;
 
 use crate::paths::SandboxDirs;
 use crate::prepare::Prepared;
@@ -23,6 +24,8 @@ pub(crate) struct AgentRequest<'a> {
     pub name: &'a SandboxName,
     pub prompt: &'a str,
     pub session_id: Option<String>,
+    pub limits: Limits,
+    pub patterns: &'a ClassifyPatterns,
 }
 
 #[derive(Debug, Default)]
@@ -32,6 +35,8 @@ pub(crate) struct AgentResult {
     pub session_id: Option<String>,
     pub usage: Usage,
     pub stderr_tail: Vec<String>,
+    /// The assistant text of the last step that said anything: where an outcome object lives.
+    pub final_text: String,
     pub gateway_ms: f64,
     pub sandbox_create_ms: f64,
     pub agent_ms: f64,
@@ -44,7 +49,6 @@ fn ms(d: Duration) -> f64 {
 pub(crate) async fn run_agent<P: Provider>(
     provider: &P,
     prepared: &Prepared,
-    config: &Config,
     rec: &mut Recorder<'_>,
     dirs: &SandboxDirs,
     req: AgentRequest<'_>,
@@ -115,22 +119,33 @@ pub(crate) async fn run_agent<P: Provider>(
         gateway.shutdown().await;
         return Err(e);
     }
-    let limits = Limits {
-        hard: Duration::from_secs(config.timeouts.run_secs.max(1)),
-        inactivity: Duration::from_secs(config.timeouts.inactivity_secs.max(1)),
-    };
+    let limits = req.limits;
     let mut session_recorded = req.session_id.is_some();
     let (store, id) = (rec.store, rec.id.clone());
-    let run = supervise(child, limits, stop_signal(notices), |event| {
-        if let (false, AgentEvent::StepStart { session_id }) = (session_recorded, &event) {
-            let _ = store.set_session_id(&id, session_id);
-            session_recorded = true;
-        }
-        if let AgentEvent::StepFinish { usage, .. } = &event {
-            let _ = store.add_usage(&id, usage);
-        }
-        rec.emit(event);
-    })
+    let (mut step_text, mut final_text) = (String::new(), String::new());
+    let run = supervise(
+        child,
+        limits,
+        stop_signal(notices, store, id.clone()),
+        |event| {
+            match &event {
+                AgentEvent::StepStart { .. } => step_text.clear(),
+                AgentEvent::Text { text } => {
+                    step_text.push_str(text);
+                    final_text.clone_from(&step_text);
+                }
+                _ => {}
+            }
+            if let (false, AgentEvent::StepStart { session_id }) = (session_recorded, &event) {
+                let _ = store.set_session_id(&id, session_id);
+                session_recorded = true;
+            }
+            if let AgentEvent::StepFinish { usage, .. } = &event {
+                let _ = store.add_usage(&id, usage);
+            }
+            rec.emit(event);
+        },
+    )
     .await;
     result.agent_ms = ms(t.elapsed());
     // Nothing may keep running in the sandbox while its files are read.
@@ -139,7 +154,8 @@ pub(crate) async fn run_agent<P: Provider>(
     result.session_id = run.session_id.clone().or(req.session_id);
     result.usage = run.usage;
     result.stderr_tail = run.stderr_tail.clone();
-    result.error = classify_failure(&run);
+    result.final_text = final_text;
+    result.error = classify_failure_with(&run, req.patterns);
     if let Some(error) = &result.error {
         let _ = rec.store.set_error(&rec.id, error);
     }
@@ -150,9 +166,13 @@ pub(crate) async fn run_agent<P: Provider>(
 
 /// Resolves when the run must stop: the gateway reports something it cannot recover from, or the
 /// user presses Ctrl-C (the work so far is still kept).
-async fn stop_signal(notices: tokio::sync::mpsc::UnboundedReceiver<GatewayNotice>) -> ErrorInfo {
+async fn stop_signal(
+    notices: tokio::sync::mpsc::UnboundedReceiver<GatewayNotice>,
+    store: &Store,
+    id: SandboxId,
+) -> ErrorInfo {
     tokio::select! {
-        info = fatal_notice(notices) => info,
+        info = fatal_notice(notices, store, id) => info,
         Ok(()) = tokio::signal::ctrl_c() => ErrorInfo::new(
             ReasonCode::Interrupted,
             "interrupted: the agent was stopped; its work so far was kept",
@@ -163,6 +183,8 @@ async fn stop_signal(notices: tokio::sync::mpsc::UnboundedReceiver<GatewayNotice
 /// Resolves when the gateway reports something the run cannot recover from.
 async fn fatal_notice(
     mut notices: tokio::sync::mpsc::UnboundedReceiver<GatewayNotice>,
+    store: &Store,
+    id: SandboxId,
 ) -> ErrorInfo {
     while let Some(notice) = notices.recv().await {
         match notice {
@@ -180,7 +202,21 @@ async fn fatal_notice(
                 )
                 .with_hint("check the API key: model_providers.<name>.api_key_env must name a variable that holds a valid key");
             }
-            other => tracing::debug!("gateway notice: {other:?}"),
+            GatewayNotice::UpstreamStatus { status, body } => {
+                let kind = match status {
+                    429 => "rate limited",
+                    500..=599 => "server error",
+                    _ => "error",
+                };
+                let body: String = body.trim().chars().take(200).collect();
+                let message = format!("the model endpoint answered HTTP {status} ({kind}): {body}");
+                let _ = store.append_event(&id, &AgentEvent::Gateway { message });
+            }
+            GatewayNotice::Blocked { method, path } => {
+                let message =
+                    format!("blocked a request that is not a model API call: {method} {path}");
+                let _ = store.append_event(&id, &AgentEvent::Gateway { message });
+            }
         }
     }
     std::future::pending().await

@@ -14,6 +14,7 @@ mod provision;
 pub mod reconcile;
 pub mod recorder;
 pub mod run;
+mod task;
 mod teardown;
 pub mod tools;
 
@@ -24,4 +25,5 @@ pub use ops::{LaunchRequest, Lifecycle, MONITOR_CONFIG_ENV};
 pub use paths::{SandboxDirs, default_data_dir};
 pub use recorder::{NullObserver, RunObserver};
 pub use run::{Phases, RunRequest, RunSummary, run};
+pub use task::TaskOutcome;
 pub use tools::Tools;

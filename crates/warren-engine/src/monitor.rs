@@ -17,11 +17,11 @@ use warren_domain::{
 use warren_provider::Provider;
 use warren_store::Store;
 
-use crate::agent::{AgentRequest, run_agent};
 use crate::paths::SandboxDirs;
 use crate::prepare::prepare;
 use crate::provision::provision;
 use crate::recorder::{NullObserver, Recorder};
+use crate::task::{TaskRequest, run_task};
 
 /// How long a monitor's lease lives without a heartbeat.
 pub const MONITOR_LEASE_TTL: Duration = Duration::from_secs(30);
@@ -33,7 +33,12 @@ pub enum MonitorJob {
     /// Provision a `new` sandbox and, with a prompt, run the agent.
     Launch { id: String, prompt: Option<String> },
     /// Run a follow-up prompt in the same OpenCode session.
-    Exec { id: String, prompt: String },
+    Exec {
+        id: String,
+        prompt: String,
+        #[serde(default)]
+        role: Option<String>,
+    },
 }
 
 impl MonitorJob {
@@ -142,6 +147,19 @@ async fn work<P: Provider>(
         false,
     )
     .await?;
+    let role_name = match job {
+        MonitorJob::Exec { role: Some(r), .. } => Some(r.clone()),
+        _ => record.role.clone(),
+    };
+    let role = match &role_name {
+        Some(name) => Some((
+            name.as_str(),
+            config
+                .role(name)
+                .map_err(|m| ErrorInfo::new(ReasonCode::InvalidConfig, m))?,
+        )),
+        None => None,
+    };
     let (prompt, session_id) = match job {
         MonitorJob::Launch { prompt, .. } => {
             rec.transition(SandboxState::Provisioning, None)?;
@@ -164,22 +182,26 @@ async fn work<P: Provider>(
             (prompt.clone(), record.session_id.clone())
         }
     };
-    let result = run_agent(
+    let result = run_task(
         provider,
         &prepared,
         config,
         rec,
         &dirs,
-        AgentRequest {
+        TaskRequest {
             name: &record.name,
             prompt: &prompt,
             session_id,
+            role,
         },
     )
     .await?;
+    if let Ok(value) = serde_json::to_value(&result.outcome) {
+        let _ = rec.store.set_outcome_json(&rec.id, &value);
+    }
     rec.emit(AgentEvent::Finished {
-        success: result.error.is_none(),
-        error: result.error.clone(),
+        success: result.last.error.is_none(),
+        error: result.last.error.clone(),
     });
     Ok(())
 }

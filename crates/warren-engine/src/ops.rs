@@ -40,6 +40,7 @@ pub struct LaunchRequest {
     pub repo: PathBuf,
     pub model: Option<String>,
     pub prompt: Option<String>,
+    pub role: Option<String>,
 }
 
 impl<'a, P: Provider> Lifecycle<'a, P> {
@@ -80,11 +81,21 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
     /// Checks everything, records the sandbox and starts its monitor; returns once the monitor has
     /// provisioned it and started the agent (or finished, or failed).
     pub async fn launch(&self, req: LaunchRequest, exe: &Path) -> Result<SandboxRecord, ErrorInfo> {
+        let role_model = match &req.role {
+            Some(name) => self
+                .config
+                .role(name)
+                .map_err(|m| ErrorInfo::new(ReasonCode::InvalidConfig, m))?
+                .model
+                .clone(),
+            None => None,
+        };
+        let model = req.model.clone().or(role_model);
         let prepared = prepare(
             self.provider,
             self.config,
             &req.repo,
-            req.model.as_deref(),
+            model.as_deref(),
             true,
         )
         .await?;
@@ -98,7 +109,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
                 provider: self.provider.name().to_owned(),
                 model: Some(prepared.model.to_string()),
                 prompt: req.prompt.clone(),
-                role: None,
+                role: req.role.clone(),
             })
             .map_err(|e| e.to_error_info())?;
         let job = MonitorJob::Launch {
@@ -117,8 +128,14 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         &self,
         name: &str,
         prompt: &str,
+        role: Option<String>,
         exe: &Path,
     ) -> Result<SandboxRecord, ErrorInfo> {
+        if let Some(role) = &role {
+            self.config
+                .role(role)
+                .map_err(|m| ErrorInfo::new(ReasonCode::InvalidConfig, m))?;
+        }
         let record = self.find(name)?;
         if record.state != SandboxState::Completed {
             return Err(wrong_state(&record.name, record.state, "exec"));
@@ -134,6 +151,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         let job = MonitorJob::Exec {
             id: record.id.to_string(),
             prompt: prompt.to_owned(),
+            role,
         };
         let mut child = self.spawn_monitor(exe, &record.id, &job)?;
         let store = &self.store;

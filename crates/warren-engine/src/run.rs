@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use warren_config::Config;
 use warren_domain::{
-    AgentEvent, ErrorInfo, SandboxId, SandboxName, SandboxState, Usage, UserFacing,
+    AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, Usage, UserFacing,
 };
 use warren_provider::Provider;
 use warren_store::{NewSandbox, Store};
 
-use crate::agent::{AgentRequest, run_agent};
 use crate::export::{ExportInput, ExportTarget, export};
 use crate::paths::SandboxDirs;
 use crate::prepare::{ensure_branch_free, prepare};
 use crate::provision::provision;
 use crate::recorder::{Recorder, RunObserver};
+use crate::task::{TaskOutcome, TaskRequest, run_task};
 use crate::teardown::remove_sandbox;
 
 #[derive(Debug, Clone)]
@@ -28,8 +28,10 @@ pub struct RunRequest {
     pub repo: PathBuf,
     pub prompt: String,
     pub name: Option<SandboxName>,
-    /// `provider/model`; the config's `model.default` when `None`.
+    /// `provider/model`; the role's model, else the config's `model.default`, when `None`.
     pub model: Option<String>,
+    /// A role from `[roles]`: its model, timeouts and outcome contract.
+    pub role: Option<String>,
     pub data_dir: PathBuf,
     pub config: Config,
 }
@@ -67,6 +69,8 @@ pub struct RunSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     pub usage: Usage,
+    /// Attempts, and the role's outcome when it asked for one.
+    pub outcome: TaskOutcome,
     pub duration_ms: f64,
     pub phases: Phases,
     /// Set when the workspace was kept because its changes could not be exported.
@@ -90,7 +94,20 @@ pub async fn run<P: Provider>(
     let started = Instant::now();
     let mut phases = Phases::default();
     let config = &req.config;
-    let prepared = prepare(provider, config, &req.repo, req.model.as_deref(), true).await?;
+    let role = match &req.role {
+        Some(name) => Some((
+            name.as_str(),
+            config
+                .role(name)
+                .map_err(|m| ErrorInfo::new(ReasonCode::InvalidConfig, m))?,
+        )),
+        None => None,
+    };
+    let model = req
+        .model
+        .clone()
+        .or_else(|| role.and_then(|(_, r)| r.model.clone()));
+    let prepared = prepare(provider, config, &req.repo, model.as_deref(), true).await?;
     let name = req
         .name
         .clone()
@@ -110,7 +127,7 @@ pub async fn run<P: Provider>(
             provider: provider.name().to_owned(),
             model: Some(prepared.model.to_string()),
             prompt: Some(req.prompt.clone()),
-            role: None,
+            role: req.role.clone(),
         })
         .map_err(|e| e.to_error_info())?;
     let dirs = SandboxDirs::new(&req.data_dir, &id);
@@ -123,26 +140,32 @@ pub async fn run<P: Provider>(
     let mut error: Option<ErrorInfo> = None;
     let mut exported = crate::export::Exported::default();
     let mut agent = crate::agent::AgentResult::default();
+    let mut task_outcome = TaskOutcome::default();
+    let mut usage = Usage::default();
     let mut keep_workspace = false;
     let outcome: Result<(), ErrorInfo> = async {
         rec.transition(SandboxState::Provisioning, None)?;
         let t = Instant::now();
         let sync = provision(&mut rec, &prepared.repo, &dirs, &name).map_err(|e| rec.fail(e))?;
         phases.sync_in_ms = ms(t.elapsed());
-        agent = run_agent(
+        let task = run_task(
             provider,
             &prepared,
             config,
             &mut rec,
             &dirs,
-            AgentRequest {
+            TaskRequest {
                 name: &name,
                 prompt: &req.prompt,
                 session_id: None,
+                role,
             },
         )
         .await
         .map_err(|e| rec.fail(e))?;
+        agent = task.last;
+        usage = task.usage;
+        task_outcome = task.outcome;
         phases.gateway_ms = agent.gateway_ms;
         phases.sandbox_create_ms = agent.sandbox_create_ms;
         phases.agent_ms = agent.agent_ms;
@@ -202,7 +225,8 @@ pub async fn run<P: Provider>(
         branch: exported.branch.clone(),
         files_changed: exported.files_changed,
         session_id: agent.session_id.clone(),
-        usage: agent.usage,
+        usage,
+        outcome: task_outcome,
         duration_ms: phases.total_ms,
         phases: phases.clone(),
         kept_workspace: keep_workspace.then(|| dirs.workspace.clone()),

@@ -90,6 +90,13 @@ pub(crate) fn process_alive(pid: u32, start_time: u64) -> bool {
     }
 }
 
+/// Whether the process recorded as `pid` (started at `start_time`, 0 = unknown) on `host` still
+/// runs. A pid from another host cannot be checked from here, so it counts as alive and only
+/// whatever else the caller knows (a lease's expiry, an explicit release) can retire it.
+pub(crate) fn recorded_process_alive(pid: u32, start_time: u64, host: &str) -> bool {
+    host != hostname() || process_alive(pid, start_time)
+}
+
 /// Without a mounted `/proc` a missing entry proves nothing, so liveness falls back to expiry.
 fn proc_is_usable() -> bool {
     std::path::Path::new("/proc/self/stat").exists()

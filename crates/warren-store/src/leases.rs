@@ -93,10 +93,10 @@ impl Row {
             return false;
         }
         match (self.lease.pid, self.host.as_deref()) {
-            (Some(pid), Some(host)) if host == holder::hostname() => {
-                holder::process_alive(pid, self.pid_start_time.unwrap_or(0))
+            (Some(pid), Some(host)) => {
+                holder::recorded_process_alive(pid, self.pid_start_time.unwrap_or(0), host)
             }
-            // Another host's pid cannot be checked from here, so only the expiry speaks for it.
+            // A lease from before schema version 2 names no process, so only the expiry speaks for it.
             _ => true,
         }
     }

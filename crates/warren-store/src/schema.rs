@@ -10,6 +10,7 @@ use rusqlite_migration::{M, Migrations};
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0001_initial.sql")),
     M::up(include_str!("../migrations/0002_lease_holders.sql")),
+    M::up(include_str!("../migrations/0003_pools.sql")),
 ];
 
 /// Long enough to ride out another process's short write transaction, short enough that a

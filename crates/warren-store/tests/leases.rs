@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::new_sandbox;
+use common::{dead_pid, new_sandbox};
 use warren_domain::{ReasonCode, SandboxId, UserFacing};
 use warren_store::{LeaseHolder, Store, StoreError, lease_holder_for_this_process};
 
@@ -22,14 +22,6 @@ fn other(name: &str) -> LeaseHolder {
         name: name.into(),
         ..LeaseHolder::this_process()
     }
-}
-
-/// The pid of a process that has exited and been reaped.
-fn dead_pid() -> u32 {
-    let mut child = Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
-    pid
 }
 
 fn sandbox(store: &Store, name: &str) -> SandboxId {

@@ -54,6 +54,7 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> Result<i32, ErrorI
                 repo,
                 model: args.model,
                 prompt: args.prompt,
+                role: args.role,
             },
             &current_exe()?,
         )
@@ -86,7 +87,9 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<i32, ErrorInfo>
         .events(&before.id, 0, None)
         .map(|e| e.last().map_or(0, |r| r.seq))
         .unwrap_or(0);
-    let record = lc.exec(&args.name, &args.prompt, &current_exe()?).await?;
+    let record = lc
+        .exec(&args.name, &args.prompt, args.role.clone(), &current_exe()?)
+        .await?;
     if args.detach {
         if global.json {
             println!("{}", json!({ "sandbox": record }));

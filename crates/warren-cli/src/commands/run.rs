@@ -38,6 +38,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
         prompt: args.prompt,
         name,
         model: args.model,
+        role: args.role,
         data_dir: data_dir(global)?,
         config: loaded.config,
     };

@@ -3,4 +3,5 @@ mod harness;
 mod isolation;
 mod lifecycle;
 mod run;
+mod runtime;
 mod snapshots;

@@ -1,0 +1,351 @@
+//! A task: one prompt carried to an end. Around single agent runs it adds what makes the agent
+//! dependable: waiting (visibly, in order) for a slot in the model backend's pool, bounded retries
+//! with backoff for retryable model failures (fatal ones end at once), and, for roles that ask for
+//! it, the outcome contract: parse the answer, else one structurer call, else stricter re-prompts
+//! in the same session, else an ERROR outcome carrying the raw output.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use warren_agent::Limits;
+use warren_agent::classify::{ClassifyPatterns, is_fatal, is_retryable_model_failure};
+use warren_agent::contract::{
+    ContractSpec, Outcome, OutcomeKind, StructurerRequest, call_structurer, instruction_block,
+    parse_outcome,
+};
+use warren_config::{Config, RoleConfig};
+use warren_domain::{AgentEvent, ErrorInfo, SandboxName, SandboxState, Usage, UserFacing};
+use warren_provider::Provider;
+use warren_store::PoolTry;
+
+use crate::agent::{AgentRequest, AgentResult, run_agent};
+use crate::paths::SandboxDirs;
+use crate::prepare::Prepared;
+use crate::recorder::Recorder;
+
+pub(crate) struct TaskRequest<'a> {
+    pub name: &'a SandboxName,
+    pub prompt: &'a str,
+    pub session_id: Option<String>,
+    pub role: Option<(&'a str, &'a RoleConfig)>,
+}
+
+/// What a task produced, for the summary and the record.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TaskOutcome {
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// How the outcome was obtained (`fenced_block`, `structurer`, `missing`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// The agent's raw final text, kept when no valid outcome could be obtained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_output: Option<String>,
+}
+
+pub(crate) struct TaskResult {
+    pub last: AgentResult,
+    pub usage: Usage,
+    pub outcome: TaskOutcome,
+}
+
+pub(crate) async fn run_task<P: Provider>(
+    provider: &P,
+    prepared: &Prepared,
+    config: &Config,
+    rec: &mut Recorder<'_>,
+    dirs: &SandboxDirs,
+    req: TaskRequest<'_>,
+) -> Result<TaskResult, ErrorInfo> {
+    let role = req.role.map(|(_, r)| r);
+    let limits = Limits {
+        hard: Duration::from_secs(
+            role.and_then(|r| r.run_secs)
+                .unwrap_or(config.timeouts.run_secs)
+                .max(1),
+        ),
+        inactivity: Duration::from_secs(
+            role.and_then(|r| r.inactivity_secs)
+                .unwrap_or(config.timeouts.inactivity_secs)
+                .max(1),
+        ),
+    };
+    let patterns = ClassifyPatterns {
+        rate_limit: config.retry.rate_limit_patterns.clone(),
+    };
+    let contract = req
+        .role
+        .filter(|(_, r)| r.contract)
+        .map(|(name, r)| ContractSpec {
+            role: name.to_owned(),
+            required_fields: r.fields.clone(),
+        });
+    let mut prompt = match &contract {
+        Some(spec) => format!("{}\n\n{}", req.prompt, instruction_block(spec, false)),
+        None => req.prompt.to_owned(),
+    };
+    let mut session = req.session_id.clone();
+    let mut usage = Usage::default();
+    let mut outcome = TaskOutcome::default();
+    let max_attempts = config.retry.max_attempts.max(1);
+    let mut backoff = Duration::from_secs(config.retry.backoff_secs);
+
+    // The agent itself, with bounded retries for retryable model failures.
+    let mut last = loop {
+        outcome.attempts += 1;
+        let result = agent_once(
+            provider,
+            prepared,
+            config,
+            rec,
+            dirs,
+            req.name,
+            &prompt,
+            session.clone(),
+            limits,
+            &patterns,
+        )
+        .await?;
+        usage.add(&result.usage);
+        session = result.session_id.clone().or(session);
+        let Some(error) = &result.error else {
+            break result;
+        };
+        if is_fatal(error) || !is_retryable_model_failure(error) || outcome.attempts >= max_attempts
+        {
+            break result;
+        }
+        rec.emit(AgentEvent::Retrying {
+            attempt: outcome.attempts,
+            max_attempts,
+            reason_code: error.reason_code,
+            message: error.message.clone(),
+            delay_ms: u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+        });
+        tokio::time::sleep(backoff).await;
+        backoff = backoff.saturating_mul(2);
+        if session.is_some() {
+            // The failed turn is already in the session; ask it to carry on rather than repeat.
+            prompt = "The previous attempt was interrupted by a model error. Continue the task."
+                .to_owned();
+        }
+    };
+
+    let Some(spec) = contract else {
+        return Ok(TaskResult {
+            last,
+            usage,
+            outcome,
+        });
+    };
+    if last.error.as_ref().is_some_and(is_fatal) {
+        return Ok(TaskResult {
+            last,
+            usage,
+            outcome,
+        });
+    }
+    let max_reprompts = role.map_or(0, |r| r.max_retries_on_malformed_output);
+    let mut problem = match parse_outcome(&last.final_text, &spec) {
+        Ok((parsed, via)) => {
+            return Ok(finish(rec, last, usage, outcome, parsed, via.as_str()));
+        }
+        Err(e) => e.to_string(),
+    };
+    if !last.final_text.trim().is_empty() {
+        match structure(prepared, config, &last.final_text, &spec).await {
+            Ok(parsed) => return Ok(finish(rec, last, usage, outcome, parsed, "structurer")),
+            Err(e) => tracing::info!("the structurer could not recover an outcome: {e}"),
+        }
+    }
+    for _ in 0..max_reprompts {
+        let strict = format!(
+            "{}\n\nWhat was wrong: {problem}",
+            instruction_block(&spec, true)
+        );
+        outcome.attempts += 1;
+        let result = agent_once(
+            provider,
+            prepared,
+            config,
+            rec,
+            dirs,
+            req.name,
+            &strict,
+            session.clone(),
+            limits,
+            &patterns,
+        )
+        .await?;
+        usage.add(&result.usage);
+        session = result.session_id.clone().or(session);
+        last = result;
+        if last.error.as_ref().is_some_and(is_fatal) {
+            return Ok(TaskResult {
+                last,
+                usage,
+                outcome,
+            });
+        }
+        match parse_outcome(&last.final_text, &spec) {
+            Ok((parsed, via)) => {
+                return Ok(finish(rec, last, usage, outcome, parsed, via.as_str()));
+            }
+            Err(e) => problem = e.to_string(),
+        }
+    }
+    // No valid outcome: an ERROR outcome with the raw output, not an exception.
+    let raw = last.final_text.clone();
+    let parsed = Outcome {
+        outcome: OutcomeKind::Error,
+        summary: format!("the agent gave no valid outcome: {problem}"),
+        fields: serde_json::Map::new(),
+    };
+    outcome.raw_output = Some(raw);
+    Ok(finish(rec, last, usage, outcome, parsed, "missing"))
+}
+
+fn finish(
+    rec: &mut Recorder<'_>,
+    last: AgentResult,
+    usage: Usage,
+    mut outcome: TaskOutcome,
+    parsed: Outcome,
+    via: &str,
+) -> TaskResult {
+    let via = via.to_owned();
+    rec.emit(AgentEvent::Outcome {
+        outcome: parsed.outcome.as_str().to_owned(),
+        summary: parsed.summary.clone(),
+        via: via.clone(),
+        fields: parsed.fields.clone(),
+    });
+    outcome.outcome = Some(parsed);
+    outcome.via = Some(via);
+    TaskResult {
+        last,
+        usage,
+        outcome,
+    }
+}
+
+async fn structure(
+    prepared: &Prepared,
+    config: &Config,
+    narrative: &str,
+    spec: &ContractSpec,
+) -> Result<Outcome, ErrorInfo> {
+    let (base_url, model, api_key) = match &config.structurer.model {
+        Some(raw) => {
+            let model = config
+                .resolve_model(raw)
+                .map_err(|m| ErrorInfo::new(warren_domain::ReasonCode::InvalidConfig, m))?;
+            let endpoint = config
+                .model_providers
+                .get(&model.provider)
+                .cloned()
+                .unwrap_or_default();
+            let key = match &endpoint.api_key_env {
+                Some(var) => std::env::var(var).ok(),
+                None => endpoint.api_key.clone(),
+            };
+            (endpoint.base_url, model.model, key)
+        }
+        None => (
+            prepared.endpoint.base_url.clone(),
+            prepared.model.model.clone(),
+            prepared.api_key.clone(),
+        ),
+    };
+    call_structurer(StructurerRequest {
+        base_url: &base_url,
+        api_key: api_key.as_deref(),
+        model: &model,
+        narrative,
+        spec,
+        timeout: Duration::from_secs(config.structurer.timeout_secs.max(1)),
+    })
+    .await
+    .map_err(|e| ErrorInfo::new(warren_domain::ReasonCode::ModelError, e.to_string()))
+}
+
+/// One agent run, after a slot in the model backend's pool (if it has one) is ours.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
+async fn agent_once<P: Provider>(
+    provider: &P,
+    prepared: &Prepared,
+    config: &Config,
+    rec: &mut Recorder<'_>,
+    dirs: &SandboxDirs,
+    name: &SandboxName,
+    prompt: &str,
+    session_id: Option<String>,
+    limits: Limits,
+    patterns: &ClassifyPatterns,
+) -> Result<AgentResult, ErrorInfo> {
+    let pool = config
+        .model_providers
+        .get(&prepared.model.provider)
+        .and_then(|p| p.pool.clone())
+        .map(|name| {
+            let max = config
+                .pools
+                .get(&name)
+                .map_or(1, |p| p.max_concurrent.max(1));
+            (name, max)
+        });
+    if let Some((pool, max)) = &pool {
+        wait_for_slot(rec, pool, *max).await?;
+    }
+    let result = run_agent(
+        provider,
+        prepared,
+        rec,
+        dirs,
+        AgentRequest {
+            name,
+            prompt,
+            session_id,
+            limits,
+            patterns,
+        },
+    )
+    .await;
+    if let Some((pool, _)) = &pool {
+        let _ = rec.store.pool_release(pool, &rec.id);
+    }
+    result
+}
+
+async fn wait_for_slot(rec: &mut Recorder<'_>, pool: &str, max: u32) -> Result<(), ErrorInfo> {
+    let mut announced: Option<usize> = None;
+    loop {
+        match rec
+            .store
+            .pool_try_acquire(pool, &rec.id, max)
+            .map_err(|e| e.to_error_info())?
+        {
+            PoolTry::Granted => return Ok(()),
+            PoolTry::Waiting { position, .. } => {
+                if announced.is_none() {
+                    rec.transition(
+                        SandboxState::Queued,
+                        Some(&format!("waiting for pool {pool}")),
+                    )?;
+                }
+                if announced != Some(position) {
+                    rec.emit(AgentEvent::Queued {
+                        pool: pool.to_owned(),
+                        position: position as u64,
+                    });
+                    announced = Some(position);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
