@@ -101,8 +101,8 @@ where
     let started = Instant::now();
     let hard_deadline = started + limits.hard;
     let mut last_activity = Instant::now();
-    let mut stdout = child.child.stdout.take().map(BufReader::new);
-    let mut stderr = child.child.stderr.take().map(BufReader::new);
+    let mut stdout = child.stdout.take().map(BufReader::new);
+    let mut stderr = child.stderr.take().map(BufReader::new);
     let mut run = AgentRun {
         end: EndReason::Exited,
         exit_code: None,
@@ -173,8 +173,7 @@ where
         let _ = child.kill().await;
         run.end = reason;
     }
-    let status = child.child.wait().await.ok();
-    run.exit_code = status.and_then(|s| s.code());
+    run.exit_code = child.wait().await.ok().flatten();
     run.stderr_tail = stderr_tail.0.into();
     run.stray_stdout = stray.0.into();
     run

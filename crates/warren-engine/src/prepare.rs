@@ -47,7 +47,7 @@ pub async fn prepare<P: Provider>(
         .cloned()
         .ok_or_else(|| ErrorInfo::new(ReasonCode::Internal, "resolved model has no provider"))?;
     let api_key = credential(&model.provider, &endpoint)?;
-    provider.preflight().map_err(|e| e.to_error_info())?;
+    provider.preflight().await.map_err(|e| e.to_error_info())?;
     let tools = Tools::locate(config.opencode.binary.as_deref())?;
     let repo = warren_sync::inspect_repo(repo).map_err(|e| e.to_error_info())?;
     let connect_timeout = Duration::from_secs(config.timeouts.connect_secs.max(1));

@@ -63,7 +63,7 @@ impl Provider for LocalProvider {
         "local"
     }
 
-    fn preflight(&self) -> Result<(), ProviderError> {
+    async fn preflight(&self) -> Result<(), ProviderError> {
         match &self.bwrap {
             Some(path) if path.is_file() => Ok(()),
             _ => Err(missing_bwrap()),
@@ -131,7 +131,7 @@ impl Sandbox for LocalSandbox {
         if let (Some(pid), Ok(mut list)) = (child.id(), self.children.lock()) {
             list.push(pid);
         }
-        Ok(ExecChild { child })
+        Ok(ExecChild::from_process(child))
     }
 
     async fn destroy(self) -> Result<(), ProviderError> {

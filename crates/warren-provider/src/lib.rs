@@ -2,8 +2,12 @@
 //! [`Provider`] and [`Sandbox`], so a new backend (Docker, a cluster) plugs in without the engine
 //! or the other providers knowing about it. Providers never depend on each other.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
+
+use tokio::io::AsyncRead;
 
 use warren_domain::{ReasonCode, SandboxId, SandboxName, UserFacing};
 
@@ -43,19 +47,63 @@ pub struct ExecSpec {
     pub cwd: String,
 }
 
-/// A running process inside a sandbox. stdout and stderr are pipes to the host.
+/// A running process inside a sandbox, whatever the backend: its output streams and a handle to
+/// stop it and learn how it ended. The local provider backs it with a child process; a container
+/// backend with an exec session.
 pub struct ExecChild {
-    pub child: tokio::process::Child,
+    pub stdout: Option<Pin<Box<dyn AsyncRead + Send>>>,
+    pub stderr: Option<Pin<Box<dyn AsyncRead + Send>>>,
+    handle: Box<dyn ExecHandle>,
+}
+
+/// The backend side of an [`ExecChild`].
+pub trait ExecHandle: Send {
+    /// Kills every process the exec started (the whole process tree inside the sandbox).
+    fn kill(&mut self) -> Pin<Box<dyn Future<Output = std::io::Result<()>> + Send + '_>>;
+    /// Waits for the end; `None` when it was killed by a signal or the code is unknown.
+    fn wait(&mut self) -> Pin<Box<dyn Future<Output = std::io::Result<Option<i32>>> + Send + '_>>;
 }
 
 impl ExecChild {
-    /// Kills every process the exec started (the whole process tree inside the sandbox).
+    pub fn new(
+        stdout: Option<Pin<Box<dyn AsyncRead + Send>>>,
+        stderr: Option<Pin<Box<dyn AsyncRead + Send>>>,
+        handle: Box<dyn ExecHandle>,
+    ) -> Self {
+        Self { stdout, stderr, handle }
+    }
+
+    /// Wraps a host child process (its stdout and stderr must be piped).
+    pub fn from_process(mut child: tokio::process::Child) -> Self {
+        let stdout = child.stdout.take().map(|s| Box::pin(s) as Pin<Box<dyn AsyncRead + Send>>);
+        let stderr = child.stderr.take().map(|s| Box::pin(s) as Pin<Box<dyn AsyncRead + Send>>);
+        Self::new(stdout, stderr, Box::new(ProcessHandle(child)))
+    }
+
     pub async fn kill(&mut self) -> std::io::Result<()> {
-        match self.child.kill().await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.handle.kill().await
+    }
+
+    pub async fn wait(&mut self) -> std::io::Result<Option<i32>> {
+        self.handle.wait().await
+    }
+}
+
+struct ProcessHandle(tokio::process::Child);
+
+impl ExecHandle for ProcessHandle {
+    fn kill(&mut self) -> Pin<Box<dyn Future<Output = std::io::Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            match self.0.kill().await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn wait(&mut self) -> Pin<Box<dyn Future<Output = std::io::Result<Option<i32>>> + Send + '_>> {
+        Box::pin(async move { self.0.wait().await.map(|s| s.code()) })
     }
 }
 
@@ -104,8 +152,8 @@ pub trait Provider: Send + Sync {
     /// The name used in config and records (`local`, `docker`).
     fn name(&self) -> &'static str;
 
-    /// Checks the backend can work on this machine (programs installed, kernel features).
-    fn preflight(&self) -> Result<(), ProviderError>;
+    /// Checks the backend can work on this machine (programs installed, daemon reachable).
+    fn preflight(&self) -> impl std::future::Future<Output = Result<(), ProviderError>> + Send;
 
     /// Creates the sandbox; returns when a process can be started in it.
     fn create(
