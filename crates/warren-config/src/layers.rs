@@ -67,6 +67,7 @@ impl UserFacing for ConfigError {
 pub const ENV_KEYS: &[(&str, &str)] = &[
     ("WARREN_MODEL", "model.default"),
     ("WARREN_SANDBOX_PROVIDER", "sandbox.provider"),
+    ("WARREN_IMAGE_PROFILE", "sandbox.image_profile"),
     ("WARREN_TIMEOUT_RUN_SECS", "timeouts.run_secs"),
     ("WARREN_TIMEOUT_INACTIVITY_SECS", "timeouts.inactivity_secs"),
     ("WARREN_OPENCODE", "opencode.binary"),
@@ -291,7 +292,7 @@ fn coerce(defaults: &Table, key: &str, raw: &str) -> Result<Value, String> {
     }
 }
 
-const SANDBOX_PROVIDERS: &[&str] = &["local"];
+const SANDBOX_PROVIDERS: &[&str] = &["local", "docker"];
 
 fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), ConfigError> {
     let origin_of = |key: &str| {
@@ -309,6 +310,23 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
                 SANDBOX_PROVIDERS.join(", ")
             ),
             hint: None,
+        });
+    }
+    if config.sandbox.image().is_none() {
+        let known: Vec<&str> = config
+            .sandbox
+            .image_profiles
+            .keys()
+            .map(String::as_str)
+            .collect();
+        return Err(ConfigError::Invalid {
+            origin: origin_of("sandbox.image_profile"),
+            message: format!(
+                "sandbox.image_profile = {:?} is not a key of sandbox.image_profiles; defined profiles: {}",
+                config.sandbox.image_profile,
+                known.join(", ")
+            ),
+            hint: Some("add it under [sandbox.image_profiles] with the image it names".into()),
         });
     }
     for (name, provider) in &config.model_providers {

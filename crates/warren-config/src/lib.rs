@@ -7,6 +7,6 @@ mod model;
 
 pub use layers::{ConfigError, LoadOptions, Loaded, Source, load};
 pub use model::{
-    Config, ModelProviderConfig, ModelRef, OpencodeConfig, PoolConfig, RetryConfig, RoleConfig,
-    SandboxConfig, StructurerConfig, SyncConfig, TimeoutsConfig,
+    Config, LimitsConfig, ModelProviderConfig, ModelRef, OpencodeConfig, PoolConfig, RetryConfig,
+    RoleConfig, SandboxConfig, StructurerConfig, SyncConfig, TimeoutsConfig,
 };

@@ -49,10 +49,21 @@ pub struct ModelProviderConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
-    /// `local` (bubblewrap) is the embedded default.
+    /// `local` (bubblewrap) is the embedded default; `docker` runs one container per sandbox.
     pub provider: String,
     pub auto_teardown: bool,
     pub completed_retention_mins: u64,
+    /// The image profile the docker provider uses (a key of `image_profiles`).
+    pub image_profile: String,
+    /// Profile name → image tag. `default` is built by `warren image build`.
+    pub image_profiles: BTreeMap<String, String>,
+    /// Resource limits for a sandbox (applied by the docker provider).
+    pub limits: LimitsConfig,
+    /// Workspace-relative dependency directories (`node_modules`, `target`) kept in named volumes
+    /// per repository by the docker provider.
+    pub volumes: Vec<String>,
+    /// Give containers the host's Docker socket (grants control of the host's Docker).
+    pub mount_host_docker_socket: bool,
 }
 
 impl Default for SandboxConfig {
@@ -61,6 +72,41 @@ impl Default for SandboxConfig {
             provider: "local".into(),
             auto_teardown: true,
             completed_retention_mins: 60,
+            image_profile: "default".into(),
+            image_profiles: BTreeMap::from([(
+                "default".to_owned(),
+                "warren-sandbox:latest".to_owned(),
+            )]),
+            limits: LimitsConfig::default(),
+            volumes: Vec::new(),
+            mount_host_docker_socket: false,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// The image of the selected profile.
+    pub fn image(&self) -> Option<&str> {
+        self.image_profiles
+            .get(&self.image_profile)
+            .map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            memory_mb: 4096,
+            cpus: 2.0,
+            pids: 1024,
         }
     }
 }

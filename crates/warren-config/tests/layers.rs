@@ -213,3 +213,38 @@ fn roles_pools_and_the_structurer_must_name_things_that_exist() {
         "{err}"
     );
 }
+
+#[test]
+fn an_image_profile_must_name_a_defined_image_and_partial_profiles_merge() {
+    let repo = tempfile::tempdir().unwrap();
+    write(
+        repo.path(),
+        ".warren.toml",
+        "[sandbox]\nimage_profile = \"heavy\"\n",
+    );
+    let err = load(&opts(None, Some(repo.path())))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sandbox.image_profile")
+            && err.contains("\"heavy\"")
+            && err.contains("default"),
+        "{err}"
+    );
+
+    write(
+        repo.path(),
+        ".warren.toml",
+        "[sandbox]\nimage_profile = \"heavy\"\n[sandbox.image_profiles]\nheavy = \"warren-sandbox-heavy:latest\"\n",
+    );
+    let loaded = load(&opts(None, Some(repo.path()))).unwrap();
+    assert_eq!(
+        loaded.config.sandbox.image(),
+        Some("warren-sandbox-heavy:latest")
+    );
+    assert!(
+        loaded.config.sandbox.image_profiles.contains_key("default"),
+        "the built-in profile is kept"
+    );
+    assert!(loaded.config.sandbox.auto_teardown);
+}
