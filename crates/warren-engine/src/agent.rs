@@ -35,6 +35,8 @@ pub(crate) struct AgentResult {
     pub session_id: Option<String>,
     pub usage: Usage,
     pub stderr_tail: Vec<String>,
+    /// Lines OpenCode printed on stdout that were not JSON events.
+    pub stray_stdout: Vec<String>,
     /// The assistant text of the last step that said anything: where an outcome object lives.
     pub final_text: String,
     pub gateway_ms: f64,
@@ -154,6 +156,7 @@ pub(crate) async fn run_agent<P: Provider>(
     result.session_id = run.session_id.clone().or(req.session_id);
     result.usage = run.usage;
     result.stderr_tail = run.stderr_tail.clone();
+    result.stray_stdout = run.stray_stdout.clone();
     result.final_text = final_text;
     result.error = classify_failure_with(&run, req.patterns);
     if let Some(error) = &result.error {

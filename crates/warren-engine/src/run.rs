@@ -76,8 +76,11 @@ pub struct RunSummary {
     /// Set when the workspace was kept because its changes could not be exported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept_workspace: Option<PathBuf>,
+    /// OpenCode's last stderr lines and any non-JSON stdout, kept for diagnosis on failure.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stderr_tail: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stray_stdout: Vec<String>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -230,7 +233,12 @@ pub async fn run<P: Provider>(
         duration_ms: phases.total_ms,
         phases: phases.clone(),
         kept_workspace: keep_workspace.then(|| dirs.workspace.clone()),
-        stderr_tail: agent.stderr_tail.clone(),
+        stderr_tail: if error.is_some() {
+            agent.stderr_tail.clone()
+        } else {
+            Vec::new()
+        },
+        stray_stdout: agent.stray_stdout.clone(),
     };
     if let Ok(value) = serde_json::to_value(&summary) {
         let _ = store.set_outcome_json(&id, &value);

@@ -349,3 +349,21 @@ async fn three_runs_on_a_pool_of_one_serialise_and_none_fails() {
     }
     assert!(queued >= 1, "no run waited in the queue");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hard_limit_stops_a_busy_agent_and_keeps_its_work() {
+    let fx = fixture(
+        json!({ "turns": [bash_turn("echo started > started.txt; sleep 120"), text_turn("never")] }),
+        "",
+    )
+    .await;
+    let out = fx.run("slow", &["--json", "--timeout", "6"], "x").await;
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    let s = summary(&out);
+    assert_eq!(s["error"]["reason_code"], "timeout", "{s}");
+    assert_eq!(s["branch"], "warren/slow");
+    assert_eq!(
+        super::harness::git(&fx.repo, &["show", "warren/slow:started.txt"]),
+        "started\n"
+    );
+}
