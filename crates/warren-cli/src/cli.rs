@@ -51,7 +51,9 @@ pub enum Command {
     /// Remove a sandbox (refuses running or unexported work without --force)
     Teardown(TeardownArgs),
     /// Drop dead leases, mark lost sandboxes, apply retention, remove orphans
-    Gc,
+    Gc(GcArgs),
+    /// Build the docker provider's sandbox image
+    Image(ImageArgs),
     /// Internal: the detached per-sandbox monitor
     #[command(name = "__monitor", hide = true)]
     Monitor(MonitorArgs),
@@ -76,6 +78,10 @@ pub struct RunArgs {
     /// Hard wall-clock limit for the agent, in seconds [default: timeouts.run_secs]
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+
+    /// Sandbox provider: local (bubblewrap) or docker [default: sandbox.provider]
+    #[arg(long, value_name = "PROVIDER")]
+    pub provider: Option<String>,
 
     /// Role from [roles] in the config: its model, timeouts and outcome contract
     #[arg(long)]
@@ -154,6 +160,38 @@ pub struct TeardownArgs {
     /// Export to warren/<name> first, then tear down
     #[arg(long)]
     pub export: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Also remove the docker provider's dependency volumes that no container uses
+    #[arg(long)]
+    pub volumes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the sandbox image: the base, git, the pinned OpenCode and warren's init, pre-staged
+    Build(ImageBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// Base image (must exist locally; scripts/build-base-image.sh builds an offline Debian one)
+    #[arg(long, default_value = "warren-base:bookworm")]
+    pub base: String,
+    /// Tag of the image to build [default: the image of --profile, else warren-sandbox:latest]
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Build the image a config profile names (sandbox.image_profiles.<P>)
+    #[arg(long)]
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Args)]

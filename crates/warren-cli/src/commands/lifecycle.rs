@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use warren_config::Config;
-use warren_domain::{ErrorInfo, ReasonCode, SandboxName};
+use warren_domain::{ErrorInfo, ReasonCode, SandboxName, UserFacing};
 use warren_engine::{ExportTarget, LaunchRequest, Lifecycle, MONITOR_CONFIG_ENV, MonitorJob};
 use warren_provider_local::LocalProvider;
 
@@ -13,6 +13,7 @@ use crate::cli::{
     ExecArgs, ExportArgs, GlobalArgs, LaunchArgs, MonitorArgs, PullArgs, TeardownArgs,
 };
 use crate::output::{EventPrinter, Spinner};
+use crate::provider::AnyProvider;
 
 fn current_exe() -> Result<std::path::PathBuf, ErrorInfo> {
     std::env::current_exe().map_err(|e| {
@@ -43,7 +44,7 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> Result<i32, ErrorI
         ));
     }
     let config = load_config(Some(&repo), flags)?.config;
-    let provider = LocalProvider::new();
+    let provider = AnyProvider::from_config(&config, Some(&repo))?;
     let data_dir = data_dir(global)?;
     let lc = Lifecycle::open(&provider, &config, &data_dir)?;
     let spinner = Spinner::start(global.json, &format!("launching {name}"));
@@ -78,7 +79,7 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<i32, ErrorInfo>
         ));
     }
     let config = config_for(global, &args.name)?;
-    let provider = LocalProvider::new();
+    let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = data_dir(global)?;
     let lc = Lifecycle::open(&provider, &config, &data_dir)?;
     let before = lc.find(&args.name)?;
@@ -178,11 +179,30 @@ pub fn teardown(global: &GlobalArgs, args: TeardownArgs) -> Result<i32, ErrorInf
     Ok(0)
 }
 
-pub fn gc(global: &GlobalArgs) -> Result<i32, ErrorInfo> {
+/// A container younger than this is never an orphan: its record may not be written yet.
+const ORPHAN_GRACE_SECS: i64 = 60;
+
+pub async fn gc(global: &GlobalArgs, volumes: bool) -> Result<i32, ErrorInfo> {
     let config = load_config(None, Vec::new())?.config;
-    let report = with_lifecycle(global, &config, |lc| lc.gc())?;
+    let (report, live) = with_lifecycle(global, &config, |lc| {
+        let report = lc.gc()?;
+        // Sandboxes whose agent may legitimately have a container right now.
+        let live: std::collections::HashSet<String> = lc
+            .store
+            .list(false)
+            .map_err(|e| e.to_error_info())?
+            .into_iter()
+            .filter(|r| lc.store.lease(&r.id).ok().flatten().is_some())
+            .map(|r| r.id.to_string())
+            .collect();
+        Ok((report, live))
+    })?;
+    let (orphan_containers, removed_volumes) = docker_sweep(&config, &live, volumes).await;
     if global.json {
-        println!("{}", json!({ "gc": report }));
+        println!(
+            "{}",
+            json!({ "gc": report, "orphan_containers_removed": orphan_containers, "volumes_removed": removed_volumes })
+        );
         return Ok(0);
     }
     let line = |label: &str, items: &[String]| {
@@ -201,13 +221,95 @@ pub fn gc(global: &GlobalArgs) -> Result<i32, ErrorInfo> {
         &report.kept_unexported,
     );
     line("orphan directories removed", &report.orphan_dirs_removed);
-    if report.expired_leases.is_empty()
-        && report.marked_error.is_empty()
-        && report.torn_down.is_empty()
-        && report.kept_unexported.is_empty()
-        && report.orphan_dirs_removed.is_empty()
-    {
+    line("orphan containers removed", &orphan_containers);
+    line("volumes removed", &removed_volumes);
+    let all = [
+        &report.expired_leases,
+        &report.marked_error,
+        &report.torn_down,
+        &report.kept_unexported,
+        &report.orphan_dirs_removed,
+        &orphan_containers,
+        &removed_volumes,
+    ];
+    if all.iter().all(|items| items.is_empty()) {
         println!("nothing to collect");
+    }
+    Ok(0)
+}
+
+/// Removes this owner's warren containers that no live operation accounts for (past a grace
+/// period), and with `volumes` the dependency volumes no container uses. Quietly does nothing
+/// when no Docker engine is configured or reachable.
+async fn docker_sweep(
+    config: &Config,
+    live: &std::collections::HashSet<String>,
+    volumes: bool,
+) -> (Vec<String>, Vec<String>) {
+    let Ok(provider) = AnyProvider::for_kind("docker", config, None) else {
+        return (Vec::new(), Vec::new());
+    };
+    let Some(docker) = provider.docker() else {
+        return (Vec::new(), Vec::new());
+    };
+    let owner = docker.settings().owner.clone();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut removed = Vec::new();
+    if let Ok(containers) = docker.list_containers().await {
+        for c in containers {
+            let orphan = c.owner == owner
+                && !live.contains(&c.sandbox_id)
+                && now - c.created > ORPHAN_GRACE_SECS;
+            if orphan && docker.remove_container(&c.id).await.is_ok() {
+                removed.push(c.name);
+            }
+        }
+    }
+    let volumes_removed = if volumes {
+        docker.remove_volumes().await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    (removed, volumes_removed)
+}
+
+pub async fn image_build(
+    global: &GlobalArgs,
+    args: crate::cli::ImageBuildArgs,
+) -> Result<i32, ErrorInfo> {
+    let config = load_config(None, Vec::new())?.config;
+    let tag = match (&args.tag, &args.profile) {
+        (Some(tag), _) => tag.clone(),
+        (None, Some(profile)) => config
+            .sandbox
+            .image_profiles
+            .get(profile)
+            .cloned()
+            .ok_or_else(|| {
+                ErrorInfo::new(
+                    ReasonCode::InvalidConfig,
+                    format!("no image profile {profile:?} in sandbox.image_profiles"),
+                )
+            })?,
+        (None, None) => warren_provider_docker::DEFAULT_SANDBOX_IMAGE.to_owned(),
+    };
+    let tools = warren_engine::Tools::locate(config.opencode.binary.as_deref())?;
+    let provider = AnyProvider::for_kind("docker", &config, None)?;
+    let docker = provider
+        .docker()
+        .ok_or_else(|| ErrorInfo::new(ReasonCode::Internal, "docker provider expected"))?;
+    let client = docker.docker().await.map_err(|e| e.to_error_info())?;
+    let mut opts = warren_provider_docker::ImageBuildOptions::new(tools.opencode, tools.init);
+    opts.base = args.base;
+    opts.tag = tag.clone();
+    let spinner = Spinner::start(global.json, &format!("building {tag}"));
+    let id = warren_provider_docker::build_image(client, &opts).await;
+    spinner.finish();
+    let id = id.map_err(|e| e.to_error_info())?;
+    if global.json {
+        println!("{}", json!({ "image": { "tag": tag, "id": id } }));
+    } else {
+        println!("built {tag} ({id})");
     }
     Ok(0)
 }
@@ -225,8 +327,13 @@ pub async fn monitor(global: &GlobalArgs, args: MonitorArgs) -> Result<i32, Erro
         })?,
         Err(_) => load_config(None, Vec::new())?.config,
     };
-    let provider = LocalProvider::new();
     let data_dir = data_dir(global)?;
+    // The sandbox keeps the backend it was created on, whatever the config says now.
+    let store = warren_store::Store::open(&warren_store::default_db_path(&data_dir))
+        .map_err(|e| e.to_error_info())?;
+    let record = store.get(&job.id()).map_err(|e| e.to_error_info())?;
+    drop(store);
+    let provider = AnyProvider::for_kind(&record.provider, &config, Some(&record.repo))?;
     warren_engine::run_monitor(&provider, &config, &data_dir, job).await?;
     Ok(0)
 }

@@ -12,8 +12,9 @@ use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
 use warren_engine::{Lifecycle, default_data_dir};
 use warren_provider_local::LocalProvider;
 
-use crate::cli::{Cli, Command, ConfigCommand, GlobalArgs};
+use crate::cli::{Cli, Command, ConfigCommand, GlobalArgs, ImageCommand};
 use crate::output::print_error;
+use crate::provider::AnyProvider;
 
 pub async fn dispatch(cli: Cli) -> i32 {
     let json = cli.global.json;
@@ -25,7 +26,10 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Export(args) => lifecycle::export(g, args),
         Command::Pull(args) => lifecycle::pull(g, args),
         Command::Teardown(args) => lifecycle::teardown(g, args),
-        Command::Gc => lifecycle::gc(g),
+        Command::Gc(args) => lifecycle::gc(g, args.volumes).await,
+        Command::Image(args) => match args.command {
+            ImageCommand::Build(b) => lifecycle::image_build(g, b).await,
+        },
         Command::Monitor(args) => lifecycle::monitor(g, args).await,
         Command::List(args) => read::list(g, args.all),
         Command::Status(args) => read::status(g, &args.name),
@@ -73,13 +77,15 @@ pub(crate) fn load_config(
     warren_config::load(&opts).map_err(|e| e.to_error_info())
 }
 
-/// Runs `body` with a lifecycle handle on the local provider and the given config.
+/// Runs `body` with a lifecycle handle for commands that never start an agent (reads, export,
+/// pull, teardown, gc): they touch the store and the host directories only, so the provider is
+/// never used and no engine needs to be reachable.
 pub(crate) fn with_lifecycle<T>(
     global: &GlobalArgs,
     config: &Config,
-    body: impl FnOnce(&Lifecycle<'_, LocalProvider>) -> Result<T, ErrorInfo>,
+    body: impl FnOnce(&Lifecycle<'_, AnyProvider>) -> Result<T, ErrorInfo>,
 ) -> Result<T, ErrorInfo> {
-    let provider = LocalProvider::new();
+    let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = data_dir(global)?;
     let lifecycle = Lifecycle::open(&provider, config, &data_dir)?;
     body(&lifecycle)

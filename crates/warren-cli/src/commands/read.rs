@@ -13,6 +13,7 @@ use warren_store::SandboxRecord;
 use super::{load_config, with_lifecycle};
 use crate::cli::{GlobalArgs, LogsArgs};
 use crate::output::EventPrinter;
+use crate::provider::AnyProvider;
 
 fn rfc3339(t: &time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
@@ -56,7 +57,7 @@ pub fn list(global: &GlobalArgs, all: bool) -> Result<i32, ErrorInfo> {
 }
 
 fn changed_files(
-    lc: &Lifecycle<'_, LocalProvider>,
+    lc: &Lifecycle<'_, AnyProvider>,
     record: &SandboxRecord,
 ) -> Vec<serde_json::Value> {
     let dirs = SandboxDirs::new(lc.data_dir, &record.id);
@@ -139,7 +140,7 @@ pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
 /// Prints recorded events; with `follow`, keeps printing new ones until the sandbox is idle.
 pub async fn logs(global: &GlobalArgs, args: &LogsArgs) -> Result<i32, ErrorInfo> {
     let config = load_config(None, Vec::new())?.config;
-    let provider = LocalProvider::new();
+    let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = super::data_dir(global)?;
     let lc = Lifecycle::open(&provider, &config, &data_dir)?;
     let mut printer = EventPrinter::new(global.json);
@@ -147,7 +148,7 @@ pub async fn logs(global: &GlobalArgs, args: &LogsArgs) -> Result<i32, ErrorInfo
 }
 
 pub(crate) async fn follow_events(
-    lc: &Lifecycle<'_, LocalProvider>,
+    lc: &Lifecycle<'_, AnyProvider>,
     name: &str,
     since: u64,
     follow: bool,

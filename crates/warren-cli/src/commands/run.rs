@@ -2,11 +2,11 @@
 
 use warren_domain::{ErrorInfo, ReasonCode, SandboxName};
 use warren_engine::RunRequest;
-use warren_provider_local::LocalProvider;
 
 use super::{canonical_repo, data_dir, load_config};
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::output::{EventPrinter, print_summary};
+use crate::provider::AnyProvider;
 
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
     let name = args
@@ -32,7 +32,15 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
         ));
     }
     let repo_dir = canonical_repo(&args.repo)?;
+    if let Some(provider) = &args.provider {
+        flags.push((
+            "sandbox.provider".to_owned(),
+            toml::Value::String(provider.clone()),
+            "--provider".to_owned(),
+        ));
+    }
     let loaded = load_config(Some(&repo_dir), flags)?;
+    let provider = AnyProvider::from_config(&loaded.config, Some(&repo_dir))?;
     let request = RunRequest {
         repo: repo_dir,
         prompt: args.prompt,
@@ -42,7 +50,6 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
         data_dir: data_dir(global)?,
         config: loaded.config,
     };
-    let provider = LocalProvider::new();
     let mut printer = EventPrinter::new(global.json);
     let summary = warren_engine::run(&provider, request, &mut printer).await?;
     print_summary(&summary, global.json);

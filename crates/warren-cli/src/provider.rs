@@ -1,0 +1,124 @@
+//! Choosing the sandbox backend. The engine is generic over `Provider`; the CLI picks one per
+//! sandbox (config for new ones, the record for existing ones) and dispatches through one enum,
+//! so each backend stays in its own crate and neither knows the other.
+
+use std::path::Path;
+
+use warren_config::Config;
+use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
+use warren_provider::{
+    CreateTimings, ExecChild, ExecSpec, Provider, ProviderError, Sandbox, SandboxSpec,
+};
+use warren_provider_docker::{DockerProvider, DockerSandbox, DockerSettings, repo_key};
+use warren_provider_local::{LocalProvider, LocalSandbox};
+
+pub enum AnyProvider {
+    Local(LocalProvider),
+    Docker(Box<DockerProvider>),
+}
+
+pub enum AnySandbox {
+    Local(LocalSandbox),
+    Docker(DockerSandbox),
+}
+
+impl AnyProvider {
+    /// The backend named `kind` (`local` or `docker`), configured from `config`; `repo` keys the
+    /// docker provider's dependency volumes.
+    pub fn for_kind(kind: &str, config: &Config, repo: Option<&Path>) -> Result<Self, ErrorInfo> {
+        match kind {
+            "local" => Ok(Self::Local(LocalProvider::new())),
+            "docker" => {
+                let sandbox = &config.sandbox;
+                let image = sandbox
+                    .image()
+                    .unwrap_or(warren_provider_docker::DEFAULT_SANDBOX_IMAGE)
+                    .to_owned();
+                let settings = DockerSettings {
+                    image,
+                    memory_bytes: i64::try_from(
+                        sandbox.limits.memory_mb.saturating_mul(1024 * 1024),
+                    )
+                    .ok(),
+                    nano_cpus: Some((sandbox.limits.cpus * 1e9) as i64),
+                    pids_limit: i64::try_from(sandbox.limits.pids).ok(),
+                    mount_host_docker_socket: sandbox.mount_host_docker_socket,
+                    volumes: sandbox.volumes.clone(),
+                    volumes_repo_key: repo.map(repo_key),
+                    ..DockerSettings::default()
+                };
+                if settings.mount_host_docker_socket {
+                    eprintln!(
+                        "warning: sandbox.mount_host_docker_socket = true gives the agent the host's Docker socket, which is control of the host (root-equivalent)"
+                    );
+                }
+                Ok(Self::Docker(Box::new(
+                    DockerProvider::connect(settings).map_err(|e| e.to_error_info())?,
+                )))
+            }
+            other => Err(ErrorInfo::new(
+                ReasonCode::InvalidConfig,
+                format!("unknown sandbox provider {other:?}; accepted: local, docker"),
+            )),
+        }
+    }
+
+    /// The provider new sandboxes get, from `sandbox.provider`.
+    pub fn from_config(config: &Config, repo: Option<&Path>) -> Result<Self, ErrorInfo> {
+        Self::for_kind(&config.sandbox.provider, config, repo)
+    }
+
+    pub fn docker(&self) -> Option<&DockerProvider> {
+        match self {
+            Self::Docker(d) => Some(d),
+            Self::Local(_) => None,
+        }
+    }
+}
+
+impl Provider for AnyProvider {
+    type Sandbox = AnySandbox;
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Local(p) => p.name(),
+            Self::Docker(p) => p.name(),
+        }
+    }
+
+    async fn preflight(&self) -> Result<(), ProviderError> {
+        match self {
+            Self::Local(p) => p.preflight().await,
+            Self::Docker(p) => p.preflight().await,
+        }
+    }
+
+    async fn create(
+        &self,
+        spec: &SandboxSpec,
+    ) -> Result<(AnySandbox, CreateTimings), ProviderError> {
+        match self {
+            Self::Local(p) => p.create(spec).await.map(|(s, t)| (AnySandbox::Local(s), t)),
+            Self::Docker(p) => p
+                .create(spec)
+                .await
+                .map(|(s, t)| (AnySandbox::Docker(s), t)),
+        }
+    }
+}
+
+impl Sandbox for AnySandbox {
+    fn exec(&self, spec: &ExecSpec) -> Result<ExecChild, ProviderError> {
+        match self {
+            Self::Local(s) => s.exec(spec),
+            Self::Docker(s) => s.exec(spec),
+        }
+    }
+
+    async fn destroy(self) -> Result<(), ProviderError> {
+        match self {
+            Self::Local(s) => s.destroy().await,
+            Self::Docker(s) => s.destroy().await,
+        }
+    }
+}
