@@ -42,7 +42,70 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The sandbox backends the parameterised suites run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    Docker,
+}
+
+/// The image the docker suites use, built once per machine state by `warren image build`.
+pub const E2E_IMAGE: &str = "warren-sandbox:e2e";
+
+static DOCKER_READY: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+
+/// True when a Docker engine answers and the e2e image is built (building it once). Without an
+/// engine a developer machine skips the docker variants with a message; CI fails instead.
+pub async fn docker_ready() -> bool {
+    *DOCKER_READY
+        .get_or_init(|| async {
+            let ping = tokio::process::Command::new("docker").args(["info"]).output().await;
+            if !ping.as_ref().is_ok_and(|o| o.status.success()) {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "no Docker engine answers, and CI needs the docker suites: start dockerd (scripts/start-dockerd.sh)"
+                );
+                eprintln!("skipping the docker variant: no Docker engine (run scripts/start-dockerd.sh)");
+                return false;
+            }
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            let base = tokio::process::Command::new(root.join("scripts/build-base-image.sh")).output().await.unwrap();
+            assert!(base.status.success(), "base image: {}", String::from_utf8_lossy(&base.stderr));
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+                .args(["image", "build", "--tag", E2E_IMAGE])
+                .env("WARREN_OPENCODE", opencode())
+                .env("WARREN_SANDBOX_INIT", env!("CARGO_BIN_EXE_warren-sandbox-init"))
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "image build: {}", String::from_utf8_lossy(&out.stderr));
+            true
+        })
+        .await
+}
+
+/// Generates a `local` and a `docker` test from one `async fn(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            use super::super::harness::{Backend, docker_ready};
+            #[tokio::test(flavor = "multi_thread")]
+            async fn local() {
+                super::$name(Backend::Local).await;
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn docker() {
+                if docker_ready().await {
+                    super::$name(Backend::Docker).await;
+                }
+            }
+        }
+    };
+}
+
 pub struct Fixture {
+    pub backend: Backend,
     pub dir: tempfile::TempDir,
     pub repo: PathBuf,
     pub data: PathBuf,
@@ -52,8 +115,12 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// A repo with one commit, and the scripted model playing `scenario` (JSON).
+    /// A repo with one commit, and the scripted model playing `scenario` (JSON), on bubblewrap.
     pub async fn new(scenario: &str) -> Fixture {
+        Self::with_backend(scenario, Backend::Local).await
+    }
+
+    pub async fn with_backend(scenario: &str, backend: Backend) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
         let data = dir.path().join("data");
@@ -71,6 +138,7 @@ impl Fixture {
             .unwrap();
         let config = dir.path().join("config.toml");
         let fx = Fixture {
+            backend,
             dir,
             repo,
             data,
@@ -93,7 +161,7 @@ impl Fixture {
         std::fs::write(
             &self.config,
             format!(
-                "[model]\ndefault = \"scripted/scripted\"\n\n[model_providers.scripted]\nbase_url = \"{base_url}\"\nmodels = [\"scripted\"]\n\n[timeouts]\ninactivity_secs = 60\n"
+                "[model]\ndefault = \"scripted/scripted\"\n\n[model_providers.scripted]\nbase_url = \"{base_url}\"\nmodels = [\"scripted\"]\n\n[timeouts]\ninactivity_secs = 60\n\n[sandbox.image_profiles]\ne2e = \"{E2E_IMAGE}\"\n"
             ),
         )
         .unwrap();
@@ -124,6 +192,10 @@ impl Fixture {
             .env("GIT_COMMITTER_NAME", "Test User")
             .env("GIT_COMMITTER_EMAIL", "test@example.com")
             .stdin(std::process::Stdio::null());
+        if self.backend == Backend::Docker {
+            cmd.env("WARREN_SANDBOX_PROVIDER", "docker")
+                .env("WARREN_IMAGE_PROFILE", "e2e");
+        }
         cmd
     }
 

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-use super::harness::{Fixture, bash_turn, json_lines, scenario, stderr, text_turn};
+use crate::both_backends;
+
+use super::harness::{Backend, Fixture, bash_turn, json_lines, scenario, stderr, text_turn};
 
 /// Runs `attempt` in the sandbox and prints ESCAPED if it worked, BLOCKED if it failed.
 fn probe(label: &str, attempt: &str) -> Value {
@@ -16,8 +18,9 @@ fn probe(label: &str, attempt: &str) -> Value {
     ))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn writes_outside_reads_of_host_home_and_host_connections_all_fail() {
+both_backends!(writes_outside_reads_of_host_home_and_host_connections_all_fail);
+
+async fn writes_outside_reads_of_host_home_and_host_connections_all_fail(backend: Backend) {
     // A host service on loopback that counts every connection it receives.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let host_port = listener.local_addr().unwrap().port();
@@ -42,7 +45,7 @@ async fn writes_outside_reads_of_host_home_and_host_connections_all_fail() {
     let outside = tmp.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
 
-    let mut fx = Fixture::new("{}").await;
+    let mut fx = Fixture::with_backend("{}", backend).await;
     let model_port = fx.model.as_ref().unwrap().addr().port();
     let repo = fx.repo.display().to_string();
     let secret = host_home.join("secret.txt").display().to_string();

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::harness::{Fixture, bash_turn, git, json_lines, scenario, stderr, stdout, text_turn};
+use crate::both_backends;
+
+use super::harness::{
+    Backend, Fixture, bash_turn, git, json_lines, scenario, stderr, stdout, text_turn,
+};
 
 fn when_turn(contains: &str, mut turn: Value) -> Value {
     turn["when"] = json!({ "last_user_contains": contains, "has_tools": true });
@@ -20,15 +24,15 @@ async fn status(fx: &Fixture, name: &str) -> Value {
     serde_json::from_str(&stdout(&out)).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn launch_follow_exec_export_teardown() {
-    let fx = Fixture::new(&scenario(vec![
+both_backends!(launch_follow_exec_export_teardown);
+
+async fn launch_follow_exec_export_teardown(backend: Backend) {
+    let fx = Fixture::with_backend(&scenario(vec![
         when_turn("first task", json!({ "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/first.txt", "content": "first\n" } }] })),
         when_turn("first task", text_turn("first done")),
         when_turn("second part", bash_turn("echo second > second.txt")),
         when_turn("second part", text_turn("second done")),
-    ]))
-    .await;
+    ]), backend).await;
     let repo = fx.repo.to_str().unwrap();
     let out = fx
         .warren(&[
@@ -138,12 +142,16 @@ async fn launch_follow_exec_export_teardown() {
     assert_eq!(status(&fx, "work").await["sandbox"]["state"], "destroyed");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_killed_monitor_leaves_a_consistent_exportable_sandbox() {
-    let fx = Fixture::new(&scenario(vec![
-        bash_turn("echo before-the-crash > saved.txt && sleep 60"),
-        text_turn("never reached"),
-    ]))
+both_backends!(a_killed_monitor_leaves_a_consistent_exportable_sandbox);
+
+async fn a_killed_monitor_leaves_a_consistent_exportable_sandbox(backend: Backend) {
+    let fx = Fixture::with_backend(
+        &scenario(vec![
+            bash_turn("echo before-the-crash > saved.txt && sleep 60"),
+            text_turn("never reached"),
+        ]),
+        backend,
+    )
     .await;
     let repo = fx.repo.to_str().unwrap();
     let out = fx

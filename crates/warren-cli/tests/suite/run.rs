@@ -4,8 +4,10 @@
 
 use serde_json::{Value, json};
 
+use crate::both_backends;
+
 use super::harness::{
-    Fixture, bash_turn, git, json_lines, scenario, snapshot, stderr, stdout, text_turn,
+    Backend, Fixture, bash_turn, git, json_lines, scenario, snapshot, stderr, stdout, text_turn,
 };
 
 fn write_turn(path: &str, content: &str) -> Value {
@@ -16,13 +18,16 @@ fn edit_turn(path: &str, old: &str, new: &str) -> Value {
     json!({ "tool_calls": [{ "name": "edit", "arguments": { "filePath": path, "oldString": old, "newString": new } }] })
 }
 
-async fn fixture_with_user_state() -> Fixture {
-    let fx = Fixture::new(&scenario(vec![
-        write_turn("/workspace/src/new file.txt", "created by the agent\n"),
-        edit_turn("/workspace/src/app.py", "return 1", "return 2"),
-        bash_turn("rm obsolete.txt && chmod +x tool.sh"),
-        text_turn("Done: added, edited, deleted."),
-    ]))
+async fn fixture_with_user_state(backend: Backend) -> Fixture {
+    let fx = Fixture::with_backend(
+        &scenario(vec![
+            write_turn("/workspace/src/new file.txt", "created by the agent\n"),
+            edit_turn("/workspace/src/app.py", "return 1", "return 2"),
+            bash_turn("rm obsolete.txt && chmod +x tool.sh"),
+            text_turn("Done: added, edited, deleted."),
+        ]),
+        backend,
+    )
     .await;
     let repo = &fx.repo;
     std::fs::create_dir_all(repo.join("src")).unwrap();
@@ -50,9 +55,12 @@ fn name_status(repo: &std::path::Path, rev: &str) -> Vec<String> {
     .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouched() {
-    let fx = fixture_with_user_state().await;
+both_backends!(the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouched);
+
+async fn the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouched(
+    backend: Backend,
+) {
+    let fx = fixture_with_user_state(backend).await;
     let repo = fx.repo.clone();
     let head_before = git(&repo, &["rev-parse", "HEAD"]);
     let before = snapshot(&repo, &[".git/objects", ".git/refs", ".git/logs"]);
@@ -176,12 +184,16 @@ async fn the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouch
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary() {
-    let fx = Fixture::new(&scenario(vec![
-        write_turn("/workspace/hello.txt", "hello\n"),
-        text_turn("Wrote hello.txt."),
-    ]))
+both_backends!(json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary);
+
+async fn json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary(backend: Backend) {
+    let fx = Fixture::with_backend(
+        &scenario(vec![
+            write_turn("/workspace/hello.txt", "hello\n"),
+            text_turn("Wrote hello.txt."),
+        ]),
+        backend,
+    )
     .await;
     let out = fx.run("json-run", &["--json"], "say hello").await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -222,13 +234,17 @@ async fn json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary() 
     assert_eq!(json_lines(&logs).len(), events.len());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_sandbox_is_gone_after_the_run() {
-    let fx = Fixture::new(&scenario(vec![
-        // A background process the agent leaves behind must not survive the teardown.
-        bash_turn("(sleep 300 > /dev/null 2>&1 &) ; echo started"),
-        text_turn("Left a sleeper behind."),
-    ]))
+both_backends!(the_sandbox_is_gone_after_the_run);
+
+async fn the_sandbox_is_gone_after_the_run(backend: Backend) {
+    let fx = Fixture::with_backend(
+        &scenario(vec![
+            // A background process the agent leaves behind must not survive the teardown.
+            bash_turn("(sleep 300 > /dev/null 2>&1 &) ; echo started"),
+            text_turn("Left a sleeper behind."),
+        ]),
+        backend,
+    )
     .await;
     let out = fx.run("gone", &[], "leave something running").await;
     assert!(
@@ -270,6 +286,24 @@ async fn the_sandbox_is_gone_after_the_run() {
     let list = fx.warren(&["list", "--all", "--json"]).await;
     let listed: Value = serde_json::from_str(&stdout(&list)).unwrap();
     assert_eq!(listed["sandboxes"][0]["state"], "destroyed");
+    if backend == Backend::Docker {
+        let id = listed["sandboxes"][0]["id"].as_str().unwrap().to_owned();
+        let ps = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "-q",
+                "--filter",
+                &format!("label=warren.sandbox={id}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            ps.stdout.is_empty(),
+            "a container survived: {}",
+            String::from_utf8_lossy(&ps.stdout)
+        );
+    }
     // The baseline ref warren kept during the run is released.
     assert_eq!(git(&fx.repo, &["for-each-ref", "refs/warren/"]), "");
 }
