@@ -103,8 +103,7 @@ fn ready_bench(iterations: usize) -> (f64, f64) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let provider = LocalProvider::new();
-    provider
-        .preflight()
+    rt.block_on(provider.preflight())
         .expect("bubblewrap is needed for the benchmark");
     let init = PathBuf::from(env!("CARGO_BIN_EXE_warren-sandbox-init"));
     let mut warren_ms = Vec::new();
@@ -176,7 +175,7 @@ struct RunFigures {
     phases: serde_json::Value,
 }
 
-fn one_shot(i: usize, work: &Path) -> RunFigures {
+fn one_shot(i: usize, work: &Path, provider: &str) -> RunFigures {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -206,7 +205,14 @@ fn one_shot(i: usize, work: &Path) -> RunFigures {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["run", "--repo"])
         .arg(work.join("repo"))
-        .args(["--name", &format!("bench-{i}"), "--json", "write the file"])
+        .args([
+            "--name",
+            &format!("bench-{provider}-{i}"),
+            "--provider",
+            provider,
+            "--json",
+            "write the file",
+        ])
         .env("WARREN_CONFIG", &config)
         .env("WARREN_DATA_DIR", work.join("data"))
         .env("WARREN_OPENCODE", opencode())
@@ -248,6 +254,61 @@ fn one_shot(i: usize, work: &Path) -> RunFigures {
     }
 }
 
+/// Docker create → ready (create + a first exec done), p50, when an engine and the image exist.
+fn docker_ready_bench(iterations: usize, image: &str) -> Option<f64> {
+    use warren_provider_docker::{DockerProvider, DockerSettings};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let provider = DockerProvider::connect(DockerSettings {
+        image: image.to_owned(),
+        ..DockerSettings::default()
+    })
+    .ok()?;
+    rt.block_on(provider.preflight()).ok()?;
+    let dir = tempfile::tempdir().unwrap();
+    let init = PathBuf::from(env!("CARGO_BIN_EXE_warren-sandbox-init"));
+    let mut times = Vec::new();
+    for i in 0..iterations {
+        let root = dir.path().join(i.to_string());
+        let spec = SandboxSpec {
+            id: warren_domain::SandboxId::new(),
+            name: warren_domain::SandboxName::parse("bench").unwrap(),
+            workspace: root.join("workspace"),
+            home: root.join("home"),
+            run_dir: root.join("run"),
+            tools: vec![ToolMount {
+                host_path: init.clone(),
+                sandbox_path: "/run/warren-tools/warren-sandbox-init".into(),
+            }],
+        };
+        for d in [&spec.workspace, &spec.home, &spec.run_dir] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let exec = ExecSpec {
+            argv: vec![
+                "/run/warren-tools/warren-sandbox-init".into(),
+                "--".into(),
+                "/bin/true".into(),
+            ],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: "/workspace".into(),
+        };
+        let started = Instant::now();
+        rt.block_on(async {
+            let (sandbox, _) = provider.create(&spec).await.unwrap();
+            let mut child = sandbox.exec(&exec).unwrap();
+            assert_eq!(child.wait().await.unwrap(), Some(0));
+            let ready = started.elapsed();
+            sandbox.destroy().await.unwrap();
+            times.push(ready.as_secs_f64() * 1000.0);
+        });
+    }
+    Some(p50(times))
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing to parse.
     let ready_iterations = env_usize("WARREN_BENCH_READY", 30);
@@ -258,6 +319,21 @@ fn main() {
         "  baseline bare `bwrap --ro-bind / / true`:            {bare:.2} ms  (ratio {:.2}x)",
         ready / bare
     );
+
+    let docker_image = std::env::var("WARREN_BENCH_DOCKER_IMAGE")
+        .unwrap_or_else(|_| "warren-sandbox:latest".into());
+    let docker_ready =
+        docker_ready_bench(env_usize("WARREN_BENCH_DOCKER_READY", 10), &docker_image);
+    let docker_ready_ok = docker_ready.is_some();
+    match docker_ready {
+        Some(docker) => println!(
+            "sandbox create → ready (docker {docker_image}, p50): {docker:.1} ms  (local is {:.1}x faster)",
+            docker / ready
+        ),
+        None => println!(
+            "sandbox create → ready (docker): skipped, no engine or no image {docker_image} ('warren image build')"
+        ),
+    }
 
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
@@ -272,7 +348,9 @@ fn main() {
     }
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-qm", "bench repo"]);
-    let figures: Vec<RunFigures> = (0..runs).map(|i| one_shot(i, work.path())).collect();
+    let figures: Vec<RunFigures> = (0..runs)
+        .map(|i| one_shot(i, work.path(), "local"))
+        .collect();
     let share = p50(figures.iter().map(|f| f.outside_share).collect());
     let total = p50(figures.iter().map(|f| f.total_ms).collect());
     let agent = p50(figures.iter().map(|f| f.agent_ms).collect());
@@ -308,4 +386,31 @@ fn main() {
         "  baseline OpenCode process tree in the same runs:            {opencode_mib:.1} MiB  (warren is {:.1}% of it)",
         100.0 * warren_mib / opencode_mib
     );
+    if std::env::var_os("WARREN_BENCH_DOCKER_RUNS").is_some() || docker_ready_ok {
+        let n = env_usize("WARREN_BENCH_DOCKER_RUNS", 3);
+        let docker: Vec<RunFigures> = (0..n).map(|i| one_shot(i, work.path(), "docker")).collect();
+        let total = p50(docker.iter().map(|f| f.total_ms).collect());
+        println!(
+            "one-shot run on docker (p50 of {n}): total {total:.0} ms; boot phases (container start = sandbox_create, sync = sync_in, OpenCode ready):"
+        );
+        print_phases(&docker);
+    }
+}
+
+fn print_phases(figures: &[RunFigures]) {
+    for key in [
+        "preflight_ms",
+        "sync_in_ms",
+        "gateway_ms",
+        "sandbox_create_ms",
+        "opencode_ready_ms",
+        "export_ms",
+        "teardown_ms",
+    ] {
+        let v = p50(figures
+            .iter()
+            .map(|f| f.phases[key].as_f64().unwrap_or(0.0))
+            .collect());
+        println!("  {key:<18} {v:8.2}");
+    }
 }

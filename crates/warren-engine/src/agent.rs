@@ -40,6 +40,8 @@ pub(crate) struct AgentResult {
     /// The assistant text of the last step that said anything: where an outcome object lives.
     pub final_text: String,
     pub gateway_ms: f64,
+    /// From starting OpenCode to its first event: its boot.
+    pub opencode_ready_ms: f64,
     pub sandbox_create_ms: f64,
     pub agent_ms: f64,
 }
@@ -125,11 +127,13 @@ pub(crate) async fn run_agent<P: Provider>(
     let mut session_recorded = req.session_id.is_some();
     let (store, id) = (rec.store, rec.id.clone());
     let (mut step_text, mut final_text) = (String::new(), String::new());
+    let mut first_event: Option<Duration> = None;
     let run = supervise(
         child,
         limits,
         stop_signal(notices, store, id.clone()),
         |event| {
+            first_event.get_or_insert_with(|| t.elapsed());
             match &event {
                 AgentEvent::StepStart { .. } => step_text.clear(),
                 AgentEvent::Text { text } => {
@@ -150,6 +154,7 @@ pub(crate) async fn run_agent<P: Provider>(
     )
     .await;
     result.agent_ms = ms(t.elapsed());
+    result.opencode_ready_ms = first_event.map_or(0.0, ms);
     // Nothing may keep running in the sandbox while its files are read.
     let _ = sandbox.destroy().await;
     gateway.shutdown().await;

@@ -44,6 +44,8 @@ pub struct Phases {
     pub gateway_ms: f64,
     pub sandbox_create_ms: f64,
     pub agent_ms: f64,
+    /// Part of `agent_ms`: OpenCode's boot, until its first event.
+    pub opencode_ready_ms: f64,
     pub export_ms: f64,
     pub teardown_ms: f64,
     pub total_ms: f64,
@@ -172,6 +174,7 @@ pub async fn run<P: Provider>(
         phases.gateway_ms = agent.gateway_ms;
         phases.sandbox_create_ms = agent.sandbox_create_ms;
         phases.agent_ms = agent.agent_ms;
+        phases.opencode_ready_ms = agent.opencode_ready_ms;
         error = agent.error.clone();
         // HOME and the run directory hold nothing to export: remove them while the export runs.
         let scratch = [dirs.home.clone(), dirs.run.clone()];
