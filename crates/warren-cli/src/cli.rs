@@ -113,6 +113,10 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "PROVIDER")]
     pub provider: Option<String>,
 
+    /// Image profile for the docker provider (a key of sandbox.image_profiles)
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+
     /// Role from [roles] in the config: its model, timeouts and outcome contract
     #[arg(long)]
     pub role: Option<String>,

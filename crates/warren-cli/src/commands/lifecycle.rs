@@ -43,6 +43,13 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> Result<i32, ErrorI
             "--provider".to_owned(),
         ));
     }
+    if let Some(profile) = &args.profile {
+        flags.push((
+            "sandbox.image_profile".to_owned(),
+            toml::Value::String(profile.clone()),
+            "--profile".to_owned(),
+        ));
+    }
     let config = load_config(Some(&repo), flags)?.config;
     let provider = AnyProvider::from_config(&config, Some(&repo))?;
     let data_dir = data_dir(global)?;
