@@ -14,7 +14,8 @@ use warren_provider_local::{LocalProvider, LocalSandbox};
 
 pub enum AnyProvider {
     Local(LocalProvider),
-    Docker(Box<DockerProvider>),
+    /// The provider and where its image came from (`sandbox.image_profiles.<p> = "<image>"`).
+    Docker(Box<DockerProvider>, String),
 }
 
 pub enum AnySandbox {
@@ -52,9 +53,16 @@ impl AnyProvider {
                         "warning: sandbox.mount_host_docker_socket = true gives the agent the host's Docker socket, which is control of the host (root-equivalent)"
                     );
                 }
-                Ok(Self::Docker(Box::new(
-                    DockerProvider::connect(settings).map_err(|e| e.to_error_info())?,
-                )))
+                let profiles: Vec<&str> =
+                    sandbox.image_profiles.keys().map(String::as_str).collect();
+                let origin = format!(
+                    "sandbox.image_profiles.{} = {:?} (profiles: {})",
+                    sandbox.image_profile,
+                    settings.image,
+                    profiles.join(", ")
+                );
+                let provider = DockerProvider::connect(settings).map_err(|e| e.to_error_info())?;
+                Ok(Self::Docker(Box::new(provider), origin))
             }
             other => Err(ErrorInfo::new(
                 ReasonCode::InvalidConfig,
@@ -70,7 +78,7 @@ impl AnyProvider {
 
     pub fn docker(&self) -> Option<&DockerProvider> {
         match self {
-            Self::Docker(d) => Some(d),
+            Self::Docker(d, _) => Some(d),
             Self::Local(_) => None,
         }
     }
@@ -82,14 +90,22 @@ impl Provider for AnyProvider {
     fn name(&self) -> &'static str {
         match self {
             Self::Local(p) => p.name(),
-            Self::Docker(p) => p.name(),
+            Self::Docker(p, _) => p.name(),
         }
     }
 
     async fn preflight(&self) -> Result<(), ProviderError> {
         match self {
             Self::Local(p) => p.preflight().await,
-            Self::Docker(p) => p.preflight().await,
+            Self::Docker(p, origin) => match p.preflight().await {
+                Err(ProviderError::Missing { program, hint }) if program.contains("image") => {
+                    Err(ProviderError::Unavailable {
+                        message: format!("{origin} names an image the Docker engine does not have"),
+                        hint: format!("{hint}; or point the profile at an existing image"),
+                    })
+                }
+                other => other,
+            },
         }
     }
 
@@ -99,7 +115,7 @@ impl Provider for AnyProvider {
     ) -> Result<(AnySandbox, CreateTimings), ProviderError> {
         match self {
             Self::Local(p) => p.create(spec).await.map(|(s, t)| (AnySandbox::Local(s), t)),
-            Self::Docker(p) => p
+            Self::Docker(p, _) => p
                 .create(spec)
                 .await
                 .map(|(s, t)| (AnySandbox::Docker(s), t)),

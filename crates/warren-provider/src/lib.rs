@@ -70,13 +70,23 @@ impl ExecChild {
         stderr: Option<Pin<Box<dyn AsyncRead + Send>>>,
         handle: Box<dyn ExecHandle>,
     ) -> Self {
-        Self { stdout, stderr, handle }
+        Self {
+            stdout,
+            stderr,
+            handle,
+        }
     }
 
     /// Wraps a host child process (its stdout and stderr must be piped).
     pub fn from_process(mut child: tokio::process::Child) -> Self {
-        let stdout = child.stdout.take().map(|s| Box::pin(s) as Pin<Box<dyn AsyncRead + Send>>);
-        let stderr = child.stderr.take().map(|s| Box::pin(s) as Pin<Box<dyn AsyncRead + Send>>);
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| Box::pin(s) as Pin<Box<dyn AsyncRead + Send>>);
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| Box::pin(s) as Pin<Box<dyn AsyncRead + Send>>);
         Self::new(stdout, stderr, Box::new(ProcessHandle(child)))
     }
 
@@ -117,6 +127,9 @@ pub struct CreateTimings {
 pub enum ProviderError {
     #[error("{program} is not installed or not on PATH")]
     Missing { program: String, hint: String },
+    /// Something the backend needs is not there (a daemon, an image), said in full.
+    #[error("{message}")]
+    Unavailable { message: String, hint: String },
     #[error("the sandbox could not be created: {0}")]
     Create(String),
     #[error("the sandbox could not start {argv0}: {source}")]
@@ -132,14 +145,14 @@ pub enum ProviderError {
 impl UserFacing for ProviderError {
     fn reason_code(&self) -> ReasonCode {
         match self {
-            Self::Missing { .. } => ReasonCode::MissingDependency,
+            Self::Missing { .. } | Self::Unavailable { .. } => ReasonCode::MissingDependency,
             Self::Create(_) | Self::Exec { .. } | Self::Destroy(_) => ReasonCode::SandboxFailed,
         }
     }
 
     fn hint(&self) -> Option<String> {
         match self {
-            Self::Missing { hint, .. } => Some(hint.clone()),
+            Self::Missing { hint, .. } | Self::Unavailable { hint, .. } => Some(hint.clone()),
             _ => None,
         }
     }

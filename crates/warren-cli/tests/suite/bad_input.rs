@@ -232,3 +232,42 @@ async fn ctrl_c_stops_the_agent_and_keeps_its_work() {
         "partial\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_naming_a_missing_image_names_the_key() {
+    if !super::harness::docker_ready().await {
+        return;
+    }
+    let fx = Fixture::new("{}").await;
+    let mut config = std::fs::read_to_string(&fx.config).unwrap();
+    config.push_str("heavy = \"warren-sandbox-heavy:does-not-exist\"\n");
+    std::fs::write(&fx.config, config).unwrap();
+    let out = fx
+        .warren(&[
+            "launch",
+            "heavy",
+            "--repo",
+            fx.repo.to_str().unwrap(),
+            "--provider",
+            "docker",
+            "--profile",
+            "heavy",
+            "--json",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let error = only_error(&out);
+    assert_eq!(error["reason_code"], "missing_dependency");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("sandbox.image_profiles.heavy") && message.contains("does-not-exist"),
+        "{message}"
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains("warren image build"),
+        "{error}"
+    );
+}
