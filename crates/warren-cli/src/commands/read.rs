@@ -22,7 +22,14 @@ fn rfc3339(t: &time::OffsetDateTime) -> String {
 
 pub fn list(global: &GlobalArgs, all: bool) -> Result<i32, ErrorInfo> {
     let config = load_config(None, Vec::new())?.config;
-    let records = with_lifecycle(global, &config, |lc| lc.list(all))?;
+    let records = with_lifecycle(global, &config, |lc| {
+        // Listing is when users look: apply retention and drop dead leases first, so what they
+        // see is current (a failed sweep never hides the list).
+        if let Err(e) = lc.gc() {
+            tracing::warn!("retention sweep failed: {e}");
+        }
+        lc.list(all)
+    })?;
     if global.json {
         println!("{}", json!({ "sandboxes": records }));
         return Ok(0);
