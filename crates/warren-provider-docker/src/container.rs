@@ -110,8 +110,15 @@ pub(crate) fn container_body(
     };
     ContainerCreateBody {
         image: Some(settings.image.clone()),
-        cmd: Some(vec!["sleep".into(), "infinity".into()]),
-        // The image's entrypoint (if an overlay set one) must not run in place of the sleeper.
+        // The container lives exactly as long as warren's attached stdin: `cat` ends on EOF, which
+        // comes when the provider drops the attachment or the warren process holding it dies.
+        // Then PID 1 exits and the engine kills everything in the container: the docker
+        // equivalent of bubblewrap's --die-with-parent.
+        cmd: Some(vec!["cat".into()]),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        attach_stdin: Some(true),
+        // The image's entrypoint (if an overlay set one) must not run in place of the tether.
         entrypoint: Some(vec![]),
         user: Some(run_as.user()),
         working_dir: Some(SANDBOX_WORKSPACE.into()),
@@ -172,10 +179,7 @@ mod tests {
         assert_eq!(host.privileged, None);
         assert_eq!((host.memory, host.pids_limit), (Some(1 << 30), Some(512)));
         assert_eq!(body.user.as_deref(), Some("1000:1000"));
-        assert_eq!(
-            body.cmd,
-            Some(vec!["sleep".to_owned(), "infinity".to_owned()])
-        );
+        assert_eq!(body.cmd, Some(vec!["cat".to_owned()]));
         let labels = body.labels.unwrap_or_default();
         assert_eq!(
             labels.get("warren.sandbox").map(String::as_str),

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use bollard::Docker;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
 use tokio::sync::OnceCell;
 
@@ -171,11 +172,23 @@ impl DockerProvider {
             .create_container(Some(options), body)
             .await
             .map_err(|e| format!("creating the container {name}: {e}"))?;
+        let attach = AttachContainerOptionsBuilder::default()
+            .stdin(true)
+            .stream(true)
+            .build();
+        let tether = match docker.attach_container(&created.id, Some(attach)).await {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = remove(docker, &created.id).await;
+                return Err(format!("attaching to the container {name}: {e}"));
+            }
+        };
         let sandbox = DockerSandbox {
             docker: docker.clone(),
             id: created.id,
             name,
             user: run_as.user(),
+            _tether: std::sync::Mutex::new(tether),
         };
         if let Err(e) = docker.start_container(&sandbox.id, None).await {
             // Leave nothing behind on a failed create: the engine will not call destroy.
@@ -298,12 +311,15 @@ impl Provider for DockerProvider {
     }
 }
 
-/// A running container (`sleep infinity` under the engine's init); every exec runs in it.
+/// A running container (`cat` on warren's attached stdin, under the engine's init); every exec
+/// runs in it. Dropping it, or the death of the process holding it, ends the container.
 pub struct DockerSandbox {
     docker: Docker,
     id: String,
     name: String,
     user: String,
+    /// Held, never read: a Mutex only because the contract needs `Sync`.
+    _tether: std::sync::Mutex<bollard::container::AttachContainerResults>,
 }
 
 impl DockerSandbox {

@@ -236,6 +236,43 @@ async fn kill_ends_the_exec() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A monitor that dies holds no destroy call: the container must end on its own, with the agent.
+#[tokio::test]
+async fn a_container_ends_when_its_holder_lets_go() -> anyhow::Result<()> {
+    let Some(fx) = fixture().await? else {
+        return Ok(());
+    };
+    let provider = fx.provider(DockerSettings::default())?;
+    let dirs = Dirs::new("tether")?;
+    let (sandbox, _) = provider.create(&dirs.spec(fx)).await?;
+    let spec = ExecSpec {
+        argv: vec!["sleep".into(), "300".into()],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: "/workspace".into(),
+    };
+    let agent = sandbox.exec(&spec)?;
+    let id = sandbox.id().to_owned();
+    drop(agent);
+    drop(sandbox);
+    let docker = provider.docker().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let running = loop {
+        let state = docker
+            .inspect_container(&id, None)
+            .await?
+            .state
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        if !state || Instant::now() > deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    provider.remove_container(&id).await?;
+    assert!(!running, "the container outlived the process that held it");
+    Ok(())
+}
+
 #[tokio::test]
 async fn volumes_persist_and_belong_to_the_agent() -> anyhow::Result<()> {
     let Some(fx) = fixture().await? else {

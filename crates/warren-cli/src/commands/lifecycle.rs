@@ -172,18 +172,40 @@ pub fn pull(global: &GlobalArgs, args: PullArgs) -> Result<i32, ErrorInfo> {
     Ok(0)
 }
 
-pub fn teardown(global: &GlobalArgs, args: TeardownArgs) -> Result<i32, ErrorInfo> {
+pub async fn teardown(global: &GlobalArgs, args: TeardownArgs) -> Result<i32, ErrorInfo> {
     let config = config_for(global, &args.name)?;
     let mut printer = EventPrinter::new(false);
     let record = with_lifecycle(global, &config, |lc| {
         lc.teardown(&args.name, args.force, args.export, &mut printer)
     })?;
+    if record.provider == "docker" {
+        remove_sandbox_containers(&config, record.id.as_str()).await;
+    }
     if global.json {
         println!("{}", json!({ "sandbox": record }));
     } else {
         println!("sandbox {} is {}", record.name, record.state);
     }
     Ok(0)
+}
+
+/// A docker sandbox's container ends with the process that held it, but stays listed until
+/// removed: teardown removes whatever is left of this sandbox's containers.
+async fn remove_sandbox_containers(config: &Config, sandbox_id: &str) {
+    let Ok(provider) = AnyProvider::for_kind("docker", config, None) else {
+        return;
+    };
+    let Some(docker) = provider.docker() else {
+        return;
+    };
+    if let Ok(containers) = docker.list_containers().await {
+        for c in containers
+            .into_iter()
+            .filter(|c| c.sandbox_id == sandbox_id)
+        {
+            let _ = docker.remove_container(&c.id).await;
+        }
+    }
 }
 
 /// A container younger than this is never an orphan: its record may not be written yet.

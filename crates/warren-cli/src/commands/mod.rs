@@ -25,7 +25,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Exec(args) => lifecycle::exec(g, args).await,
         Command::Export(args) => lifecycle::export(g, args),
         Command::Pull(args) => lifecycle::pull(g, args),
-        Command::Teardown(args) => lifecycle::teardown(g, args),
+        Command::Teardown(args) => lifecycle::teardown(g, args).await,
         Command::Gc(args) => lifecycle::gc(g, args.volumes).await,
         Command::Image(args) => match args.command {
             ImageCommand::Build(b) => lifecycle::image_build(g, b).await,

@@ -226,6 +226,23 @@ async fn a_killed_monitor_leaves_a_consistent_exportable_sandbox(backend: Backen
     );
     let down = fx.warren(&["teardown", "crash"]).await;
     assert!(down.status.success(), "{}", stderr(&down));
+    if backend == Backend::Docker {
+        let id = s["sandbox"]["id"].as_str().unwrap().to_owned();
+        let ps = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "-q",
+                "--filter",
+                &format!("label=warren.sandbox={id}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            ps.stdout.is_empty(),
+            "the dead monitor's container survived teardown"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
