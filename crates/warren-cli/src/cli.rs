@@ -46,6 +46,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Copy the sandbox's changed files into a directory, without git
     Pull(PullArgs),
+    /// Send what changed in the repository since the last sync into the sandbox
+    Sync(NameArgs),
     /// Show how to reach the sandbox
     Open(NameArgs),
     /// Remove a sandbox (refuses running or unexported work without --force)

@@ -80,6 +80,13 @@ impl EventPrinter {
                 }
                 s.dim(&line)
             }
+            AgentEvent::Resynced { updated, deleted, conflicts } => {
+                let mut line = format!("· synced from the host: {updated} updated, {deleted} deleted");
+                if !conflicts.is_empty() {
+                    line.push_str(&format!("; kept the agent's version of {}", conflicts.join(", ")));
+                }
+                s.dim(&line)
+            }
             AgentEvent::StepStart { .. } => {
                 self.step += 1;
                 s.bold(&format!("▶ step {}", self.step))

@@ -63,6 +63,14 @@ pub enum AgentEvent {
         #[serde(skip_serializing_if = "Vec::is_empty", default)]
         skipped: Vec<String>,
     },
+    /// Host changes since the last sync were sent into the workspace (`warren sync`, or before
+    /// an exec). `conflicts` were changed by the agent too and kept as the agent left them.
+    Resynced {
+        updated: u64,
+        deleted: u64,
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        conflicts: Vec<String>,
+    },
     /// OpenCode began a model step.
     StepStart { session_id: String },
     /// Assistant text.
@@ -138,6 +146,7 @@ impl AgentEvent {
         match self {
             Self::StateChanged { .. } => "state_changed",
             Self::SyncedIn { .. } => "synced_in",
+            Self::Resynced { .. } => "resynced",
             Self::StepStart { .. } => "step_start",
             Self::Text { .. } => "text",
             Self::Reasoning { .. } => "reasoning",

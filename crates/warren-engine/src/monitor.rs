@@ -179,6 +179,8 @@ async fn work<P: Provider>(
             if record.state != SandboxState::Completed {
                 return Err(wrong_state(&record.name, record.state, "exec"));
             }
+            // The agent continues on what the user sees now: send the host's changes first.
+            crate::provision::resync(rec, &record, &dirs)?;
             (prompt.clone(), record.session_id.clone())
         }
     };

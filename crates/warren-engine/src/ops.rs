@@ -307,6 +307,23 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         })
     }
 
+    /// Sends what changed on the host since the last sync into the sandbox (only the changes).
+    pub fn sync(&self, name: &str, observer: &mut dyn RunObserver) -> Result<warren_sync::PartialSyncReport, ErrorInfo> {
+        let record = self.find(name)?;
+        self.with_lease(&record, "sync", |me| {
+            if record.state != SandboxState::Completed {
+                return Err(wrong_state(&record.name, record.state, "sync"));
+            }
+            let dirs = SandboxDirs::new(me.data_dir, &record.id);
+            let mut rec = Recorder {
+                store: &me.store,
+                id: record.id.clone(),
+                observer,
+            };
+            crate::provision::resync(&mut rec, &record, &dirs)
+        })
+    }
+
     /// Writes the changed files into `dir` and a manifest of deletions, without git.
     pub fn pull(&self, name: &str, dir: &Path) -> Result<warren_sync::PullReport, ErrorInfo> {
         let record = self.find(name)?;

@@ -1,12 +1,12 @@
-//! The two git directories made at sync time: the host's trusted baseline (outside the workspace,
-//! used later to find what the agent changed) and the agent's own repository inside the
-//! workspace (a convenience for the agent; the host never reads it again).
+//! The host's trusted baseline: a git dir outside the workspace (never bound into the sandbox)
+//! whose index holds the workspace as last synced, so finding what the agent changed is a stat
+//! pass. The agent's own repository inside the workspace is `sandbox_git`'s.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, SyncError};
-use crate::git::{FALLBACK_EMAIL, FALLBACK_NAME, Git, one_line};
+use crate::git::{Git, one_line};
 use crate::paths::{bytes_to_path, path_bytes};
 use crate::repo::RepoInfo;
 
@@ -24,18 +24,22 @@ pub(crate) fn baseline_git(step: &str, git_dir: &Path, workspace: &Path) -> Git 
         .current_dir(workspace)
 }
 
-/// Makes `git_dir`: objects borrowed from the user's store, the user's ignore rules, and an index
-/// holding the workspace as sent, with fresh stat data so later change detection is a stat pass.
-pub(crate) fn create(
-    repo: &RepoInfo,
-    git_dir: &Path,
-    workspace: &Path,
-    user_tree: &str,
-) -> Result<()> {
+/// The repository's object format (`sha1` or `sha256`), which the baseline and the workspace's
+/// own repository must share with it.
+pub(crate) fn object_format(repo: &RepoInfo) -> Result<String> {
     let format = Git::user(&repo.root, "reading the repository's object format")
         .args(["rev-parse", "--show-object-format"])
         .run()?;
-    let format = String::from_utf8_lossy(one_line(&format)).into_owned();
+    Ok(String::from_utf8_lossy(one_line(&format)).into_owned())
+}
+
+/// Makes `git_dir`: objects borrowed from the user's store, the user's ignore rules, and neutral
+/// attributes. Its index is written next, by [`write_index`] or [`index_workspace`].
+///
+/// The index may name blobs that no store holds (the raw bytes of a file the user's filters
+/// change when storing it): git only hashes work-tree files to compare them with it, except for
+/// symlinks, whose blobs are always the user's. Never write a tree from this index.
+pub(crate) fn init(repo: &RepoInfo, git_dir: &Path, format: &str) -> Result<()> {
     Git::isolated("creating the baseline git dir", git_dir)
         .args(["init", "--bare", "-q", "--template="])
         .arg(format!("--object-format={format}"))
@@ -75,8 +79,18 @@ pub(crate) fn create(
         &git_dir.join("info/attributes"),
         NEUTRAL_ATTRIBUTES.as_bytes(),
         "neutralising attributes in the baseline",
-    )?;
+    )
+}
 
+/// Installs an index warren wrote with the stat data of the files as copied: the workspace as
+/// sent, so later change detection is a stat pass.
+pub(crate) fn write_index(git_dir: &Path, index: &[u8]) -> Result<()> {
+    write_file(&git_dir.join("index"), index, "writing the baseline index")
+}
+
+/// Indexes the workspace as sent by having git hash every file, for when no index was written
+/// while copying (no workspace repository was made).
+pub(crate) fn index_workspace(git_dir: &Path, workspace: &Path, user_tree: &str) -> Result<()> {
     baseline_git(
         "loading the user tree into the baseline index",
         git_dir,
@@ -133,34 +147,4 @@ fn write_file(path: &Path, contents: &[u8], step: &str) -> Result<()> {
     let mut file = std::fs::File::create(path).map_err(|e| SyncError::io(step, path, e))?;
     file.write_all(contents)
         .map_err(|e| SyncError::io(step, path, e))
-}
-
-/// Gives the agent a standalone repository whose single commit is what was sent, so `git status`
-/// and `git diff` inside the sandbox show exactly its own work. No alternates (the sandbox must
-/// not reach the user's store), no hooks, no global config.
-pub(crate) fn init_sandbox_git(workspace: &Path, branch: &str) -> Result<()> {
-    let git = |step: &str| Git::isolated(step, workspace).arg("-C").arg(workspace);
-    git("creating the sandbox's git repository")
-        .args(["init", "-q", "--template=", "-b", branch])
-        .run()?;
-    // `-f`: the workspace holds only what was sent, including tracked files that match an
-    // ignore rule, and all of it belongs in the baseline commit.
-    git("staging the sandbox's baseline commit")
-        .args(["add", "-A", "-f", "--", "."])
-        .run()?;
-    git("recording the sandbox's baseline commit")
-        .args([
-            "commit",
-            "-q",
-            "--no-verify",
-            "--allow-empty",
-            "-m",
-            "warren baseline",
-        ])
-        .env("GIT_AUTHOR_NAME", FALLBACK_NAME)
-        .env("GIT_AUTHOR_EMAIL", FALLBACK_EMAIL)
-        .env("GIT_COMMITTER_NAME", FALLBACK_NAME)
-        .env("GIT_COMMITTER_EMAIL", FALLBACK_EMAIL)
-        .run()?;
-    Ok(())
 }

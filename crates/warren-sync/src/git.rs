@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{ChildStdin, Command, Output, Stdio};
 
 use crate::error::{Result, SyncError};
 
@@ -142,8 +142,17 @@ impl Git {
 
     /// Runs with `input` streamed to stdin (from a helper thread, so a chatty child never
     /// deadlocks against a large input). Returns stdout.
-    pub(crate) fn run_input<R: Read + Send>(self, input: R) -> Result<Vec<u8>> {
-        let (out, ctx) = self.run_raw_input(input)?;
+    pub(crate) fn run_input<R: Read + Send>(self, mut input: R) -> Result<Vec<u8>> {
+        self.run_fed(move |stdin| std::io::copy(&mut input, stdin).map(drop))
+    }
+
+    /// Runs with stdin written by `feed` (on a helper thread), for a caller that produces large
+    /// buffers and should hand each to the pipe in one write. Returns stdout.
+    pub(crate) fn run_fed<F>(self, feed: F) -> Result<Vec<u8>>
+    where
+        F: FnOnce(&mut ChildStdin) -> std::io::Result<()> + Send,
+    {
+        let (out, ctx) = self.run_raw_fed(feed)?;
         if out.status.success() {
             Ok(out.stdout)
         } else {
@@ -168,10 +177,13 @@ impl Git {
     /// Runs and hands back the raw output, for commands whose exit code is an answer
     /// (`rev-parse --verify --quiet`) rather than a failure.
     pub(crate) fn run_raw(self) -> Result<(Output, GitContext)> {
-        self.run_raw_input(std::io::empty())
+        self.run_raw_fed(|_| Ok(()))
     }
 
-    fn run_raw_input<R: Read + Send>(mut self, mut input: R) -> Result<(Output, GitContext)> {
+    fn run_raw_fed<F>(mut self, feed: F) -> Result<(Output, GitContext)>
+    where
+        F: FnOnce(&mut ChildStdin) -> std::io::Result<()> + Send,
+    {
         self.cmd.stdin(Stdio::piped());
         let ctx = GitContext {
             shown: self.shown.join(" "),
@@ -198,7 +210,7 @@ impl Git {
         let (written, output) = std::thread::scope(|scope| {
             let writer = scope.spawn(move || -> std::io::Result<()> {
                 if let Some(mut stdin) = stdin {
-                    std::io::copy(&mut input, &mut stdin)?;
+                    feed(&mut stdin)?;
                     stdin.flush()?;
                 }
                 Ok(())

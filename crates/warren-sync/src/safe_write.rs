@@ -90,6 +90,42 @@ impl SafeDest {
         self.rename_into_place(tmp, name, rel)
     }
 
+    /// Removes the file or symlink at `rel` (never a directory, never through a symlinked
+    /// parent). `false`: nothing was there.
+    pub(crate) fn remove(&self, rel: &Path) -> Result<bool> {
+        let Some((dir, name)) = self.parent(rel, false)? else {
+            return Ok(false);
+        };
+        match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(Errno::ISDIR | Errno::PERM) => Err(SyncError::failed(
+                self.step,
+                self.path.join(rel),
+                "a directory is in the way",
+            )),
+            Err(e) => Err(SyncError::io(self.step, self.path.join(rel), e.into())),
+        }
+    }
+
+    /// Removes `rel`'s parent directories, deepest first, while they are empty, as git does when
+    /// the last file of a directory goes.
+    pub(crate) fn remove_empty_parents(&self, rel: &Path) {
+        let mut dir = rel.parent();
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            let removed = match self.parent(d, false) {
+                Ok(Some((parent, name))) => {
+                    rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR).is_ok()
+                }
+                _ => false,
+            };
+            if !removed {
+                return;
+            }
+            dir = d.parent();
+        }
+    }
+
     fn parent_created<'a>(&self, rel: &'a Path) -> Result<(OwnedFd, &'a OsStr)> {
         match self.parent(rel, true)? {
             Some(found) => Ok(found),

@@ -155,6 +155,29 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<i32, ErrorInfo> {
     Ok(0)
 }
 
+pub fn sync(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
+    let config = config_for(global, name)?;
+    let mut printer = EventPrinter::new(false);
+    let report = with_lifecycle(global, &config, |lc| lc.sync(name, &mut printer))?;
+    if global.json {
+        println!("{}", json!({ "sync": report }));
+    } else {
+        println!(
+            "sent {} updated and {} deleted paths into {name}",
+            report.updated, report.deleted
+        );
+        if !report.conflicts.is_empty() {
+            let paths: Vec<String> = report
+                .conflicts
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            println!("kept the agent's version of: {}", paths.join(", "));
+        }
+    }
+    Ok(0)
+}
+
 pub fn pull(global: &GlobalArgs, args: PullArgs) -> Result<i32, ErrorInfo> {
     let config = config_for(global, &args.name)?;
     let report = with_lifecycle(global, &config, |lc| lc.pull(&args.name, &args.to))?;

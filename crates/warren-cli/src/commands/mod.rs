@@ -25,6 +25,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Exec(args) => lifecycle::exec(g, args).await,
         Command::Export(args) => lifecycle::export(g, args),
         Command::Pull(args) => lifecycle::pull(g, args),
+        Command::Sync(args) => lifecycle::sync(g, &args.name),
         Command::Teardown(args) => lifecycle::teardown(g, args).await,
         Command::Gc(args) => lifecycle::gc(g, args.volumes).await,
         Command::Image(args) => match args.command {

@@ -400,3 +400,75 @@ async fn export_as_a_patch_and_pull_into_a_directory() {
             .unwrap();
     assert_eq!(manifest["deleted"], json!(["README.md"]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_sends_host_changes_and_exec_sees_them() {
+    let fx = Fixture::new(&scenario(vec![
+        when_turn("first", json!({ "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/agent.txt", "content": "agent\n" } }] })),
+        when_turn("first", text_turn("done")),
+        when_turn("second", bash_turn("cat README.md notes.txt")),
+        when_turn("second", text_turn("read them")),
+    ]))
+    .await;
+    let repo = fx.repo.to_str().unwrap();
+    assert!(
+        fx.warren(&["launch", "syncer", "--repo", repo, "--prompt", "first"])
+            .await
+            .status
+            .success()
+    );
+    assert!(fx.warren(&["logs", "syncer", "-f"]).await.status.success());
+
+    // The user keeps working on the host.
+    std::fs::write(
+        fx.repo.join("README.md"),
+        "# sample\n\nedited on the host\n",
+    )
+    .unwrap();
+    std::fs::write(fx.repo.join("notes.txt"), "new on the host\n").unwrap();
+    let out = fx.warren(&["sync", "syncer", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["sync"]["updated"], 2, "{report}");
+    assert_eq!(report["sync"]["conflicts"], json!([]));
+
+    let exec = fx.warren(&["exec", "syncer", "second", "--json"]).await;
+    assert!(exec.status.success(), "{}", stderr(&exec));
+    let outputs: String = json_lines(&exec)
+        .iter()
+        .filter(|e| e["type"] == "tool_use")
+        .map(|e| e["output"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        outputs.contains("edited on the host") && outputs.contains("new on the host"),
+        "{outputs}"
+    );
+
+    // The host's changes are not the agent's: they ride in the user-changes commit.
+    assert!(fx.warren(&["export", "syncer"]).await.status.success());
+    let agent = git(
+        &fx.repo,
+        &[
+            "diff-tree",
+            "--no-commit-id",
+            "-r",
+            "--name-only",
+            "warren/syncer",
+        ],
+    );
+    assert_eq!(agent.trim(), "agent.txt", "{agent}");
+    let user = git(
+        &fx.repo,
+        &[
+            "diff-tree",
+            "--no-commit-id",
+            "-r",
+            "--name-only",
+            "warren/syncer~1",
+        ],
+    );
+    assert!(
+        user.contains("README.md") && user.contains("notes.txt"),
+        "{user}"
+    );
+}
