@@ -308,7 +308,11 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
     }
 
     /// Sends what changed on the host since the last sync into the sandbox (only the changes).
-    pub fn sync(&self, name: &str, observer: &mut dyn RunObserver) -> Result<warren_sync::PartialSyncReport, ErrorInfo> {
+    pub fn sync(
+        &self,
+        name: &str,
+        observer: &mut dyn RunObserver,
+    ) -> Result<warren_sync::PartialSyncReport, ErrorInfo> {
         let record = self.find(name)?;
         self.with_lease(&record, "sync", |me| {
             if record.state != SandboxState::Completed {

@@ -73,15 +73,20 @@ pub(crate) fn resync(
 ) -> Result<warren_sync::PartialSyncReport, ErrorInfo> {
     let previous = sync_report(record)?;
     let repo = warren_sync::inspect_repo(&record.repo).map_err(|e| e.to_error_info())?;
-    let (next, report) = warren_sync::sync_partial(&repo, &previous, &dirs.workspace, &dirs.baseline)
-        .map_err(|e| e.to_error_info())?;
+    let (next, report) =
+        warren_sync::sync_partial(&repo, &previous, &dirs.workspace, &dirs.baseline)
+            .map_err(|e| e.to_error_info())?;
     if let Ok(value) = serde_json::to_value(&next) {
         let _ = rec.store.set_sync_json(&rec.id, &value);
     }
     rec.emit(AgentEvent::Resynced {
         updated: report.updated as u64,
         deleted: report.deleted as u64,
-        conflicts: report.conflicts.iter().map(|p| p.display().to_string()).collect(),
+        conflicts: report
+            .conflicts
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
     });
     Ok(report)
 }
