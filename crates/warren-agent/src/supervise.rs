@@ -13,6 +13,10 @@ use warren_provider::ExecChild;
 
 use crate::events::{Parsed, parse_line};
 
+/// OpenCode prints nothing while it boots (seconds of CPU-bound start-up, more on a loaded
+/// machine): until its first line, the inactivity limit is at least this long.
+pub const BOOT_GRACE: Duration = Duration::from_secs(30);
+
 /// How many trailing stderr lines (and stray stdout lines) a run keeps for diagnosis.
 pub const TAIL_LINES: usize = 50;
 
@@ -120,6 +124,12 @@ where
     let mut stop: Option<EndReason> = None;
 
     while stdout.is_some() || stderr.is_some() {
+        let booting = run.events == 0 && stderr_tail.0.is_empty() && stray.0.is_empty();
+        let idle_limit = if booting {
+            limits.inactivity.max(BOOT_GRACE)
+        } else {
+            limits.inactivity
+        };
         tokio::select! {
             line = next_line(&mut stdout), if stdout.is_some() => {
                 let Some(line) = line else { continue };
@@ -158,7 +168,7 @@ where
                 stop = Some(EndReason::Timeout(limits.hard));
                 break;
             }
-            () = sleep_until(last_activity + limits.inactivity) => {
+            () = sleep_until(last_activity + idle_limit) => {
                 stop = Some(EndReason::Inactive(limits.inactivity));
                 break;
             }

@@ -85,39 +85,33 @@ pub(crate) async fn run_task<P: Provider>(
         Some(spec) => format!("{}\n\n{}", req.prompt, instruction_block(spec, false)),
         None => req.prompt.to_owned(),
     };
-    let mut session = req.session_id.clone();
-    let mut usage = Usage::default();
     let mut outcome = TaskOutcome::default();
     let max_attempts = config.retry.max_attempts.max(1);
     let mut backoff = Duration::from_secs(config.retry.backoff_secs);
+    let mut runner = Attempts {
+        provider,
+        prepared,
+        config,
+        dirs,
+        name: req.name,
+        limits,
+        patterns: &patterns,
+        session: req.session_id.clone(),
+        usage: Usage::default(),
+        count: 0,
+    };
 
     // The agent itself, with bounded retries for retryable model failures.
     let mut last = loop {
-        outcome.attempts += 1;
-        let result = agent_once(
-            provider,
-            prepared,
-            config,
-            rec,
-            dirs,
-            req.name,
-            &prompt,
-            session.clone(),
-            limits,
-            &patterns,
-        )
-        .await?;
-        usage.add(&result.usage);
-        session = result.session_id.clone().or(session);
+        let result = runner.attempt(rec, &prompt).await?;
         let Some(error) = &result.error else {
             break result;
         };
-        if is_fatal(error) || !is_retryable_model_failure(error) || outcome.attempts >= max_attempts
-        {
+        if is_fatal(error) || !is_retryable_model_failure(error) || runner.count >= max_attempts {
             break result;
         }
         rec.emit(AgentEvent::Retrying {
-            attempt: outcome.attempts,
+            attempt: runner.count,
             max_attempts,
             reason_code: error.reason_code,
             message: error.message.clone(),
@@ -125,7 +119,7 @@ pub(crate) async fn run_task<P: Provider>(
         });
         tokio::time::sleep(backoff).await;
         backoff = backoff.saturating_mul(2);
-        if session.is_some() {
+        if runner.session.is_some() {
             // The failed turn is already in the session; ask it to carry on rather than repeat.
             prompt = "The previous attempt was interrupted by a model error. Continue the task."
                 .to_owned();
@@ -133,29 +127,37 @@ pub(crate) async fn run_task<P: Provider>(
     };
 
     let Some(spec) = contract else {
-        return Ok(TaskResult {
-            last,
-            usage,
-            outcome,
-        });
+        return Ok(runner.result(last, outcome));
     };
     if last.error.as_ref().is_some_and(is_fatal) {
-        return Ok(TaskResult {
-            last,
-            usage,
-            outcome,
-        });
+        return Ok(runner.result(last, outcome));
     }
     let max_reprompts = role.map_or(0, |r| r.max_retries_on_malformed_output);
     let mut problem = match parse_outcome(&last.final_text, &spec) {
         Ok((parsed, via)) => {
-            return Ok(finish(rec, last, usage, outcome, parsed, via.as_str()));
+            return Ok(finish(
+                rec,
+                last,
+                runner.usage,
+                runner.stamp(outcome),
+                parsed,
+                via.as_str(),
+            ));
         }
         Err(e) => e.to_string(),
     };
     if !last.final_text.trim().is_empty() {
         match structure(prepared, config, &last.final_text, &spec).await {
-            Ok(parsed) => return Ok(finish(rec, last, usage, outcome, parsed, "structurer")),
+            Ok(parsed) => {
+                return Ok(finish(
+                    rec,
+                    last,
+                    runner.usage,
+                    runner.stamp(outcome),
+                    parsed,
+                    "structurer",
+                ));
+            }
             Err(e) => tracing::info!("the structurer could not recover an outcome: {e}"),
         }
     }
@@ -164,33 +166,21 @@ pub(crate) async fn run_task<P: Provider>(
             "{}\n\nWhat was wrong: {problem}",
             instruction_block(&spec, true)
         );
-        outcome.attempts += 1;
-        let result = agent_once(
-            provider,
-            prepared,
-            config,
-            rec,
-            dirs,
-            req.name,
-            &strict,
-            session.clone(),
-            limits,
-            &patterns,
-        )
-        .await?;
-        usage.add(&result.usage);
-        session = result.session_id.clone().or(session);
+        let result = runner.attempt(rec, &strict).await?;
         last = result;
         if last.error.as_ref().is_some_and(is_fatal) {
-            return Ok(TaskResult {
-                last,
-                usage,
-                outcome,
-            });
+            return Ok(runner.result(last, outcome));
         }
         match parse_outcome(&last.final_text, &spec) {
             Ok((parsed, via)) => {
-                return Ok(finish(rec, last, usage, outcome, parsed, via.as_str()));
+                return Ok(finish(
+                    rec,
+                    last,
+                    runner.usage,
+                    runner.stamp(outcome),
+                    parsed,
+                    via.as_str(),
+                ));
             }
             Err(e) => problem = e.to_string(),
         }
@@ -203,7 +193,14 @@ pub(crate) async fn run_task<P: Provider>(
         fields: serde_json::Map::new(),
     };
     outcome.raw_output = Some(raw);
-    Ok(finish(rec, last, usage, outcome, parsed, "missing"))
+    Ok(finish(
+        rec,
+        last,
+        runner.usage,
+        runner.stamp(outcome),
+        parsed,
+        "missing",
+    ))
 }
 
 fn finish(
@@ -270,55 +267,81 @@ async fn structure(
     .map_err(|e| ErrorInfo::new(warren_domain::ReasonCode::ModelError, e.to_string()))
 }
 
-/// One agent run, after a slot in the model backend's pool (if it has one) is ours.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; a struct would only rename them"
-)]
-async fn agent_once<P: Provider>(
-    provider: &P,
-    prepared: &Prepared,
-    config: &Config,
-    rec: &mut Recorder<'_>,
-    dirs: &SandboxDirs,
-    name: &SandboxName,
-    prompt: &str,
-    session_id: Option<String>,
+/// Runs the agent, one attempt at a time, carrying the session and adding up usage.
+struct Attempts<'a, P> {
+    provider: &'a P,
+    prepared: &'a Prepared,
+    config: &'a Config,
+    dirs: &'a SandboxDirs,
+    name: &'a SandboxName,
     limits: Limits,
-    patterns: &ClassifyPatterns,
-) -> Result<AgentResult, ErrorInfo> {
-    let pool = config
-        .model_providers
-        .get(&prepared.model.provider)
-        .and_then(|p| p.pool.clone())
-        .map(|name| {
-            let max = config
-                .pools
-                .get(&name)
-                .map_or(1, |p| p.max_concurrent.max(1));
-            (name, max)
-        });
-    if let Some((pool, max)) = &pool {
-        wait_for_slot(rec, pool, *max).await?;
+    patterns: &'a ClassifyPatterns,
+    session: Option<String>,
+    usage: Usage,
+    count: u32,
+}
+
+impl<P: Provider> Attempts<'_, P> {
+    /// One agent run, after a slot in the model backend's pool (if it has one) is ours.
+    async fn attempt(
+        &mut self,
+        rec: &mut Recorder<'_>,
+        prompt: &str,
+    ) -> Result<AgentResult, ErrorInfo> {
+        self.count += 1;
+        let pool = self
+            .config
+            .model_providers
+            .get(&self.prepared.model.provider)
+            .and_then(|p| p.pool.clone())
+            .map(|name| {
+                let max = self
+                    .config
+                    .pools
+                    .get(&name)
+                    .map_or(1, |p| p.max_concurrent.max(1));
+                (name, max)
+            });
+        if let Some((pool, max)) = &pool {
+            wait_for_slot(rec, pool, *max).await?;
+        }
+        let result = run_agent(
+            self.provider,
+            self.prepared,
+            rec,
+            self.dirs,
+            AgentRequest {
+                name: self.name,
+                prompt,
+                session_id: self.session.clone(),
+                limits: self.limits,
+                patterns: self.patterns,
+            },
+        )
+        .await;
+        if let Some((pool, _)) = &pool {
+            let _ = rec.store.pool_release(pool, &rec.id);
+        }
+        let result = result?;
+        self.usage.add(&result.usage);
+        if result.session_id.is_some() {
+            self.session.clone_from(&result.session_id);
+        }
+        Ok(result)
     }
-    let result = run_agent(
-        provider,
-        prepared,
-        rec,
-        dirs,
-        AgentRequest {
-            name,
-            prompt,
-            session_id,
-            limits,
-            patterns,
-        },
-    )
-    .await;
-    if let Some((pool, _)) = &pool {
-        let _ = rec.store.pool_release(pool, &rec.id);
+
+    fn stamp(&self, mut outcome: TaskOutcome) -> TaskOutcome {
+        outcome.attempts = self.count;
+        outcome
     }
-    result
+
+    fn result(&self, last: AgentResult, outcome: TaskOutcome) -> TaskResult {
+        TaskResult {
+            last,
+            usage: self.usage,
+            outcome: self.stamp(outcome),
+        }
+    }
 }
 
 async fn wait_for_slot(rec: &mut Recorder<'_>, pool: &str, max: u32) -> Result<(), ErrorInfo> {
