@@ -96,6 +96,34 @@ fn tree_rss_kib(pid: u32) -> u64 {
     total
 }
 
+/// A fresh sandbox spec under `root` and an exec of `/bin/true` through warren's init.
+fn true_in_sandbox(root: &Path, init: &Path) -> (SandboxSpec, ExecSpec) {
+    let spec = SandboxSpec {
+        id: warren_domain::SandboxId::new(),
+        name: warren_domain::SandboxName::parse("bench").unwrap(),
+        workspace: root.join("workspace"),
+        home: root.join("home"),
+        run_dir: root.join("run"),
+        tools: vec![ToolMount {
+            host_path: init.to_path_buf(),
+            sandbox_path: "/run/warren-tools/warren-sandbox-init".into(),
+        }],
+    };
+    for d in [&spec.workspace, &spec.home, &spec.run_dir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let exec = ExecSpec {
+        argv: vec![
+            "/run/warren-tools/warren-sandbox-init".into(),
+            "--".into(),
+            "/bin/true".into(),
+        ],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: "/workspace".into(),
+    };
+    (spec, exec)
+}
+
 fn ready_bench(iterations: usize) -> (f64, f64) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -109,30 +137,7 @@ fn ready_bench(iterations: usize) -> (f64, f64) {
     let mut warren_ms = Vec::new();
     let mut bare_ms = Vec::new();
     for i in 0..iterations {
-        let root = dir.path().join(i.to_string());
-        let spec = SandboxSpec {
-            id: warren_domain::SandboxId::new(),
-            name: warren_domain::SandboxName::parse("bench").unwrap(),
-            workspace: root.join("workspace"),
-            home: root.join("home"),
-            run_dir: root.join("run"),
-            tools: vec![ToolMount {
-                host_path: init.clone(),
-                sandbox_path: "/run/warren-tools/warren-sandbox-init".into(),
-            }],
-        };
-        for d in [&spec.workspace, &spec.home, &spec.run_dir] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        let exec = ExecSpec {
-            argv: vec![
-                "/run/warren-tools/warren-sandbox-init".into(),
-                "--".into(),
-                "/bin/true".into(),
-            ],
-            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-            cwd: "/workspace".into(),
-        };
+        let (spec, exec) = true_in_sandbox(&dir.path().join(i.to_string()), &init);
         let started = Instant::now();
         rt.block_on(async {
             let (sandbox, _) = provider.create(&spec).await.unwrap();
@@ -272,30 +277,7 @@ fn docker_ready_bench(iterations: usize, image: &str) -> Option<f64> {
     let init = PathBuf::from(env!("CARGO_BIN_EXE_warren-sandbox-init"));
     let mut times = Vec::new();
     for i in 0..iterations {
-        let root = dir.path().join(i.to_string());
-        let spec = SandboxSpec {
-            id: warren_domain::SandboxId::new(),
-            name: warren_domain::SandboxName::parse("bench").unwrap(),
-            workspace: root.join("workspace"),
-            home: root.join("home"),
-            run_dir: root.join("run"),
-            tools: vec![ToolMount {
-                host_path: init.clone(),
-                sandbox_path: "/run/warren-tools/warren-sandbox-init".into(),
-            }],
-        };
-        for d in [&spec.workspace, &spec.home, &spec.run_dir] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        let exec = ExecSpec {
-            argv: vec![
-                "/run/warren-tools/warren-sandbox-init".into(),
-                "--".into(),
-                "/bin/true".into(),
-            ],
-            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-            cwd: "/workspace".into(),
-        };
+        let (spec, exec) = true_in_sandbox(&dir.path().join(i.to_string()), &init);
         let started = Instant::now();
         rt.block_on(async {
             let (sandbox, _) = provider.create(&spec).await.unwrap();
