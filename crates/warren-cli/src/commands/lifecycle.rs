@@ -236,19 +236,7 @@ const ORPHAN_GRACE_SECS: i64 = 60;
 
 pub async fn gc(global: &GlobalArgs, volumes: bool) -> Result<i32, ErrorInfo> {
     let config = load_config(None, Vec::new())?.config;
-    let (report, live) = with_lifecycle(global, &config, |lc| {
-        let report = lc.gc()?;
-        // Sandboxes whose agent may legitimately have a container right now.
-        let live: std::collections::HashSet<String> = lc
-            .store
-            .list(false)
-            .map_err(|e| e.to_error_info())?
-            .into_iter()
-            .filter(|r| lc.store.lease(&r.id).ok().flatten().is_some())
-            .map(|r| r.id.to_string())
-            .collect();
-        Ok((report, live))
-    })?;
+    let (report, live) = with_lifecycle(global, &config, |lc| Ok((lc.gc()?, live_sandboxes(lc)?)))?;
     let (orphan_containers, removed_volumes) = docker_sweep(&config, &live, volumes).await;
     if global.json {
         println!(
@@ -290,10 +278,24 @@ pub async fn gc(global: &GlobalArgs, volumes: bool) -> Result<i32, ErrorInfo> {
     Ok(0)
 }
 
+/// Sandboxes whose agent may legitimately have a container right now: those with a live lease.
+pub(crate) fn live_sandboxes(
+    lc: &Lifecycle<'_, AnyProvider>,
+) -> Result<std::collections::HashSet<String>, ErrorInfo> {
+    Ok(lc
+        .store
+        .list(false)
+        .map_err(|e| e.to_error_info())?
+        .into_iter()
+        .filter(|r| lc.store.lease(&r.id).ok().flatten().is_some())
+        .map(|r| r.id.to_string())
+        .collect())
+}
+
 /// Removes this owner's warren containers that no live operation accounts for (past a grace
 /// period), and with `volumes` the dependency volumes no container uses. Quietly does nothing
 /// when no Docker engine is configured or reachable.
-async fn docker_sweep(
+pub(crate) async fn docker_sweep(
     config: &Config,
     live: &std::collections::HashSet<String>,
     volumes: bool,

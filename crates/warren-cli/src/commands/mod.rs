@@ -32,7 +32,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
             ImageCommand::Build(b) => lifecycle::image_build(g, b).await,
         },
         Command::Monitor(args) => lifecycle::monitor(g, args).await,
-        Command::List(args) => read::list(g, args.all),
+        Command::List(args) => read::list(g, args.all).await,
         Command::Status(args) => read::status(g, &args.name),
         Command::Logs(args) => read::logs(g, &args).await,
         Command::Open(args) => read::open(g, &args.name),

@@ -20,16 +20,21 @@ fn rfc3339(t: &time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-pub fn list(global: &GlobalArgs, all: bool) -> Result<i32, ErrorInfo> {
+pub async fn list(global: &GlobalArgs, all: bool) -> Result<i32, ErrorInfo> {
     let config = load_config(None, Vec::new())?.config;
-    let records = with_lifecycle(global, &config, |lc| {
+    let (records, live) = with_lifecycle(global, &config, |lc| {
         // Listing is when users look: apply retention and drop dead leases first, so what they
         // see is current (a failed sweep never hides the list).
         if let Err(e) = lc.gc() {
             tracing::warn!("retention sweep failed: {e}");
         }
-        lc.list(all)
+        let records = lc.list(all)?;
+        let live = super::lifecycle::live_sandboxes(lc)?;
+        Ok((records, live))
     })?;
+    if records.iter().any(|r| r.provider == "docker") || config.sandbox.provider == "docker" {
+        super::lifecycle::docker_sweep(&config, &live, false).await;
+    }
     if global.json {
         println!("{}", json!({ "sandboxes": records }));
         return Ok(0);
