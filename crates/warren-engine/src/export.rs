@@ -30,6 +30,13 @@ pub struct Exported {
     /// The patch holds CRLF line endings: apply it with `git am --keep-cr`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub keep_cr: bool,
+    /// The commit the export is based on (HEAD when the workspace was last synced).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub based_on: Option<String>,
+    /// Set when the repository's HEAD has moved since that sync: the export is still based on
+    /// the synced commit, and this says where HEAD is now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_moved_to: Option<String>,
 }
 
 pub(crate) fn collect(config: &Config, dirs: &SandboxDirs) -> Result<ChangeSet, ErrorInfo> {
@@ -87,6 +94,8 @@ pub(crate) fn export(
                 files_changed: files,
                 commit: report.agent_commit,
                 keep_cr: false,
+                based_on: None,
+                head_moved_to: None,
             }
         }
         ExportTarget::Patch(file) => {
@@ -105,9 +114,16 @@ pub(crate) fn export(
                 keep_cr: report.keep_cr,
                 files_changed: files,
                 commit: None,
+                based_on: None,
+                head_moved_to: None,
             }
         }
     };
+    let mut exported = exported;
+    exported.based_on = input.sync.head.clone();
+    if input.repo.head != input.sync.head {
+        exported.head_moved_to = input.repo.head.clone();
+    }
     rec.emit(AgentEvent::Exported {
         branch: exported
             .branch

@@ -129,6 +129,15 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<i32, ErrorInfo> {
     });
     spinner.finish();
     let exported = result?;
+    if let (Some(base), Some(now)) = (&exported.based_on, &exported.head_moved_to) {
+        let short = |oid: &str| oid.chars().take(10).collect::<String>();
+        eprintln!(
+            "note: the export is based on {} (HEAD when the sandbox was last synced); your HEAD has moved on to {}. Run 'warren sync {}' before exporting to build on it, or rebase the branch.",
+            short(base),
+            short(now),
+            args.name
+        );
+    }
     if global.json {
         println!("{}", json!({ "export": exported }));
     } else {

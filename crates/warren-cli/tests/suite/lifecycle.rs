@@ -472,3 +472,37 @@ async fn sync_sends_host_changes_and_exec_sees_them() {
         "{user}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_after_the_user_moved_on_stays_on_the_synced_commit_and_says_so() {
+    let fx = Fixture::new(&scenario(vec![
+        json!({ "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/agent.txt", "content": "agent\n" } }] }),
+        text_turn("done"),
+    ]))
+    .await;
+    let repo = fx.repo.to_str().unwrap();
+    let synced = git(&fx.repo, &["rev-parse", "HEAD"]).trim().to_owned();
+    assert!(
+        fx.warren(&["launch", "moved", "--repo", repo, "--prompt", "work"])
+            .await
+            .status
+            .success()
+    );
+    assert!(fx.warren(&["logs", "moved", "-f"]).await.status.success());
+    std::fs::write(fx.repo.join("later.txt"), "later\n").unwrap();
+    git(&fx.repo, &["add", "later.txt"]);
+    git(&fx.repo, &["commit", "-qm", "the user moves on"]);
+    let now = git(&fx.repo, &["rev-parse", "HEAD"]).trim().to_owned();
+
+    let out = fx.warren(&["export", "moved", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let exported: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(exported["export"]["based_on"], synced.as_str());
+    assert_eq!(exported["export"]["head_moved_to"], now.as_str());
+    assert!(stderr(&out).contains("has moved on"), "{}", stderr(&out));
+    assert_eq!(
+        git(&fx.repo, &["rev-parse", "warren/moved~1"]).trim(),
+        synced
+    );
+    assert!(fx.warren(&["teardown", "moved"]).await.status.success());
+}
