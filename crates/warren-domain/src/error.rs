@@ -220,3 +220,19 @@ impl UserFacing for ErrorInfo {
         self.retryable
     }
 }
+
+/// The messages of an error's causes (not the error's own), each once. HTTP clients put the full
+/// URL in their top-level message, which may carry credentials; the causes say what went wrong
+/// ("tcp connect error: Connection refused").
+pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts
+}

@@ -20,10 +20,11 @@ impl SandboxId {
         &self.0
     }
 
-    /// The first 12 hex digits: unique enough for display and path names.
+    /// The last 12 hex digits, for directory and ref names. Not the first 12: in a UUIDv7 those
+    /// are the creation millisecond, which two sandboxes launched together can share.
     pub fn short(&self) -> &str {
-        let end = self.0.len().min(12);
-        &self.0[..end]
+        let start = self.0.len().saturating_sub(12);
+        &self.0[start..]
     }
 }
 
@@ -134,6 +135,15 @@ impl std::fmt::Display for SandboxName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_ids_of_sandboxes_created_together_differ() {
+        let ids: Vec<SandboxId> = (0..64).map(|_| SandboxId::new()).collect();
+        let mut shorts: Vec<&str> = ids.iter().map(SandboxId::short).collect();
+        shorts.sort_unstable();
+        shorts.dedup();
+        assert_eq!(shorts.len(), ids.len());
+    }
 
     #[test]
     fn accepts_ordinary_names() {

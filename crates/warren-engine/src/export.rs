@@ -39,7 +39,8 @@ pub struct Exported {
     pub head_moved_to: Option<String>,
 }
 
-pub(crate) fn collect(config: &Config, dirs: &SandboxDirs) -> Result<ChangeSet, ErrorInfo> {
+/// The sandbox's changes relative to its baseline, with the configured size limits.
+pub fn collect(config: &Config, dirs: &SandboxDirs) -> Result<ChangeSet, ErrorInfo> {
     let limits = warren_sync::Limits {
         max_file_bytes: config.sync.max_file_bytes,
         max_total_bytes: config.sync.max_total_bytes,

@@ -51,13 +51,6 @@ pub struct Phases {
     pub total_ms: f64,
 }
 
-impl Phases {
-    /// Create → ready: everything between the preflight and the agent's first instruction.
-    pub fn ready_ms(&self) -> f64 {
-        self.sync_in_ms + self.gateway_ms + self.sandbox_create_ms
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
     pub sandbox_id: String,

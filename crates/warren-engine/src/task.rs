@@ -132,58 +132,45 @@ pub(crate) async fn run_task<P: Provider>(
     if last.error.as_ref().is_some_and(is_fatal) {
         return Ok(runner.result(last, outcome));
     }
+    // Round 0 reads the answer the agent already gave (then the structurer may recover it);
+    // every later round is a stricter re-prompt in the same session.
     let max_reprompts = role.map_or(0, |r| r.max_retries_on_malformed_output);
-    let mut problem = match parse_outcome(&last.final_text, &spec) {
-        Ok((parsed, via)) => {
-            return Ok(finish(
-                rec,
-                last,
-                runner.usage,
-                runner.stamp(outcome),
-                parsed,
-                via.as_str(),
-            ));
-        }
-        Err(e) => e.to_string(),
-    };
-    if !last.final_text.trim().is_empty() {
-        match structure(prepared, config, &last.final_text, &spec).await {
-            Ok(parsed) => {
-                return Ok(finish(
-                    rec,
-                    last,
-                    runner.usage,
-                    runner.stamp(outcome),
-                    parsed,
-                    "structurer",
-                ));
+    let mut problem = String::new();
+    for round in 0..=max_reprompts {
+        if round > 0 {
+            let strict = format!(
+                "{}\n\nWhat was wrong: {problem}",
+                instruction_block(&spec, true)
+            );
+            last = runner.attempt(rec, &strict).await?;
+            if last.error.as_ref().is_some_and(is_fatal) {
+                return Ok(runner.result(last, outcome));
             }
-            Err(e) => tracing::info!("the structurer could not recover an outcome: {e}"),
         }
-    }
-    for _ in 0..max_reprompts {
-        let strict = format!(
-            "{}\n\nWhat was wrong: {problem}",
-            instruction_block(&spec, true)
-        );
-        let result = runner.attempt(rec, &strict).await?;
-        last = result;
-        if last.error.as_ref().is_some_and(is_fatal) {
-            return Ok(runner.result(last, outcome));
-        }
-        match parse_outcome(&last.final_text, &spec) {
-            Ok((parsed, via)) => {
-                return Ok(finish(
-                    rec,
-                    last,
-                    runner.usage,
-                    runner.stamp(outcome),
-                    parsed,
-                    via.as_str(),
-                ));
+        let (parsed, via) = match parse_outcome(&last.final_text, &spec) {
+            Ok((parsed, via)) => (parsed, via.as_str()),
+            Err(e) => {
+                problem = e.to_string();
+                if round > 0 || last.final_text.trim().is_empty() {
+                    continue;
+                }
+                match structure(prepared, config, &last.final_text, &spec).await {
+                    Ok(parsed) => (parsed, "structurer"),
+                    Err(e) => {
+                        tracing::info!("the structurer could not recover an outcome: {e}");
+                        continue;
+                    }
+                }
             }
-            Err(e) => problem = e.to_string(),
-        }
+        };
+        return Ok(finish(
+            rec,
+            last,
+            runner.usage,
+            runner.stamp(outcome),
+            parsed,
+            via,
+        ));
     }
     // No valid outcome: an ERROR outcome with the raw output, not an exception.
     let raw = last.final_text.clone();

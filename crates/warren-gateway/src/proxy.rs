@@ -207,15 +207,7 @@ fn transport_failure(shared: &Shared, url: &str, error: &reqwest::Error) -> Resp
 /// reqwest's top-level message repeats the full URL (query included); the causes underneath say
 /// what actually went wrong ("tcp connect error: Connection refused").
 fn error_chain(error: &reqwest::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
+    let parts = warren_domain::cause_chain(error);
     if parts.is_empty() {
         // Not `error.to_string()`: the URL in it may carry userinfo from the configured base.
         if error.is_timeout() {

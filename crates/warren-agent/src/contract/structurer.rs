@@ -167,15 +167,7 @@ fn redacted(url: &reqwest::Url) -> String {
 
 /// reqwest's own message repeats the full URL; the causes say what went wrong.
 fn error_chain(error: &reqwest::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
+    let mut parts = warren_domain::cause_chain(error);
     if error.is_timeout() {
         parts.insert(0, "timed out".into());
     }

@@ -71,20 +71,18 @@ pub async fn list(global: &GlobalArgs, all: bool) -> Result<i32, ErrorInfo> {
 fn changed_files(
     lc: &Lifecycle<'_, AnyProvider>,
     record: &SandboxRecord,
-) -> Vec<serde_json::Value> {
+) -> Result<Vec<serde_json::Value>, ErrorInfo> {
     let dirs = SandboxDirs::new(lc.data_dir, &record.id);
+    // While the agent runs its files are in motion; the list is for an idle sandbox.
     if !dirs.workspace.is_dir() || record.sync.is_none() || record.state == SandboxState::Running {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let limits = warren_sync::Limits::default();
-    match warren_sync::collect_changes(&dirs.workspace, &dirs.baseline, &limits) {
-        Ok(changes) => changes
-            .changes
-            .iter()
-            .map(|c| json!({ "path": c.path.display().to_string(), "kind": format!("{:?}", c.kind).to_lowercase() }))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
+    let changes = warren_engine::export::collect(lc.config, &dirs)?;
+    Ok(changes
+        .changes
+        .iter()
+        .map(|c| json!({ "path": c.path.display().to_string(), "kind": format!("{:?}", c.kind).to_lowercase() }))
+        .collect())
 }
 
 pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
@@ -92,7 +90,14 @@ pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
     with_lifecycle(global, &config, |lc| {
         let r = lc.find(name)?;
         let lease = lc.store.lease(&r.id).map_err(|e| e.to_error_info())?;
-        let changes = changed_files(lc, &r);
+        let changes = changed_files(lc, &r).unwrap_or_else(|e| {
+            // Status must still show a sandbox whose workspace cannot be read cleanly.
+            eprintln!(
+                "warning: cannot list the changed files: {} [{}]",
+                e.message, e.reason_code
+            );
+            Vec::new()
+        });
         if global.json {
             println!(
                 "{}",

@@ -338,3 +338,22 @@ pub async fn wait_for_agent_call(model: &ServerHandle) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Fails if any container labelled with this sandbox id still exists (running or not).
+pub fn assert_no_container(sandbox_id: &str) {
+    let ps = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label=warren.sandbox={sandbox_id}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "a container of sandbox {sandbox_id} survived: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+}

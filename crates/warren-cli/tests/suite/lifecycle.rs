@@ -228,20 +228,7 @@ async fn a_killed_monitor_leaves_a_consistent_exportable_sandbox(backend: Backen
     assert!(down.status.success(), "{}", stderr(&down));
     if backend == Backend::Docker {
         let id = s["sandbox"]["id"].as_str().unwrap().to_owned();
-        let ps = std::process::Command::new("docker")
-            .args([
-                "ps",
-                "-a",
-                "-q",
-                "--filter",
-                &format!("label=warren.sandbox={id}"),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            ps.stdout.is_empty(),
-            "the dead monitor's container survived teardown"
-        );
+        super::harness::assert_no_container(&id);
     }
 }
 

@@ -237,10 +237,14 @@ async fn json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary(ba
 both_backends!(the_sandbox_is_gone_after_the_run);
 
 async fn the_sandbox_is_gone_after_the_run(backend: Backend) {
+    // Distinct per backend: the two variants run at the same time and must not see each other's.
+    let sleeper = if backend == Backend::Local { 301 } else { 302 };
     let fx = Fixture::with_backend(
         &scenario(vec![
             // A background process the agent leaves behind must not survive the teardown.
-            bash_turn("(sleep 300 > /dev/null 2>&1 &) ; echo started"),
+            bash_turn(&format!(
+                "(sleep {sleeper} > /dev/null 2>&1 &) ; echo started"
+            )),
             text_turn("Left a sleeper behind."),
         ]),
         backend,
@@ -267,7 +271,7 @@ async fn the_sandbox_is_gone_after_the_run(backend: Backend) {
             "process {pid} survived: {cmdline}"
         );
         assert!(
-            !cmdline.contains("sleep 300"),
+            !cmdline.contains(&format!("sleep {sleeper}")),
             "the agent's background process survived: {pid}"
         );
     }
@@ -288,21 +292,7 @@ async fn the_sandbox_is_gone_after_the_run(backend: Backend) {
     assert_eq!(listed["sandboxes"][0]["state"], "destroyed");
     if backend == Backend::Docker {
         let id = listed["sandboxes"][0]["id"].as_str().unwrap().to_owned();
-        let ps = std::process::Command::new("docker")
-            .args([
-                "ps",
-                "-a",
-                "-q",
-                "--filter",
-                &format!("label=warren.sandbox={id}"),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            ps.stdout.is_empty(),
-            "a container survived: {}",
-            String::from_utf8_lossy(&ps.stdout)
-        );
+        super::harness::assert_no_container(&id);
     }
     // The baseline ref warren kept during the run is released.
     assert_eq!(git(&fx.repo, &["for-each-ref", "refs/warren/"]), "");
