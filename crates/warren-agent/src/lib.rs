@@ -1,6 +1,7 @@
 //! The agent runtime for OpenCode: how warren configures it inside a sandbox, how its JSON event
 //! stream becomes typed [`warren_domain::AgentEvent`]s, and how one run is supervised.
 
+pub mod attach;
 pub mod classify;
 pub mod contract;
 pub mod events;

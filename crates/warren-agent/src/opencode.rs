@@ -10,8 +10,20 @@ use warren_provider::{ExecSpec, SANDBOX_HOME, SANDBOX_RUN_DIR, SANDBOX_WORKSPACE
 pub const GATEWAY_PORT: u16 = 4000;
 /// What OpenCode sees as its API key. The gateway replaces it with the real credential.
 pub const PLACEHOLDER_API_KEY: &str = "warren-gateway-placeholder";
-/// The gateway socket's file name inside the run directory.
-pub const GATEWAY_SOCKET: &str = "gateway.sock";
+/// Where a warm OpenCode server listens inside its sandbox.
+pub const SERVER_PORT: u16 = 4096;
+/// What a warm server prints on stdout once it accepts connections.
+pub const SERVER_READY_LINE: &str = "opencode server listening on";
+
+/// The run directory's socket names for the process `pid` that owns them. Named per owner, so a
+/// monitor that is still shutting down never removes the socket of the one that replaces it.
+pub fn gateway_socket_name(pid: u32) -> String {
+    format!("gateway-{pid}.sock")
+}
+
+pub fn server_socket_name(pid: u32) -> String {
+    format!("opencode-{pid}.sock")
+}
 
 /// Everything needed to start OpenCode for one prompt.
 #[derive(Debug, Clone)]
@@ -27,6 +39,8 @@ pub struct OpencodeLaunch {
     pub prompt: String,
     /// Continue this OpenCode session instead of starting a new one.
     pub session_id: Option<String>,
+    /// The gateway socket's file name inside the run directory.
+    pub gateway_socket: String,
 }
 
 impl OpencodeLaunch {
@@ -66,23 +80,60 @@ impl OpencodeLaunch {
         .to_string()
     }
 
+    /// A one-shot `opencode run`: boots OpenCode, runs the prompt, exits.
     pub fn exec_spec(&self) -> ExecSpec {
-        let socket = format!("{SANDBOX_RUN_DIR}/{GATEWAY_SOCKET}");
-        let mut argv = vec![
-            self.init_path.clone(),
-            "--relay".into(),
-            format!("{GATEWAY_PORT}={socket}"),
-            "--".into(),
-            self.opencode_path.clone(),
-            "run".into(),
-            "--format".into(),
-            "json".into(),
+        let mut argv = self.init_argv(&[self.gateway_relay()]);
+        argv.extend([self.opencode_path.clone(), "run".into()]);
+        self.push_run_args(&mut argv);
+        self.spec(argv)
+    }
+
+    /// A warm `opencode serve` that stays up between prompts, reachable through `server_socket`
+    /// (a file name in the run directory).
+    pub fn server_exec_spec(&self, server_socket: &str) -> ExecSpec {
+        let expose = [
+            "--expose".to_owned(),
+            format!("{SANDBOX_RUN_DIR}/{server_socket}={SERVER_PORT}"),
         ];
+        let mut argv = self.init_argv(&[self.gateway_relay(), expose]);
+        argv.extend([
+            self.opencode_path.clone(),
+            "serve".into(),
+            "--hostname".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            SERVER_PORT.to_string(),
+        ]);
+        self.spec(argv)
+    }
+
+    fn gateway_relay(&self) -> [String; 2] {
+        [
+            "--relay".to_owned(),
+            format!(
+                "{GATEWAY_PORT}={SANDBOX_RUN_DIR}/{socket}",
+                socket = self.gateway_socket
+            ),
+        ]
+    }
+
+    fn init_argv(&self, options: &[[String; 2]]) -> Vec<String> {
+        let mut argv = vec![self.init_path.clone()];
+        argv.extend(options.iter().flatten().cloned());
+        argv.push("--".into());
+        argv
+    }
+
+    fn push_run_args(&self, argv: &mut Vec<String>) {
+        argv.extend(["--format".into(), "json".into()]);
         if let Some(session) = &self.session_id {
             argv.extend(["--session".into(), session.clone()]);
         }
         // `--` keeps a prompt that starts with '-' from being read as a flag.
         argv.extend(["--".into(), self.prompt.clone()]);
+    }
+
+    fn spec(&self, argv: Vec<String>) -> ExecSpec {
         let env = vec![
             ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
             ("HOME".into(), SANDBOX_HOME.into()),
@@ -116,6 +167,7 @@ mod tests {
             opencode_path: "/run/warren-bin/opencode".into(),
             prompt: "-rf everything".into(),
             session_id: None,
+            gateway_socket: gateway_socket_name(7),
         }
     }
 
@@ -131,6 +183,29 @@ mod tests {
         assert_eq!(cfg["autoupdate"], false);
         assert_eq!(cfg["mcp"], serde_json::json!({}));
         assert_eq!(cfg["permission"]["bash"], "allow");
+    }
+
+    #[test]
+    fn a_warm_server_is_exposed_on_a_socket() {
+        let launch = launch();
+        let server = launch.server_exec_spec("opencode-7.sock").argv;
+        assert_eq!(
+            server,
+            [
+                "/run/warren-bin/init",
+                "--relay",
+                "4000=/run/warren/gateway-7.sock",
+                "--expose",
+                "/run/warren/opencode-7.sock=4096",
+                "--",
+                "/run/warren-bin/opencode",
+                "serve",
+                "--hostname",
+                "127.0.0.1",
+                "--port",
+                "4096",
+            ]
+        );
     }
 
     #[test]

@@ -9,8 +9,12 @@
 //! - warren's own resident memory per running sandbox (gateway + supervision; OpenCode excluded):
 //!   the peak VmRSS of the `warren` process, next to the peak RSS of the OpenCode process tree.
 //!
+//! - `exec` follow-up on a warm OpenCode server, against the same follow-up on a sandbox that
+//!   boots OpenCode for every prompt (`opencode.warm_idle_secs = 0`).
+//!
 //! Environment: `WARREN_BENCH_RUNS` (one-shot runs, default 5), `WARREN_BENCH_READY` (ready
-//! iterations, default 30), `WARREN_OPENCODE` (default `.tools/`).
+//! iterations, default 30), `WARREN_BENCH_EXEC` (follow-ups each, default 5), `WARREN_OPENCODE`
+//! (default `.tools/`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -259,6 +263,74 @@ fn one_shot(i: usize, work: &Path, provider: &str) -> RunFigures {
     }
 }
 
+/// Wall time of `warren exec` follow-ups (each a one-step prompt, the command returning when the
+/// agent is done) on a sandbox that keeps OpenCode warm, and on one that does not
+/// (`opencode.warm_idle_secs = 0`, every prompt boots OpenCode), against the same model.
+fn exec_bench(work: &Path, runs: usize) -> (f64, f64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let scenario = serde_json::json!({ "turns": [{ "text": "ok", "repeat": 100_000 }] });
+    let server = rt
+        .block_on(warren_model_script::start(
+            warren_model_script::Scenario::from_json_str(&scenario.to_string()).unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        ))
+        .unwrap();
+    let config = work.join("exec-config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\ndefault = \"scripted/scripted\"\n[model_providers.scripted]\nbase_url = \"{}\"\nmodels = [\"scripted\"]\n",
+            server.base_url()
+        ),
+    )
+    .unwrap();
+    let warren = |args: &[&str], warm_idle: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(args)
+            .env("WARREN_CONFIG", &config)
+            .env("WARREN_DATA_DIR", work.join("exec-data"))
+            .env("WARREN_OPENCODE", opencode())
+            .env("WARREN_WARM_IDLE_SECS", warm_idle)
+            .env(
+                "WARREN_SANDBOX_INIT",
+                env!("CARGO_BIN_EXE_warren-sandbox-init"),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "warren {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let repo = work.join("repo");
+    let mut p50s = Vec::new();
+    for (name, warm_idle) in [("exec-warm", "600"), ("exec-cold", "0")] {
+        let repo = repo.to_str().unwrap();
+        warren(
+            &["launch", name, "--repo", repo, "--prompt", "first"],
+            warm_idle,
+        );
+        warren(&["logs", name, "-f"], warm_idle);
+        let times: Vec<f64> = (0..runs)
+            .map(|i| {
+                let started = Instant::now();
+                warren(&["exec", name, &format!("follow-up {i}")], warm_idle);
+                started.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        warren(&["teardown", name, "--force"], warm_idle);
+        p50s.push(p50(times));
+    }
+    drop(server);
+    (p50s[0], p50s[1])
+}
+
 /// Docker create → ready (create + a first exec done), p50, when an engine and the image exist.
 fn docker_ready_bench(iterations: usize, image: &str) -> Option<f64> {
     use warren_provider_docker::{DockerProvider, DockerSettings};
@@ -367,6 +439,14 @@ fn main() {
     println!(
         "  baseline OpenCode process tree in the same runs:            {opencode_mib:.1} MiB  (warren is {:.1}% of it)",
         100.0 * warren_mib / opencode_mib
+    );
+    let exec_runs = env_usize("WARREN_BENCH_EXEC", 5);
+    let (warm, cold) = exec_bench(work.path(), exec_runs);
+    println!("exec follow-up on a warm OpenCode server (p50 of {exec_runs}): {warm:.0} ms");
+    println!(
+        "  baseline exec that boots OpenCode (warm_idle_secs = 0):  {cold:.0} ms  (warm takes {:.0}% of it, {:.1}x faster)",
+        100.0 * warm / cold,
+        cold / warm
     );
     if std::env::var_os("WARREN_BENCH_DOCKER_RUNS").is_some() || docker_ready_ok {
         let n = env_usize("WARREN_BENCH_DOCKER_RUNS", 3);

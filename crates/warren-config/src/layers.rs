@@ -71,6 +71,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("WARREN_TIMEOUT_RUN_SECS", "timeouts.run_secs"),
     ("WARREN_TIMEOUT_INACTIVITY_SECS", "timeouts.inactivity_secs"),
     ("WARREN_OPENCODE", "opencode.binary"),
+    ("WARREN_WARM_IDLE_SECS", "opencode.warm_idle_secs"),
 ];
 
 #[derive(Debug, Clone, Default)]

@@ -150,11 +150,24 @@ impl Default for SyncConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OpencodeConfig {
     /// Path to the `opencode` binary; found on PATH or in the project's `.tools` when unset.
     pub binary: Option<PathBuf>,
+    /// How long a launched sandbox keeps its OpenCode server warm after a prompt, so a follow-up
+    /// `exec` skips OpenCode's boot. An idle server holds several hundred MB; 0 turns warm
+    /// servers off (every prompt then boots OpenCode).
+    pub warm_idle_secs: u64,
+}
+
+impl Default for OpencodeConfig {
+    fn default() -> Self {
+        Self {
+            binary: None,
+            warm_idle_secs: 300,
+        }
+    }
 }
 
 /// A parsed `provider/model` reference.

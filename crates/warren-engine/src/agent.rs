@@ -2,20 +2,25 @@
 //! (optionally continuing a session), supervision until it ends, and nothing left running after.
 //! Moves the record `→ running → completed`; infrastructure failures come back as `Err`.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc::UnboundedReceiver;
+use warren_agent::attach::AttachRequest;
 use warren_agent::classify::{ClassifyPatterns, classify_failure_with};
-use warren_agent::{Limits, OpencodeLaunch, supervise};
+use warren_agent::opencode::gateway_socket_name;
+use warren_agent::{AgentRun, Limits, OpencodeLaunch, supervise};
 use warren_domain::{
     AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, Usage, UserFacing,
 };
-use warren_gateway::{GatewayConfig, GatewayNotice};
-use warren_provider::{Provider, Sandbox, SandboxSpec, ToolMount};
+use warren_gateway::{GatewayConfig, GatewayHandle, GatewayNotice};
+use warren_provider::{ExecChild, Provider, Sandbox, SandboxSpec, ToolMount};
 use warren_store::Store;
 
 use crate::paths::SandboxDirs;
 use crate::prepare::Prepared;
 use crate::recorder::Recorder;
+use crate::warm::WarmServer;
 
 /// Inside the sandbox, host tools appear here (a tmpfs, so bind targets can be created).
 const SANDBOX_TOOLS_DIR: &str = "/run/warren-tools";
@@ -50,28 +55,142 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Where the agent runs: a fresh sandbox with a one-shot `opencode run` that is gone afterwards,
+/// or the sandbox's warm server (started here if there is none, kept after a clean run).
+pub(crate) enum Host<'w, S> {
+    Cold,
+    Warm(&'w mut Option<WarmServer<S>>),
+}
+
 pub(crate) async fn run_agent<P: Provider>(
     provider: &P,
     prepared: &Prepared,
     rec: &mut Recorder<'_>,
     dirs: &SandboxDirs,
     req: AgentRequest<'_>,
+    host: Host<'_, P::Sandbox>,
 ) -> Result<AgentResult, ErrorInfo> {
     let mut result = AgentResult::default();
-    let t = Instant::now();
-    let mut gw_cfg = GatewayConfig::new(
-        dirs.run.join(warren_agent::opencode::GATEWAY_SOCKET),
-        prepared.endpoint.base_url.clone(),
-    );
-    gw_cfg.api_key = prepared.api_key.clone();
-    gw_cfg.connect_timeout = prepared.connect_timeout;
-    let mut gateway = warren_gateway::start(gw_cfg)
-        .await
-        .map_err(|e| e.to_error_info())?;
-    let notices = gateway.take_notices();
-    result.gateway_ms = ms(t.elapsed());
+    let (spec, launch) = sandbox_and_launch(prepared, rec, dirs, &req);
+    let run = match host {
+        Host::Cold => {
+            let t = Instant::now();
+            let (gateway, mut notices) = start_gateway(prepared, dirs).await?;
+            result.gateway_ms = ms(t.elapsed());
+            let t = Instant::now();
+            let (sandbox, _timings) = match provider.create(&spec).await {
+                Ok(v) => v,
+                Err(e) => {
+                    gateway.shutdown().await;
+                    return Err(e.to_error_info());
+                }
+            };
+            result.sandbox_create_ms = ms(t.elapsed());
+            let watched = match sandbox.exec(&launch.exec_spec()) {
+                Ok(child) => {
+                    watch_run(child, rec, &req, &mut result, |store, id| {
+                        stop_signal(&mut notices, store, id)
+                    })
+                    .await
+                }
+                Err(e) => Err(e.to_error_info()),
+            };
+            // Nothing may keep running in the sandbox while its files are read.
+            let _ = sandbox.destroy().await;
+            gateway.shutdown().await;
+            watched?
+        }
+        Host::Warm(slot) => {
+            let fits = |server: &WarmServer<P::Sandbox>| {
+                server.is_alive() && server.serves(&launch, &prepared.endpoint.base_url)
+            };
+            // A server that died, or that was booted for another model, cannot take this prompt.
+            if slot.as_ref().is_some_and(|server| !fits(server))
+                && let Some(stale) = slot.take()
+            {
+                if !stale.is_alive() {
+                    tracing::warn!(
+                        "the warm OpenCode server had exited: {:?}",
+                        stale.log_tail()
+                    );
+                }
+                stale.shutdown().await;
+            }
+            if slot.is_none() {
+                let t = Instant::now();
+                let gateway = start_gateway_handle(prepared, dirs).await?;
+                result.gateway_ms = ms(t.elapsed());
+                let server = WarmServer::start(
+                    provider,
+                    &spec,
+                    &launch,
+                    &prepared.endpoint.base_url,
+                    gateway,
+                )
+                .await?;
+                result.sandbox_create_ms = ms(server.boot);
+                *slot = Some(server);
+            }
+            let Some(server) = slot.as_mut() else {
+                return Err(ErrorInfo::new(ReasonCode::Internal, "no warm server"));
+            };
+            // Whatever the gateway said between prompts belongs to no run.
+            while server.notices.try_recv().is_ok() {}
+            let child = warren_agent::attach::attach(AttachRequest {
+                socket: dirs.run.join(&server.socket),
+                session_id: req.session_id.clone(),
+                prompt: req.prompt.to_owned(),
+            })
+            .map_err(|e| {
+                ErrorInfo::new(
+                    ReasonCode::SandboxFailed,
+                    format!("cannot reach the sandbox's OpenCode server: {e}"),
+                )
+            });
+            let watched = match child {
+                Ok(child) => {
+                    let WarmServer { notices, .. } = server;
+                    watch_run(child, rec, &req, &mut result, |store, id| {
+                        stop_signal(notices, store, id)
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            let failed = match &watched {
+                Ok(run) => classify_failure_with(run, req.patterns).is_some(),
+                Err(_) => true,
+            };
+            // A failed or stopped prompt may have left the server mid-turn: like a one-shot
+            // run, everything in the sandbox stops, and the next prompt boots a fresh server.
+            if (failed || !server.is_alive())
+                && let Some(server) = slot.take()
+            {
+                server.shutdown().await;
+            }
+            watched?
+        }
+    };
+    result.session_id = run.session_id.clone().or(req.session_id);
+    result.usage = run.usage;
+    result.stderr_tail = run.stderr_tail.clone();
+    result.stray_stdout = run.stray_stdout.clone();
+    result.error = classify_failure_with(&run, req.patterns);
+    if let Some(error) = &result.error {
+        let _ = rec.store.set_error(&rec.id, error);
+    }
+    let detail = result.error.as_ref().map(|e| e.message.clone());
+    rec.transition(SandboxState::Completed, detail.as_deref())?;
+    Ok(result)
+}
 
-    let t = Instant::now();
+/// The sandbox every run of this sandbox uses, and OpenCode's launch for this prompt.
+fn sandbox_and_launch(
+    prepared: &Prepared,
+    rec: &Recorder<'_>,
+    dirs: &SandboxDirs,
+    req: &AgentRequest<'_>,
+) -> (SandboxSpec, OpencodeLaunch) {
     let opencode_in = format!("{SANDBOX_TOOLS_DIR}/opencode");
     let init_in = format!("{SANDBOX_TOOLS_DIR}/warren-sandbox-init");
     let spec = SandboxSpec {
@@ -91,15 +210,6 @@ pub(crate) async fn run_agent<P: Provider>(
             },
         ],
     };
-    let (sandbox, _timings) = match provider.create(&spec).await {
-        Ok(v) => v,
-        Err(e) => {
-            gateway.shutdown().await;
-            return Err(e.to_error_info());
-        }
-    };
-    result.sandbox_create_ms = ms(t.elapsed());
-
     let launch = OpencodeLaunch {
         provider: prepared.model.provider.clone(),
         model: prepared.model.model.clone(),
@@ -108,74 +218,88 @@ pub(crate) async fn run_agent<P: Provider>(
         opencode_path: opencode_in,
         prompt: req.prompt.to_owned(),
         session_id: req.session_id.clone(),
+        gateway_socket: gateway_socket_name(std::process::id()),
     };
-    let t = Instant::now();
-    let child = match sandbox.exec(&launch.exec_spec()) {
-        Ok(child) => child,
-        Err(e) => {
-            let _ = sandbox.destroy().await;
-            gateway.shutdown().await;
-            return Err(e.to_error_info());
-        }
-    };
+    (spec, launch)
+}
+
+async fn start_gateway_handle(
+    prepared: &Prepared,
+    dirs: &SandboxDirs,
+) -> Result<GatewayHandle, ErrorInfo> {
+    let mut cfg = GatewayConfig::new(
+        dirs.run.join(gateway_socket_name(std::process::id())),
+        prepared.endpoint.base_url.clone(),
+    );
+    cfg.api_key = prepared.api_key.clone();
+    cfg.connect_timeout = prepared.connect_timeout;
+    warren_gateway::start(cfg)
+        .await
+        .map_err(|e| e.to_error_info())
+}
+
+async fn start_gateway(
+    prepared: &Prepared,
+    dirs: &SandboxDirs,
+) -> Result<(GatewayHandle, UnboundedReceiver<GatewayNotice>), ErrorInfo> {
+    let mut gateway = start_gateway_handle(prepared, dirs).await?;
+    let notices = gateway.take_notices();
+    Ok((gateway, notices))
+}
+
+/// Moves the record to `running`, then supervises the agent process to its end: events recorded
+/// as they come, the session id and usage stored, the last text kept for the outcome contract.
+async fn watch_run<'s, A, Fut>(
+    child: ExecChild,
+    rec: &'s mut Recorder<'_>,
+    req: &AgentRequest<'_>,
+    result: &mut AgentResult,
+    abort: A,
+) -> Result<AgentRun, ErrorInfo>
+where
+    A: FnOnce(&'s Store, SandboxId) -> Fut,
+    Fut: Future<Output = ErrorInfo>,
+{
+    let mut child = child;
     if let Err(e) = rec.transition(SandboxState::Running, None) {
-        let _ = sandbox.destroy().await;
-        gateway.shutdown().await;
+        let _ = child.kill().await;
         return Err(e);
     }
-    let limits = req.limits;
+    let t = Instant::now();
     let mut session_recorded = req.session_id.is_some();
     let (store, id) = (rec.store, rec.id.clone());
     let (mut step_text, mut final_text) = (String::new(), String::new());
     let mut first_event: Option<Duration> = None;
-    let run = supervise(
-        child,
-        limits,
-        stop_signal(notices, store, id.clone()),
-        |event| {
-            first_event.get_or_insert_with(|| t.elapsed());
-            match &event {
-                AgentEvent::StepStart { .. } => step_text.clear(),
-                AgentEvent::Text { text } => {
-                    step_text.push_str(text);
-                    final_text.clone_from(&step_text);
-                }
-                _ => {}
+    let run = supervise(child, req.limits, abort(store, id.clone()), |event| {
+        first_event.get_or_insert_with(|| t.elapsed());
+        match &event {
+            AgentEvent::StepStart { .. } => step_text.clear(),
+            AgentEvent::Text { text } => {
+                step_text.push_str(text);
+                final_text.clone_from(&step_text);
             }
-            if let (false, AgentEvent::StepStart { session_id }) = (session_recorded, &event) {
-                let _ = store.set_session_id(&id, session_id);
-                session_recorded = true;
-            }
-            if let AgentEvent::StepFinish { usage, .. } = &event {
-                let _ = store.add_usage(&id, usage);
-            }
-            rec.emit(event);
-        },
-    )
+            _ => {}
+        }
+        if let (false, AgentEvent::StepStart { session_id }) = (session_recorded, &event) {
+            let _ = store.set_session_id(&id, session_id);
+            session_recorded = true;
+        }
+        if let AgentEvent::StepFinish { usage, .. } = &event {
+            let _ = store.add_usage(&id, usage);
+        }
+        rec.emit(event);
+    })
     .await;
     result.agent_ms = ms(t.elapsed());
     result.opencode_ready_ms = first_event.map_or(0.0, ms);
-    // Nothing may keep running in the sandbox while its files are read.
-    let _ = sandbox.destroy().await;
-    gateway.shutdown().await;
-    result.session_id = run.session_id.clone().or(req.session_id);
-    result.usage = run.usage;
-    result.stderr_tail = run.stderr_tail.clone();
-    result.stray_stdout = run.stray_stdout.clone();
     result.final_text = final_text;
-    result.error = classify_failure_with(&run, req.patterns);
-    if let Some(error) = &result.error {
-        let _ = rec.store.set_error(&rec.id, error);
-    }
-    let detail = result.error.as_ref().map(|e| e.message.clone());
-    rec.transition(SandboxState::Completed, detail.as_deref())?;
-    Ok(result)
+    Ok(run)
 }
 
 /// Resolves when the run must stop: the gateway reports something it cannot recover from, or the
 /// user presses Ctrl-C (the work so far is still kept).
 async fn stop_signal(
-    notices: tokio::sync::mpsc::UnboundedReceiver<GatewayNotice>,
+    notices: &mut UnboundedReceiver<GatewayNotice>,
     store: &Store,
     id: SandboxId,
 ) -> ErrorInfo {
@@ -190,7 +314,7 @@ async fn stop_signal(
 
 /// Resolves when the gateway reports something the run cannot recover from.
 async fn fatal_notice(
-    mut notices: tokio::sync::mpsc::UnboundedReceiver<GatewayNotice>,
+    notices: &mut UnboundedReceiver<GatewayNotice>,
     store: &Store,
     id: SandboxId,
 ) -> ErrorInfo {

@@ -17,6 +17,8 @@ pub mod run;
 mod task;
 mod teardown;
 pub mod tools;
+mod warm;
+pub mod warm_control;
 
 pub use export::{ExportTarget, Exported};
 pub use gc::GcReport;

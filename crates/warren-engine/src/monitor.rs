@@ -15,13 +15,15 @@ use warren_domain::{
     AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, UserFacing,
 };
 use warren_provider::Provider;
-use warren_store::Store;
+use warren_store::{LeaseHolder, Store};
 
 use crate::paths::SandboxDirs;
 use crate::prepare::prepare;
 use crate::provision::provision;
 use crate::recorder::{NullObserver, Recorder};
 use crate::task::{TaskRequest, run_task};
+use crate::warm::WarmServer;
+use crate::warm_control::{self, Answer, Request, WarmInfo};
 
 /// How long a monitor's lease lives without a heartbeat.
 pub const MONITOR_LEASE_TTL: Duration = Duration::from_secs(30);
@@ -98,7 +100,8 @@ impl Drop for Heartbeat {
     }
 }
 
-/// The monitor's body. Errors are also recorded on the sandbox.
+/// The monitor's body. Errors are also recorded on the sandbox. With warm servers on, a monitor
+/// whose prompt ran cleanly stays, holding the sandbox's OpenCode server for the next `exec`.
 pub async fn run_monitor<P: Provider>(
     provider: &P,
     config: &Config,
@@ -107,27 +110,176 @@ pub async fn run_monitor<P: Provider>(
 ) -> Result<(), ErrorInfo> {
     let db = warren_store::default_db_path(data_dir);
     let store = Store::open(&db).map_err(|e| e.to_error_info())?;
-    let id = job.id();
-    store
-        .acquire_lease(&id, job.operation(), MONITOR_LEASE_TTL)
-        .map_err(|e| e.to_error_info())?;
-    let heartbeat = Heartbeat::start(&db, &id);
-    let mut observer = NullObserver;
-    let mut rec = Recorder {
+    let mut warm = None;
+    let keep_warm = config.opencode.warm_idle_secs > 0;
+    let ctx = JobContext {
+        provider,
+        config,
+        data_dir,
         store: &store,
-        id: id.clone(),
-        observer: &mut observer,
+        db: &db,
     };
-    let result = work(provider, config, data_dir, &mut rec, &job).await;
-    if let Err(e) = &result {
-        let current = store.get(&id).map(|r| r.state).ok();
-        if current != Some(SandboxState::Error) {
-            rec.fail(e.clone());
-        }
+    let result = ctx.run(&job, keep_warm.then_some(&mut warm)).await;
+    if warm.is_some() {
+        ctx.serve_warm(&job.id(), &mut warm).await;
     }
-    drop(heartbeat);
-    let _ = store.release_lease(&id);
+    if let Some(server) = warm.take() {
+        server.shutdown().await;
+    }
     result
+}
+
+struct JobContext<'a, P> {
+    provider: &'a P,
+    config: &'a Config,
+    data_dir: &'a Path,
+    store: &'a Store,
+    db: &'a Path,
+}
+
+impl<P: Provider> JobContext<'_, P> {
+    /// One job under the sandbox's lease.
+    async fn run(
+        &self,
+        job: &MonitorJob,
+        warm: Option<&mut Option<WarmServer<P::Sandbox>>>,
+    ) -> Result<(), ErrorInfo> {
+        let id = job.id();
+        self.store
+            .acquire_lease(&id, job.operation(), MONITOR_LEASE_TTL)
+            .map_err(|e| e.to_error_info())?;
+        let heartbeat = Heartbeat::start(self.db, &id);
+        let mut observer = NullObserver;
+        let mut rec = Recorder {
+            store: self.store,
+            id: id.clone(),
+            observer: &mut observer,
+        };
+        let result = work(
+            self.provider,
+            self.config,
+            self.data_dir,
+            &mut rec,
+            job,
+            warm,
+        )
+        .await;
+        if let Err(e) = &result {
+            let current = self.store.get(&id).map(|r| r.state).ok();
+            if current != Some(SandboxState::Error) {
+                rec.fail(e.clone());
+            }
+        }
+        drop(heartbeat);
+        let _ = self.store.release_lease(&id);
+        result
+    }
+
+    /// Keeps the warm server until it idles out, dies, or is told to stop; runs each `exec`
+    /// handed over meanwhile on it.
+    async fn serve_warm(&self, id: &SandboxId, warm: &mut Option<WarmServer<P::Sandbox>>) {
+        let dirs = SandboxDirs::new(self.data_dir, id);
+        let path = warm_control::socket_path(&dirs);
+        let _ = std::fs::remove_file(&path);
+        let listener = match tokio::net::UnixListener::bind(&path) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot listen on {}: {e}; not keeping OpenCode warm",
+                    path.display()
+                );
+                return;
+            }
+        };
+        let Ok(mut terminate) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        let idle = Duration::from_secs(self.config.opencode.warm_idle_secs);
+        while let Some(server) = warm.as_mut() {
+            warm_control::write_marker(
+                &dirs,
+                &WarmInfo {
+                    monitor: LeaseHolder::this_process(),
+                    idle_since: now_rfc3339(),
+                    idle_secs: idle.as_secs(),
+                    boot_ms: server.boot.as_secs_f64() * 1000.0,
+                },
+            );
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = tokio::time::sleep(idle) => break,
+                () = server.wait_ended() => {
+                    tracing::warn!("the warm OpenCode server exited: {:?}", server.log_tail());
+                    break;
+                }
+                _ = terminate.recv() => break,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let Some((request, mut stream)) = read_request(stream).await else {
+                continue;
+            };
+            let job = match request {
+                Request::Shutdown => {
+                    let _ = answer(&mut stream, true, None).await;
+                    break;
+                }
+                Request::Run { job } => job,
+            };
+            if job.id() != *id || !matches!(job, MonitorJob::Exec { .. }) {
+                let refusal = ErrorInfo::new(
+                    ReasonCode::InvalidArgument,
+                    "this monitor only runs follow-up prompts of its own sandbox",
+                );
+                let _ = answer(&mut stream, false, Some(refusal)).await;
+                continue;
+            }
+            // The answer is the commitment: a caller that never got it starts its own monitor.
+            if answer(&mut stream, true, None).await.is_err() {
+                continue;
+            }
+            drop(stream);
+            if let Err(e) = self.run(&job, Some(warm)).await {
+                tracing::warn!("a follow-up prompt failed: {}", e.message);
+            }
+        }
+        drop(listener);
+        let _ = std::fs::remove_file(&path);
+        warm_control::remove_marker(&dirs);
+    }
+}
+
+async fn read_request(
+    stream: tokio::net::UnixStream,
+) -> Option<(Request, tokio::io::BufReader<tokio::net::UnixStream>)> {
+    use tokio::io::AsyncBufReadExt;
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut line = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
+    match read {
+        Ok(Ok(n)) if n > 0 => serde_json::from_str(&line).ok().map(|r| (r, reader)),
+        _ => None,
+    }
+}
+
+async fn answer(
+    stream: &mut tokio::io::BufReader<tokio::net::UnixStream>,
+    accepted: bool,
+    error: Option<ErrorInfo>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut line =
+        serde_json::to_vec(&Answer { accepted, error }).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.get_mut().write_all(&line).await?;
+    stream.get_mut().flush().await
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 async fn work<P: Provider>(
@@ -136,6 +288,7 @@ async fn work<P: Provider>(
     data_dir: &Path,
     rec: &mut Recorder<'_>,
     job: &MonitorJob,
+    warm: Option<&mut Option<WarmServer<P::Sandbox>>>,
 ) -> Result<(), ErrorInfo> {
     let record = rec.store.get(&rec.id).map_err(|e| e.to_error_info())?;
     let dirs = SandboxDirs::new(data_dir, &record.id);
@@ -196,6 +349,7 @@ async fn work<P: Provider>(
             session_id,
             role,
         },
+        warm,
     )
     .await?;
     if let Ok(value) = serde_json::to_value(&result.outcome) {

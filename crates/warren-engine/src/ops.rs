@@ -19,6 +19,7 @@ use crate::provision::sync_report;
 use crate::reconcile::reconcile;
 use crate::recorder::{Recorder, RunObserver};
 use crate::teardown::remove_sandbox;
+use crate::warm_control::{self, Handoff};
 
 /// Environment variable carrying the launcher's effective config to the monitor, so both use
 /// exactly the same settings.
@@ -116,8 +117,8 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             id: record.id.to_string(),
             prompt: req.prompt,
         };
-        let mut child = self.spawn_monitor(exe, &record.id, &job)?;
-        self.wait_started(&record.id, &mut child, |s| {
+        let mut monitor = Monitor::Child(self.spawn_monitor(exe, &record.id, &job)?);
+        self.wait_started(&record.id, &mut monitor, |s| {
             s != SandboxState::New && s != SandboxState::Provisioning
         })
         .await
@@ -153,10 +154,16 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             prompt: prompt.to_owned(),
             role,
         };
-        let mut child = self.spawn_monitor(exe, &record.id, &job)?;
+        // A monitor that keeps this sandbox's OpenCode warm runs it on the warm server.
+        let dirs = SandboxDirs::new(self.data_dir, &record.id);
+        let mut monitor = match warm_control::hand_off(&dirs, &job) {
+            Handoff::Accepted => Monitor::Warm(warm_control::warm_info(&dirs).map(|i| i.monitor)),
+            Handoff::Refused(error) => return Err(error),
+            Handoff::NoWarmMonitor => Monitor::Child(self.spawn_monitor(exe, &record.id, &job)?),
+        };
         let store = &self.store;
         let id = record.id.clone();
-        self.wait_started(&record.id, &mut child, |s| {
+        self.wait_started(&record.id, &mut monitor, |s| {
             s != SandboxState::Completed
                 || store
                     .get(&id)
@@ -220,7 +227,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
     async fn wait_started(
         &self,
         id: &SandboxId,
-        child: &mut std::process::Child,
+        monitor: &mut Monitor,
         started: impl Fn(SandboxState) -> bool,
     ) -> Result<SandboxRecord, ErrorInfo> {
         loop {
@@ -230,10 +237,10 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
                     return Err(error.clone());
                 }
                 // Reap the monitor if it is already done, so it does not linger as a zombie.
-                let _ = child.try_wait();
+                let _ = monitor.exited();
                 return Ok(record);
             }
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Some(status) = monitor.exited() {
                 let record = self.store.get(id).map_err(|e| e.to_error_info())?;
                 if started(record.state) {
                     continue;
@@ -441,6 +448,23 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         let result = body(self);
         let _ = self.store.release_lease(&record.id);
         result
+    }
+}
+
+/// The monitor a command handed its job to: one it started, or the sandbox's warm monitor.
+enum Monitor {
+    Child(std::process::Child),
+    Warm(Option<warren_store::LeaseHolder>),
+}
+
+impl Monitor {
+    /// How it ended, once it has (reaping a child).
+    fn exited(&mut self) -> Option<String> {
+        match self {
+            Self::Child(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
+            Self::Warm(Some(holder)) if holder.is_alive() => None,
+            Self::Warm(_) => Some("the warm monitor is gone".to_owned()),
+        }
     }
 }
 

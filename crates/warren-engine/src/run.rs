@@ -158,6 +158,8 @@ pub async fn run<P: Provider>(
                 session_id: None,
                 role,
             },
+            // One prompt, then the sandbox goes: a warm server would only add its boot.
+            None,
         )
         .await
         .map_err(|e| rec.fail(e))?;

@@ -18,10 +18,11 @@ use warren_domain::{AgentEvent, ErrorInfo, SandboxName, SandboxState, Usage, Use
 use warren_provider::Provider;
 use warren_store::PoolTry;
 
-use crate::agent::{AgentRequest, AgentResult, run_agent};
+use crate::agent::{AgentRequest, AgentResult, Host, run_agent};
 use crate::paths::SandboxDirs;
 use crate::prepare::Prepared;
 use crate::recorder::Recorder;
+use crate::warm::WarmServer;
 
 pub(crate) struct TaskRequest<'a> {
     pub name: &'a SandboxName,
@@ -57,6 +58,7 @@ pub(crate) async fn run_task<P: Provider>(
     rec: &mut Recorder<'_>,
     dirs: &SandboxDirs,
     req: TaskRequest<'_>,
+    warm: Option<&mut Option<WarmServer<P::Sandbox>>>,
 ) -> Result<TaskResult, ErrorInfo> {
     let role = req.role.map(|(_, r)| r);
     let limits = Limits {
@@ -99,6 +101,7 @@ pub(crate) async fn run_task<P: Provider>(
         session: req.session_id.clone(),
         usage: Usage::default(),
         count: 0,
+        warm,
     };
 
     // The agent itself, with bounded retries for retryable model failures.
@@ -255,7 +258,7 @@ async fn structure(
 }
 
 /// Runs the agent, one attempt at a time, carrying the session and adding up usage.
-struct Attempts<'a, P> {
+struct Attempts<'a, P: Provider> {
     provider: &'a P,
     prepared: &'a Prepared,
     config: &'a Config,
@@ -266,6 +269,8 @@ struct Attempts<'a, P> {
     session: Option<String>,
     usage: Usage,
     count: u32,
+    /// The sandbox's warm server slot, for a launched sandbox; `None` runs one-shot.
+    warm: Option<&'a mut Option<WarmServer<P::Sandbox>>>,
 }
 
 impl<P: Provider> Attempts<'_, P> {
@@ -303,6 +308,10 @@ impl<P: Provider> Attempts<'_, P> {
                 session_id: self.session.clone(),
                 limits: self.limits,
                 patterns: self.patterns,
+            },
+            match &mut self.warm {
+                Some(slot) => Host::Warm(slot),
+                None => Host::Cold,
             },
         )
         .await;

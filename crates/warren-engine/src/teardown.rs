@@ -1,6 +1,6 @@
-//! Removing a sandbox: its processes are already gone (every agent run ends with the sandbox
-//! destroyed); what remains is its directories and the baseline ref that pinned its user tree.
-//! The record stays, `destroyed`.
+//! Removing a sandbox: a warm OpenCode server is stopped first (every other agent run ends with
+//! its sandbox destroyed); what remains is its directories and the baseline ref that pinned its
+//! user tree. The record stays, `destroyed`.
 
 use std::path::Path;
 
@@ -15,6 +15,7 @@ pub(crate) fn remove_sandbox(
     dirs: &SandboxDirs,
 ) -> Result<(), ErrorInfo> {
     rec.transition(SandboxState::TearingDown, None)?;
+    crate::warm_control::stop_warm_monitor(dirs);
     // The repository may have been moved or deleted since; then there is no ref left to release.
     if let Ok(repo) = warren_sync::inspect_repo(repo_root) {
         let _ = warren_sync::release_baseline(&repo, rec.id.short());

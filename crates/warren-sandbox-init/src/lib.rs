@@ -4,7 +4,11 @@
 //! runs the agent command and exits with its status. It uses only `std` and threads so it adds
 //! almost nothing to a sandbox's memory.
 //!
-//! Usage: `warren-sandbox-init --relay PORT=SOCKET [--relay ...] -- COMMAND [ARGS...]`
+//! A warm OpenCode server is reached the other way round: `--expose SOCKET=PORT` listens on a
+//! Unix socket in the shared run directory and relays each connection to `127.0.0.1:PORT` here,
+//! so warren on the host can drive the server through it.
+//!
+//! Usage: `warren-sandbox-init [--relay PORT=SOCKET]... [--expose SOCKET=PORT]... -- COMMAND [ARGS...]`
 
 mod relay;
 
@@ -23,9 +27,16 @@ pub fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (relays, command) = parse_args(&args)?;
+    let Parsed {
+        relays,
+        exposes,
+        command,
+    } = parse_args(&args)?;
     for (port, socket) in relays {
         relay::start(port, socket.into())?;
+    }
+    for (socket, port) in exposes {
+        relay::expose(socket.into(), port)?;
     }
     let (program, rest) = command
         .split_first()
@@ -38,10 +49,17 @@ fn run() -> Result<ExitCode, String> {
     Ok(exit_code_of(status))
 }
 
-type Relays = Vec<(u16, String)>;
+#[derive(Debug, Default)]
+struct Parsed {
+    /// Loopback port → Unix socket (out of the sandbox).
+    relays: Vec<(u16, String)>,
+    /// Unix socket → loopback port (into a server in this sandbox).
+    exposes: Vec<(String, u16)>,
+    command: Vec<String>,
+}
 
-fn parse_args(args: &[String]) -> Result<(Relays, Vec<String>), String> {
-    let mut relays = Vec::new();
+fn parse_args(args: &[String]) -> Result<Parsed, String> {
+    let mut parsed = Parsed::default();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -55,12 +73,27 @@ fn parse_args(args: &[String]) -> Result<(Relays, Vec<String>), String> {
                 let port = port
                     .parse::<u16>()
                     .map_err(|e| format!("--relay {spec}: bad port: {e}"))?;
-                relays.push((port, socket.to_owned()));
+                parsed.relays.push((port, socket.to_owned()));
             }
-            "--" => return Ok((relays, iter.cloned().collect())),
+            "--expose" => {
+                let spec = iter
+                    .next()
+                    .ok_or_else(|| "--expose needs SOCKET=PORT".to_owned())?;
+                let (socket, port) = spec
+                    .rsplit_once('=')
+                    .ok_or_else(|| format!("--expose {spec}: expected SOCKET=PORT"))?;
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|e| format!("--expose {spec}: bad port: {e}"))?;
+                parsed.exposes.push((socket.to_owned(), port));
+            }
+            "--" => {
+                parsed.command = iter.cloned().collect();
+                return Ok(parsed);
+            }
             other => {
                 return Err(format!(
-                    "unexpected argument {other:?}; usage: --relay PORT=SOCKET -- COMMAND"
+                    "unexpected argument {other:?}; usage: [--relay PORT=SOCKET]... [--expose SOCKET=PORT]... -- COMMAND"
                 ));
             }
         }
@@ -87,16 +120,25 @@ mod tests {
 
     #[test]
     fn parses_relays_and_command() {
-        let (relays, cmd) = parse_args(&strings(&[
+        let parsed = parse_args(&strings(&[
             "--relay",
             "4000=/run/warren/gw.sock",
+            "--expose",
+            "/run/warren/oc=1.sock=4096",
             "--",
             "opencode",
             "run",
         ]))
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(relays, vec![(4000, "/run/warren/gw.sock".to_owned())]);
-        assert_eq!(cmd, strings(&["opencode", "run"]));
+        assert_eq!(
+            parsed.relays,
+            vec![(4000, "/run/warren/gw.sock".to_owned())]
+        );
+        assert_eq!(
+            parsed.exposes,
+            vec![("/run/warren/oc=1.sock".to_owned(), 4096)]
+        );
+        assert_eq!(parsed.command, strings(&["opencode", "run"]));
     }
 
     #[test]
@@ -104,5 +146,6 @@ mod tests {
         assert!(parse_args(&strings(&["--relay", "x=/s", "--", "a"])).is_err());
         assert!(parse_args(&strings(&["--relay", "4000", "--", "a"])).is_err());
         assert!(parse_args(&strings(&["opencode"])).is_err());
+        assert!(parse_args(&strings(&["--expose", "/s", "--", "a"])).is_err());
     }
 }

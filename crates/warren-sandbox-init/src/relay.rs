@@ -1,11 +1,38 @@
-//! Loopback TCP → Unix socket relay: OpenCode speaks HTTP over TCP, the gateway listens on a Unix
-//! socket that is the sandbox's only way out.
+//! Relays between loopback TCP and Unix sockets. Out: OpenCode speaks HTTP over TCP, the gateway
+//! listens on a Unix socket that is the sandbox's only way out. In: a warm OpenCode server listens
+//! on loopback, and a Unix socket in the shared run directory is how warren on the host reaches it.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::thread;
+
+/// Listens on `socket` and relays every connection to `127.0.0.1:port`.
+pub fn expose(socket: PathBuf, port: u16) -> Result<(), String> {
+    // A socket file left by an earlier server of this sandbox would make bind fail.
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    thread::Builder::new()
+        .name(format!("expose-{port}"))
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || expose_one(conn, port));
+            }
+        })
+        .map_err(|e| format!("cannot start relay thread: {e}"))?;
+    Ok(())
+}
+
+fn expose_one(unix: UnixStream, port: u16) {
+    let Ok(tcp) = TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    pump(unix, tcp);
+}
 
 pub fn start(port: u16, socket: PathBuf) -> Result<(), String> {
     let listener = TcpListener::bind(("127.0.0.1", port))
@@ -26,7 +53,7 @@ fn accept_loop(listener: TcpListener, socket: PathBuf) {
     }
 }
 
-fn relay_one(tcp: TcpStream, socket: &PathBuf) {
+fn relay_one(tcp: TcpStream, socket: &Path) {
     let unix = match UnixStream::connect(socket) {
         Ok(u) => u,
         Err(e) => {
@@ -37,23 +64,48 @@ fn relay_one(tcp: TcpStream, socket: &PathBuf) {
             return;
         }
     };
-    let (Ok(tcp_read), Ok(unix_write)) = (tcp.try_clone(), unix.try_clone()) else {
+    pump(tcp, unix);
+}
+
+/// Copies both ways until both sides are done, closing each write side when its source ends.
+fn pump<A: Duplex, B: Duplex>(a: A, b: B) {
+    let (Ok(a_read), Ok(b_write)) = (a.duplicate(), b.duplicate()) else {
         return;
     };
-    let upstream = thread::Builder::new().stack_size(64 * 1024).spawn(move || {
-        copy(tcp_read, unix_write, |u| {
-            let _ = u.shutdown(Shutdown::Write);
-        })
+    let forward = thread::Builder::new().stack_size(64 * 1024).spawn(move || {
+        copy(a_read, b_write, |w| w.close_write());
     });
-    copy(unix, tcp, |t| {
-        let _ = t.shutdown(Shutdown::Write);
-    });
-    if let Ok(handle) = upstream {
+    copy(b, a, |w| w.close_write());
+    if let Ok(handle) = forward {
         let _ = handle.join();
     }
 }
 
-fn copy<R: Read, W: Write>(mut from: R, mut to: W, close: impl FnOnce(&mut W)) {
+/// A connected stream of either kind.
+trait Duplex: Read + Write + Send + Sized + 'static {
+    fn duplicate(&self) -> std::io::Result<Self>;
+    fn close_write(&self);
+}
+
+impl Duplex for TcpStream {
+    fn duplicate(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+impl Duplex for UnixStream {
+    fn duplicate(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+fn copy<R: Read, W: Write>(mut from: R, mut to: W, close: impl FnOnce(&W)) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         match from.read(&mut buf) {
@@ -65,5 +117,5 @@ fn copy<R: Read, W: Write>(mut from: R, mut to: W, close: impl FnOnce(&mut W)) {
             }
         }
     }
-    close(&mut to);
+    close(&to);
 }

@@ -3,11 +3,11 @@
 
 use std::sync::OnceLock;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The identity a lease is taken under. Two holders are the same only if all three fields match:
 /// the name is what people read, the pid and its start time are what liveness is judged by.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseHolder {
     pub name: String,
     pub pid: u32,
@@ -25,6 +25,11 @@ impl LeaseHolder {
             pid,
             start_time: process_start_time(pid).unwrap_or(0),
         }
+    }
+
+    /// Whether this holder's process still runs (its pid, started when it was recorded).
+    pub fn is_alive(&self) -> bool {
+        process_alive(self.pid, self.start_time)
     }
 }
 

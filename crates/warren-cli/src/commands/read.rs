@@ -98,10 +98,11 @@ pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
             );
             Vec::new()
         });
+        let warm = warren_engine::warm_control::warm_info(&SandboxDirs::new(lc.data_dir, &r.id));
         if global.json {
             println!(
                 "{}",
-                json!({ "sandbox": r, "lease": lease, "changed_files": changes })
+                json!({ "sandbox": r, "lease": lease, "warm_server": warm, "changed_files": changes })
             );
             return Ok(0);
         }
@@ -129,6 +130,12 @@ pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
         }
         if let Some(session) = &r.session_id {
             println!("session:   {session}");
+        }
+        if let Some(w) = &warm {
+            println!(
+                "opencode:  warm server (monitor pid {}), idle since {}, stops after {} s idle",
+                w.monitor.pid, w.idle_since, w.idle_secs
+            );
         }
         println!("tokens:    {} in, {} out", r.usage.input, r.usage.output);
         if !changes.is_empty() {

@@ -5,3 +5,4 @@ mod lifecycle;
 mod run;
 mod runtime;
 mod snapshots;
+mod warm;

@@ -1,0 +1,207 @@
+//! A launched sandbox keeps its OpenCode server warm between prompts: a follow-up `exec` runs on
+//! the same server (no new boot) in the same session; the server idles out after
+//! `opencode.warm_idle_secs` and the next prompt boots a new one; a prompt that times out stops
+//! it and keeps the work; teardown stops it and leaves nothing running.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+
+use super::harness::{
+    Backend, Fixture, assert_no_container, bash_turn, json_lines, scenario, stderr, stdout,
+    text_turn,
+};
+
+fn when_turn(contains: &str, mut turn: Value) -> Value {
+    turn["when"] = json!({ "last_user_contains": contains, "has_tools": true });
+    turn
+}
+
+async fn status(fx: &Fixture, name: &str) -> Value {
+    let out = fx.warren(&["status", name, "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+/// Whether `pid` names a process that has not exited (a zombie counts as exited).
+fn pid_alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            !matches!(state.and_then(|s| s.chars().next()), Some('Z' | 'X'))
+        })
+        .unwrap_or(false)
+}
+
+async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn launch_and_finish(fx: &Fixture, name: &str, prompt: &str) {
+    let repo = fx.repo.to_str().unwrap();
+    let out = fx
+        .warren(&["launch", name, "--repo", repo, "--prompt", prompt])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let follow = fx.warren(&["logs", name, "-f", "--json"]).await;
+    assert!(follow.status.success(), "{}", stderr(&follow));
+}
+
+fn warm_pid(status: &Value) -> Option<u64> {
+    status["warm_server"]["monitor"]["pid"].as_u64()
+}
+
+both_backends!(a_follow_up_runs_on_the_warm_server_and_teardown_stops_it);
+
+async fn a_follow_up_runs_on_the_warm_server_and_teardown_stops_it(backend: Backend) {
+    let fx = Fixture::with_backend(&scenario(vec![
+        when_turn("first task", json!({ "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/first.txt", "content": "first\n" } }] })),
+        when_turn("first task", text_turn("first done")),
+        when_turn("second part", bash_turn("echo second > second.txt")),
+        when_turn("second part", text_turn("second done")),
+        when_turn("third part", text_turn("third done")),
+    ]), backend).await;
+    launch_and_finish(&fx, "warm", "first task").await;
+
+    let first = status(&fx, "warm").await;
+    assert_eq!(first["sandbox"]["state"], "completed", "{first}");
+    let pid = warm_pid(&first).unwrap_or_else(|| panic!("no warm server after launch: {first}"));
+    assert!(pid_alive(pid), "the warm monitor {pid} runs");
+    let boot = first["warm_server"]["boot_ms"].clone();
+    let session = first["sandbox"]["session_id"].clone();
+
+    for (prompt, tool) in [
+        ("now the second part", Some("bash")),
+        ("the third part", None),
+    ] {
+        let exec = fx.warren(&["exec", "warm", prompt, "--json"]).await;
+        assert!(exec.status.success(), "{}", stderr(&exec));
+        let events = json_lines(&exec);
+        if let Some(tool) = tool {
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e["type"] == "tool_use" && e["tool"] == tool),
+                "{events:?}"
+            );
+        }
+        let s = status(&fx, "warm").await;
+        assert_eq!(s["sandbox"]["state"], "completed", "{s}");
+        assert_eq!(
+            s["sandbox"]["session_id"], session,
+            "the same OpenCode session"
+        );
+        assert_eq!(warm_pid(&s), Some(pid), "the same warm server: {s}");
+        assert_eq!(s["warm_server"]["boot_ms"], boot, "no second boot: {s}");
+    }
+    let model = fx.model.as_ref().unwrap();
+    let last = model
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.has_tools)
+        .unwrap();
+    let history = last.body.to_string();
+    assert!(history.contains("first task") && history.contains("second part"));
+
+    let export = fx.warren(&["export", "warm"]).await;
+    assert!(export.status.success(), "{}", stderr(&export));
+    let down = fx.warren(&["teardown", "warm"]).await;
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert!(!pid_alive(pid), "teardown stopped the warm monitor {pid}");
+    if backend == Backend::Docker {
+        assert_no_container(first["sandbox"]["id"].as_str().unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_warm_server_idles_out_and_the_next_exec_boots_one_in_the_same_session() {
+    let fx = Fixture::new(&scenario(vec![
+        when_turn("first task", bash_turn("echo one > one.txt")),
+        when_turn("first task", text_turn("first done")),
+        when_turn("after the pause", bash_turn("echo two > two.txt")),
+        when_turn("after the pause", text_turn("second done")),
+    ]))
+    .await;
+    let mut config = std::fs::read_to_string(&fx.config).unwrap();
+    config.push_str("\n[opencode]\nwarm_idle_secs = 2\n");
+    std::fs::write(&fx.config, config).unwrap();
+    launch_and_finish(&fx, "idle", "first task").await;
+    let first = status(&fx, "idle").await;
+    let pid = warm_pid(&first).unwrap_or_else(|| panic!("no warm server: {first}"));
+
+    wait_until("the warm server idles out", async || {
+        status(&fx, "idle").await["warm_server"].is_null() && !pid_alive(pid)
+    })
+    .await;
+
+    let exec = fx
+        .warren(&["exec", "idle", "carry on after the pause", "--json"])
+        .await;
+    assert!(exec.status.success(), "{}", stderr(&exec));
+    let s = status(&fx, "idle").await;
+    assert_eq!(s["sandbox"]["session_id"], first["sandbox"]["session_id"]);
+    let again = warm_pid(&s).unwrap_or_else(|| panic!("no warm server after exec: {s}"));
+    assert_ne!(again, pid, "a new server was booted");
+    let files: Vec<&str> = s["changed_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["path"].as_str())
+        .collect();
+    assert_eq!(files, ["one.txt", "two.txt"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_on_the_warm_server_stops_it_and_keeps_the_work() {
+    let fx = Fixture::new(&scenario(vec![
+        when_turn("first task", text_turn("ready")),
+        when_turn("risky part", bash_turn("echo kept > kept.txt")),
+        when_turn(
+            "risky part",
+            json!({ "fault": { "kind": "hang_after_first_token" } }),
+        ),
+        when_turn("recover", text_turn("recovered")),
+    ]))
+    .await;
+    let mut config = std::fs::read_to_string(&fx.config).unwrap();
+    config.push_str("\n[roles.quick]\ninactivity_secs = 4\n");
+    std::fs::write(&fx.config, config).unwrap();
+    launch_and_finish(&fx, "hang", "first task").await;
+    let pid = warm_pid(&status(&fx, "hang").await).unwrap();
+
+    let exec = fx
+        .warren(&[
+            "exec",
+            "hang",
+            "the risky part",
+            "--role",
+            "quick",
+            "--json",
+        ])
+        .await;
+    let s = status(&fx, "hang").await;
+    assert_eq!(
+        s["sandbox"]["error"]["reason_code"],
+        "inactive",
+        "{s}\n{}",
+        stdout(&exec)
+    );
+    assert!(s["warm_server"].is_null(), "the server was stopped: {s}");
+    assert!(!pid_alive(pid), "its monitor is gone");
+    assert_eq!(
+        s["changed_files"],
+        json!([{ "kind": "added", "path": "kept.txt" }]),
+        "the work so far is kept"
+    );
+
+    let exec = fx.warren(&["exec", "hang", "recover now", "--json"]).await;
+    assert!(exec.status.success(), "{}", stderr(&exec));
+    assert!(warm_pid(&status(&fx, "hang").await).is_some());
+}
