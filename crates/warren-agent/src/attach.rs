@@ -24,8 +24,8 @@ use warren_provider::{ExecChild, ExecHandle};
 
 /// Any host name: the socket decides where requests go.
 const BASE: &str = "http://opencode";
-/// How long to keep reading live events after the prompt answered and before reading the
-/// messages back, for parts still in flight.
+/// At most this long, after the prompt answered, live events are read until the session reports
+/// idle; then the messages are read back.
 const SETTLE: Duration = Duration::from_millis(300);
 const PIPE_BUFFER: usize = 256 * 1024;
 
@@ -52,6 +52,7 @@ pub fn attach(req: AttachRequest) -> std::io::Result<ExecChild> {
         out: stdout_w,
         emitted: HashSet::new(),
         session: String::new(),
+        idle: false,
     };
     let task = tokio::spawn(driver.run(req, stderr_w, session_tx));
     Ok(ExecChild::new(
@@ -72,6 +73,8 @@ struct Driver {
     /// Parts already printed, by id: each is printed once, when it is complete.
     emitted: HashSet<String>,
     session: String,
+    /// The session reported idle (the prompt's loop ended on the server).
+    idle: bool,
 }
 
 impl Driver {
@@ -167,9 +170,11 @@ impl Driver {
             }
         };
         let answer = answer?;
+        // Live events still in flight arrive before the session reports idle; whatever does not
+        // arrive by then (or by the cap) is read back below.
         let settle = tokio::time::sleep(SETTLE);
         tokio::pin!(settle);
-        loop {
+        while !self.idle {
             tokio::select! {
                 () = &mut settle => break,
                 event = events.next() => match event {
@@ -215,6 +220,12 @@ impl Driver {
                 if part["sessionID"] == self.session.as_str() {
                     self.emit_part(part).await;
                 }
+            }
+            Some("session.status")
+                if props["sessionID"] == self.session.as_str()
+                    && props["status"]["type"] == "idle" =>
+            {
+                self.idle = true;
             }
             Some("session.error")
                 if props["sessionID"] == self.session.as_str() && !props["error"].is_null() =>

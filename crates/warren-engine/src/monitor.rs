@@ -205,6 +205,7 @@ impl<P: Provider> JobContext<'_, P> {
                     idle_since: now_rfc3339(),
                     idle_secs: idle.as_secs(),
                     boot_ms: server.boot.as_secs_f64() * 1000.0,
+                    socket: dirs.run.join(&server.socket),
                 },
             );
             let accepted = tokio::select! {
@@ -233,6 +234,18 @@ impl<P: Provider> JobContext<'_, P> {
                     "this monitor only runs follow-up prompts of its own sandbox",
                 );
                 let _ = answer(&mut stream, false, Some(refusal)).await;
+                continue;
+            }
+            if let Ok(Some(lease)) = self.store.lease(id) {
+                let busy = ErrorInfo::new(
+                    ReasonCode::SandboxBusy,
+                    format!(
+                        "the sandbox is busy: {} is held by {}",
+                        lease.operation, lease.holder
+                    ),
+                )
+                .with_hint("wait for it to finish, then run the prompt again");
+                let _ = answer(&mut stream, false, Some(busy)).await;
                 continue;
             }
             // The answer is the commitment: a caller that never got it starts its own monitor.

@@ -58,6 +58,9 @@ pub struct WarmInfo {
     pub idle_secs: u64,
     /// From creating the sandbox to the server accepting connections, when it booted.
     pub boot_ms: f64,
+    /// The server's HTTP API on the host (a Unix socket), e.g. for
+    /// `curl --unix-socket SOCKET http://opencode/session`.
+    pub socket: PathBuf,
 }
 
 /// The warm server of this sandbox, if a live monitor holds one.

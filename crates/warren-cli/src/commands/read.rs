@@ -229,6 +229,7 @@ pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
         }
         let dirs = SandboxDirs::new(lc.data_dir, &r.id);
         let exec = format!("warren exec {} \"<your follow-up prompt>\"", r.name);
+        let warm = warren_engine::warm_control::warm_info(&dirs);
         if global.json {
             println!(
                 "{}",
@@ -236,6 +237,7 @@ pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
                     "name": r.name, "provider": r.provider, "state": r.state,
                     "workspace": dirs.workspace, "session_id": r.session_id, "exec": exec,
                     "logs": format!("warren logs {} -f", r.name),
+                    "server_socket": warm.as_ref().map(|w| &w.socket),
                 }})
             );
             return Ok(0);
@@ -247,9 +249,17 @@ pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
         }
         println!("  continue:   {exec}");
         println!("  watch:      warren logs {} -f", r.name);
-        eprintln!(
-            "The local provider keeps no server between prompts: each exec starts OpenCode on the saved session."
-        );
+        match &warm {
+            Some(w) => println!(
+                "  server:     {} (OpenCode's HTTP API, warm until {} s idle; e.g. curl --unix-socket {} http://opencode/session)",
+                w.socket.display(),
+                w.idle_secs,
+                w.socket.display()
+            ),
+            None => eprintln!(
+                "No OpenCode server is warm for this sandbox: the next exec boots one on the saved session."
+            ),
+        }
         Ok(0)
     })
 }

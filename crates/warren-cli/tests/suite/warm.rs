@@ -53,6 +53,16 @@ async fn launch_and_finish(fx: &Fixture, name: &str, prompt: &str) {
     assert!(follow.status.success(), "{}", stderr(&follow));
 }
 
+/// What a user's `curl --unix-socket SOCKET http://opencode/PATH` would print.
+fn http_get_over_unix_socket(socket: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: opencode\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 fn warm_pid(status: &Value) -> Option<u64> {
     status["warm_server"]["monitor"]["pid"].as_u64()
 }
