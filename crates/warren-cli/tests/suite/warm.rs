@@ -110,6 +110,13 @@ async fn a_follow_up_runs_on_the_warm_server_and_teardown_stops_it(backend: Back
         assert_eq!(warm_pid(&s), Some(pid), "the same warm server: {s}");
         assert_eq!(s["warm_server"]["boot_ms"], boot, "no second boot: {s}");
     }
+    // `open` names the warm server's socket; OpenCode's API answers there with this session.
+    let open = fx.warren(&["open", "warm", "--json"]).await;
+    let open: Value = serde_json::from_str(&stdout(&open)).unwrap();
+    let socket = open["open"]["server_socket"].as_str().unwrap();
+    let sessions = http_get_over_unix_socket(socket, "/session");
+    assert!(sessions.contains(session.as_str().unwrap()), "{sessions}");
+
     let model = fx.model.as_ref().unwrap();
     let last = model
         .requests()
