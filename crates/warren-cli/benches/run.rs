@@ -184,33 +184,46 @@ struct RunFigures {
     phases: serde_json::Value,
 }
 
-fn one_shot(i: usize, work: &Path, provider: &str) -> RunFigures {
+/// The scripted model playing `scenario` (on its own runtime, returned to keep it serving), and a
+/// warren config at `config` pointing at it.
+fn scripted_model(
+    scenario: &serde_json::Value,
+    config: &Path,
+) -> (
+    tokio::runtime::Runtime,
+    warren_model_script::ServerHandle,
+    PathBuf,
+) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let scenario = serde_json::json!({
-        "turns": [
-            { "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/out.txt", "content": format!("run {i}\n") } }] },
-            { "text": "done" }
-        ]
-    });
     let server = rt
         .block_on(warren_model_script::start(
             warren_model_script::Scenario::from_json_str(&scenario.to_string()).unwrap(),
             "127.0.0.1:0".parse().unwrap(),
         ))
         .unwrap();
-    let config = work.join("config.toml");
     std::fs::write(
-        &config,
+        config,
         format!(
             "[model]\ndefault = \"scripted/scripted\"\n[model_providers.scripted]\nbase_url = \"{}\"\nmodels = [\"scripted\"]\n",
             server.base_url()
         ),
     )
     .unwrap();
+    (rt, server, config.to_path_buf())
+}
+
+fn one_shot(i: usize, work: &Path, provider: &str) -> RunFigures {
+    let scenario = serde_json::json!({
+        "turns": [
+            { "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/out.txt", "content": format!("run {i}\n") } }] },
+            { "text": "done" }
+        ]
+    });
+    let (_rt, server, config) = scripted_model(&scenario, &work.join("config.toml"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["run", "--repo"])
         .arg(work.join("repo"))
@@ -267,27 +280,8 @@ fn one_shot(i: usize, work: &Path, provider: &str) -> RunFigures {
 /// agent is done) on a sandbox that keeps OpenCode warm, and on one that does not
 /// (`opencode.warm_idle_secs = 0`, every prompt boots OpenCode), against the same model.
 fn exec_bench(work: &Path, runs: usize) -> (f64, f64) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let scenario = serde_json::json!({ "turns": [{ "text": "ok", "repeat": 100_000 }] });
-    let server = rt
-        .block_on(warren_model_script::start(
-            warren_model_script::Scenario::from_json_str(&scenario.to_string()).unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        ))
-        .unwrap();
-    let config = work.join("exec-config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[model]\ndefault = \"scripted/scripted\"\n[model_providers.scripted]\nbase_url = \"{}\"\nmodels = [\"scripted\"]\n",
-            server.base_url()
-        ),
-    )
-    .unwrap();
+    let (_rt, server, config) = scripted_model(&scenario, &work.join("exec-config.toml"));
     let warren = |args: &[&str], warm_idle: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_warren"))
             .args(args)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use warren_model_script::{Scenario, ServerHandle};
 
 /// The OpenCode binary the tests drive. `make test` installs it into `.tools/`.
@@ -321,6 +321,28 @@ pub fn bash_turn(command: &str) -> Value {
 
 pub fn text_turn(text: &str) -> Value {
     serde_json::json!({ "text": text })
+}
+
+/// An agent turn the scripted model plays only while the last user message contains `contains`.
+pub fn when_turn(contains: &str, mut turn: Value) -> Value {
+    turn["when"] = json!({ "last_user_contains": contains, "has_tools": true });
+    turn
+}
+
+/// `warren status NAME --json`, which must succeed.
+pub async fn status(fx: &Fixture, name: &str) -> Value {
+    let out = fx.warren(&["status", name, "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+impl Fixture {
+    /// Adds TOML to the end of the fixture's config file.
+    pub fn append_config(&self, toml: &str) {
+        let mut config = std::fs::read_to_string(&self.config).unwrap();
+        config.push_str(toml);
+        std::fs::write(&self.config, config).unwrap();
+    }
 }
 
 pub fn scenario(turns: Vec<Value>) -> String {

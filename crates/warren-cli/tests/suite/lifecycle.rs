@@ -10,19 +10,9 @@ use serde_json::{Value, json};
 use crate::both_backends;
 
 use super::harness::{
-    Backend, Fixture, bash_turn, git, json_lines, scenario, stderr, stdout, text_turn,
+    Backend, Fixture, bash_turn, git, json_lines, scenario, status, stderr, stdout, text_turn,
+    when_turn,
 };
-
-fn when_turn(contains: &str, mut turn: Value) -> Value {
-    turn["when"] = json!({ "last_user_contains": contains, "has_tools": true });
-    turn
-}
-
-async fn status(fx: &Fixture, name: &str) -> Value {
-    let out = fx.warren(&["status", name, "--json"]).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_str(&stdout(&out)).unwrap()
-}
 
 both_backends!(launch_follow_exec_export_teardown);
 

@@ -16,9 +16,7 @@ fn fault(kind: Value, repeat: u32) -> Value {
 
 async fn fixture(scenario: Value, extra_config: &str) -> Fixture {
     let fx = Fixture::new(&scenario.to_string()).await;
-    let mut config = std::fs::read_to_string(&fx.config).unwrap();
-    config.push_str(extra_config);
-    std::fs::write(&fx.config, config).unwrap();
+    fx.append_config(extra_config);
     fx
 }
 

@@ -10,20 +10,9 @@ use serde_json::{Value, json};
 use crate::both_backends;
 
 use super::harness::{
-    Backend, Fixture, assert_no_container, bash_turn, json_lines, scenario, stderr, stdout,
-    text_turn,
+    Backend, Fixture, assert_no_container, bash_turn, json_lines, scenario, status, stderr, stdout,
+    text_turn, when_turn,
 };
-
-fn when_turn(contains: &str, mut turn: Value) -> Value {
-    turn["when"] = json!({ "last_user_contains": contains, "has_tools": true });
-    turn
-}
-
-async fn status(fx: &Fixture, name: &str) -> Value {
-    let out = fx.warren(&["status", name, "--json"]).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_str(&stdout(&out)).unwrap()
-}
 
 /// Whether `pid` names a process that has not exited (a zombie counts as exited).
 fn pid_alive(pid: u64) -> bool {
@@ -146,9 +135,7 @@ async fn the_warm_server_idles_out_and_the_next_exec_boots_one_in_the_same_sessi
         when_turn("after the pause", text_turn("second done")),
     ]))
     .await;
-    let mut config = std::fs::read_to_string(&fx.config).unwrap();
-    config.push_str("\n[opencode]\nwarm_idle_secs = 2\n");
-    std::fs::write(&fx.config, config).unwrap();
+    fx.append_config("\n[opencode]\nwarm_idle_secs = 2\n");
     launch_and_finish(&fx, "idle", "first task").await;
     let first = status(&fx, "idle").await;
     let pid = warm_pid(&first).unwrap_or_else(|| panic!("no warm server: {first}"));
@@ -187,9 +174,7 @@ async fn a_timeout_on_the_warm_server_stops_it_and_keeps_the_work() {
         when_turn("recover", text_turn("recovered")),
     ]))
     .await;
-    let mut config = std::fs::read_to_string(&fx.config).unwrap();
-    config.push_str("\n[roles.quick]\ninactivity_secs = 4\n");
-    std::fs::write(&fx.config, config).unwrap();
+    fx.append_config("\n[roles.quick]\ninactivity_secs = 4\n");
     launch_and_finish(&fx, "hang", "first task").await;
     let pid = warm_pid(&status(&fx, "hang").await).unwrap();
 
