@@ -415,20 +415,7 @@ fn main() {
         "  share of wall time outside OpenCode: {:.2}%",
         share * 100.0
     );
-    for key in [
-        "preflight_ms",
-        "sync_in_ms",
-        "gateway_ms",
-        "sandbox_create_ms",
-        "export_ms",
-        "teardown_ms",
-    ] {
-        let v = p50(figures
-            .iter()
-            .map(|f| f.phases[key].as_f64().unwrap_or(0.0))
-            .collect());
-        println!("  {key:<18} {v:8.2}");
-    }
+    print_phases(&figures);
     println!("warren resident memory per running sandbox (peak VmRSS, p50): {warren_mib:.1} MiB");
     println!(
         "  baseline OpenCode process tree in the same runs:            {opencode_mib:.1} MiB  (warren is {:.1}% of it)",

@@ -72,10 +72,13 @@ pub(crate) async fn run_agent<P: Provider>(
 ) -> Result<AgentResult, ErrorInfo> {
     let mut result = AgentResult::default();
     let (spec, launch) = sandbox_and_launch(prepared, rec, dirs, &req);
+    // The warm server of a clean prompt goes back to its slot once the outcome is known.
+    let mut kept = None;
     let run = match host {
         Host::Cold => {
             let t = Instant::now();
-            let (gateway, mut notices) = start_gateway(prepared, dirs).await?;
+            let mut gateway = start_gateway(prepared, dirs).await?;
+            let mut notices = gateway.take_notices();
             result.gateway_ms = ms(t.elapsed());
             let t = Instant::now();
             let (sandbox, _timings) = match provider.create(&spec).await {
@@ -101,39 +104,16 @@ pub(crate) async fn run_agent<P: Provider>(
             watched?
         }
         Host::Warm(slot) => {
-            let fits = |server: &WarmServer<P::Sandbox>| {
-                server.is_alive() && server.serves(&launch, &prepared.endpoint.base_url)
-            };
-            // A server that died, or that was booted for another model, cannot take this prompt.
-            if slot.as_ref().is_some_and(|server| !fits(server))
-                && let Some(stale) = slot.take()
-            {
-                if !stale.is_alive() {
-                    tracing::warn!(
-                        "the warm OpenCode server had exited: {:?}",
-                        stale.log_tail()
-                    );
-                }
-                stale.shutdown().await;
-            }
-            if slot.is_none() {
-                let t = Instant::now();
-                let gateway = start_gateway_handle(prepared, dirs).await?;
-                result.gateway_ms = ms(t.elapsed());
-                let server = WarmServer::start(
-                    provider,
-                    &spec,
-                    &launch,
-                    &prepared.endpoint.base_url,
-                    gateway,
-                )
-                .await?;
-                result.sandbox_create_ms = ms(server.boot);
-                *slot = Some(server);
-            }
-            let Some(server) = slot.as_mut() else {
-                return Err(ErrorInfo::new(ReasonCode::Internal, "no warm server"));
-            };
+            let mut server = warm_server(
+                provider,
+                prepared,
+                dirs,
+                &spec,
+                &launch,
+                slot.take(),
+                &mut result,
+            )
+            .await?;
             // Whatever the gateway said between prompts belongs to no run.
             while server.notices.try_recv().is_ok() {}
             let child = warren_agent::attach::attach(AttachRequest {
@@ -149,7 +129,7 @@ pub(crate) async fn run_agent<P: Provider>(
             });
             let watched = match child {
                 Ok(child) => {
-                    let WarmServer { notices, .. } = server;
+                    let notices = &mut server.notices;
                     watch_run(child, rec, &req, &mut result, |store, id| {
                         stop_signal(notices, store, id)
                     })
@@ -157,18 +137,16 @@ pub(crate) async fn run_agent<P: Provider>(
                 }
                 Err(e) => Err(e),
             };
-            let failed = match &watched {
-                Ok(run) => classify_failure_with(run, req.patterns).is_some(),
-                Err(_) => true,
-            };
-            // A failed or stopped prompt may have left the server mid-turn: like a one-shot
-            // run, everything in the sandbox stops, and the next prompt boots a fresh server.
-            if (failed || !server.is_alive())
-                && let Some(server) = slot.take()
-            {
-                server.shutdown().await;
+            match watched {
+                Ok(run) => {
+                    kept = Some((slot, server));
+                    run
+                }
+                Err(e) => {
+                    server.shutdown().await;
+                    return Err(e);
+                }
             }
-            watched?
         }
     };
     result.session_id = run.session_id.clone().or(req.session_id);
@@ -176,12 +154,54 @@ pub(crate) async fn run_agent<P: Provider>(
     result.stderr_tail = run.stderr_tail.clone();
     result.stray_stdout = run.stray_stdout.clone();
     result.error = classify_failure_with(&run, req.patterns);
+    if let Some((slot, server)) = kept {
+        // A failed or stopped prompt may have left the server mid-turn: like a one-shot run,
+        // everything in the sandbox stops (before its files are read), and the next prompt
+        // boots a fresh server.
+        if result.error.is_none() && server.is_alive() {
+            *slot = Some(server);
+        } else {
+            server.shutdown().await;
+        }
+    }
     if let Some(error) = &result.error {
         let _ = rec.store.set_error(&rec.id, error);
     }
     let detail = result.error.as_ref().map(|e| e.message.clone());
     rec.transition(SandboxState::Completed, detail.as_deref())?;
     Ok(result)
+}
+
+/// The sandbox's warm server for this prompt: the one it has, if it is alive and was booted for
+/// this model and endpoint; otherwise a new one (the old one stopped).
+async fn warm_server<P: Provider>(
+    provider: &P,
+    prepared: &Prepared,
+    dirs: &SandboxDirs,
+    spec: &SandboxSpec,
+    launch: &OpencodeLaunch,
+    current: Option<WarmServer<P::Sandbox>>,
+    result: &mut AgentResult,
+) -> Result<WarmServer<P::Sandbox>, ErrorInfo> {
+    let upstream = &prepared.endpoint.base_url;
+    if let Some(server) = current {
+        if server.is_alive() && server.serves(launch, upstream) {
+            return Ok(server);
+        }
+        if !server.is_alive() {
+            tracing::warn!(
+                "the warm OpenCode server had exited: {:?}",
+                server.log_tail()
+            );
+        }
+        server.shutdown().await;
+    }
+    let t = Instant::now();
+    let gateway = start_gateway(prepared, dirs).await?;
+    result.gateway_ms = ms(t.elapsed());
+    let server = WarmServer::start(provider, spec, launch, upstream, gateway).await?;
+    result.sandbox_create_ms = ms(server.boot);
+    Ok(server)
 }
 
 /// The sandbox every run of this sandbox uses, and OpenCode's launch for this prompt.
@@ -223,7 +243,7 @@ fn sandbox_and_launch(
     (spec, launch)
 }
 
-async fn start_gateway_handle(
+async fn start_gateway(
     prepared: &Prepared,
     dirs: &SandboxDirs,
 ) -> Result<GatewayHandle, ErrorInfo> {
@@ -236,15 +256,6 @@ async fn start_gateway_handle(
     warren_gateway::start(cfg)
         .await
         .map_err(|e| e.to_error_info())
-}
-
-async fn start_gateway(
-    prepared: &Prepared,
-    dirs: &SandboxDirs,
-) -> Result<(GatewayHandle, UnboundedReceiver<GatewayNotice>), ErrorInfo> {
-    let mut gateway = start_gateway_handle(prepared, dirs).await?;
-    let notices = gateway.take_notices();
-    Ok((gateway, notices))
 }
 
 /// Moves the record to `running`, then supervises the agent process to its end: events recorded
