@@ -92,6 +92,7 @@ pub fn is_fatal(info: &ErrorInfo) -> bool {
             | ReasonCode::SyncFailed
             | ReasonCode::UnsafeSandboxOutput
             | ReasonCode::Interrupted
+            | ReasonCode::Stopped
             | ReasonCode::Timeout
     )
 }
@@ -474,6 +475,7 @@ mod tests {
             (R::SyncFailed, true, false),
             (R::UnsafeSandboxOutput, true, false),
             (R::Interrupted, true, false),
+            (R::Stopped, true, false),
             (R::Timeout, true, false),
             (R::UnknownModel, false, true),
             (R::RateLimited, false, true),

@@ -3,8 +3,10 @@
 
 mod cli;
 mod commands;
+mod hints;
 mod output;
 mod provider;
+mod supervisor;
 
 use std::process::ExitCode;
 

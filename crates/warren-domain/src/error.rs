@@ -56,6 +56,12 @@ pub enum ReasonCode {
     WrongState,
     /// The run was interrupted by the user (Ctrl-C).
     Interrupted,
+    /// The operation was stopped by another command before it finished (`teardown --force`, a
+    /// cancel request): its work so far is kept where the sandbox still exists.
+    Stopped,
+    /// The sandbox was in the middle of an operation whose supervisor died (killed, crashed,
+    /// machine restarted); its work is kept.
+    SupervisorLost,
     /// A bug in warren.
     Internal,
 }
@@ -87,6 +93,8 @@ impl ReasonCode {
             Self::UnexportedChanges => "unexported_changes",
             Self::WrongState => "wrong_state",
             Self::Interrupted => "interrupted",
+            Self::Stopped => "stopped",
+            Self::SupervisorLost => "supervisor_lost",
             Self::Internal => "internal",
         }
     }
@@ -113,8 +121,9 @@ impl ReasonCode {
             | Self::Inactive
             | Self::ModelError
             | Self::AgentFailed => ExitClass::Retryable,
-            Self::Interrupted => ExitClass::Interrupted,
+            Self::Interrupted | Self::Stopped => ExitClass::Interrupted,
             Self::SandboxFailed
+            | Self::SupervisorLost
             | Self::SyncFailed
             | Self::UnsafeSandboxOutput
             | Self::StoreFailed

@@ -89,10 +89,11 @@ pub(crate) async fn run_agent<P: Provider>(
                 }
             };
             result.sandbox_create_ms = ms(t.elapsed());
+            let cancel = rec.cancel.clone();
             let watched = match sandbox.exec(&launch.exec_spec()) {
                 Ok(child) => {
                     watch_run(child, rec, &req, &mut result, |store, id| {
-                        stop_signal(&mut notices, store, id)
+                        stop_signal(&mut notices, store, id, cancel)
                     })
                     .await
                 }
@@ -130,8 +131,9 @@ pub(crate) async fn run_agent<P: Provider>(
             let watched = match child {
                 Ok(child) => {
                     let notices = &mut server.notices;
+                    let cancel = rec.cancel.clone();
                     watch_run(child, rec, &req, &mut result, |store, id| {
-                        stop_signal(notices, store, id)
+                        stop_signal(notices, store, id, cancel)
                     })
                     .await
                 }
@@ -308,18 +310,16 @@ where
 }
 
 /// Resolves when the run must stop: the gateway reports something it cannot recover from, or the
-/// user presses Ctrl-C (the work so far is still kept).
+/// operation's host cancels it (the work so far is still kept).
 async fn stop_signal(
     notices: &mut UnboundedReceiver<GatewayNotice>,
     store: &Store,
     id: SandboxId,
+    cancel: crate::cancel::Cancel,
 ) -> ErrorInfo {
     tokio::select! {
         info = fatal_notice(notices, store, id) => info,
-        Ok(()) = tokio::signal::ctrl_c() => ErrorInfo::new(
-            ReasonCode::Interrupted,
-            "interrupted: the agent was stopped; its work so far was kept",
-        ),
+        why = cancel.cancelled() => why,
     }
 }
 

@@ -1,7 +1,8 @@
-//! `warren gc`: a level-triggered sweep, safe to run any time and from several processes. It drops
-//! leases whose holders died, marks sandboxes nothing supervises, tears down completed sandboxes
-//! past their retention whose work is exported (never one whose lease is held: an export in
-//! progress makes it wait for the next sweep), and removes directories no record owns.
+//! The reconciler's sweep over every sandbox: level-triggered, safe to run any time and from
+//! several processes. It drops leases whose holders died, marks sandboxes whose supervisor is
+//! gone, tears down completed sandboxes past their retention whose work is exported (never one
+//! whose lease is held: an export in progress makes it wait for the next sweep), removes
+//! directories no record owns, and says when it should run again.
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -18,6 +19,10 @@ pub struct GcReport {
     pub torn_down: Vec<String>,
     pub kept_unexported: Vec<String>,
     pub orphan_dirs_removed: Vec<String>,
+    /// When the next sweep has something to look at (a lease to outlive, a grace or a retention
+    /// to end); none when nothing is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requeue_after_secs: Option<u64>,
 }
 
 impl<P: Provider> Lifecycle<'_, P> {
@@ -35,9 +40,16 @@ impl<P: Provider> Lifecycle<'_, P> {
         }
         let records = self.store.list(true).map_err(|e| e.to_error_info())?;
         let mut live_dirs = std::collections::HashSet::new();
+        let mut next: Option<std::time::Duration> = None;
+        let mut requeue = |after: Option<std::time::Duration>| {
+            if let Some(after) = after {
+                next = Some(next.map_or(after, |n| n.min(after)));
+            }
+        };
         for record in records {
             let before = record.state;
-            let record = crate::reconcile::reconcile(&self.store, record)?;
+            let (record, verdict) = crate::reconcile::reconcile(&self.store, record)?;
+            requeue(verdict.requeue_after());
             if before != record.state && record.state == SandboxState::Error {
                 report.marked_error.push(record.name.to_string());
             }
@@ -48,11 +60,13 @@ impl<P: Provider> Lifecycle<'_, P> {
                 i64::try_from(self.config.sandbox.completed_retention_mins)
                     .unwrap_or(i64::MAX / 120),
             );
-            let expired = OffsetDateTime::now_utc() - record.state_changed_at >= retention;
-            if !(self.config.sandbox.auto_teardown
-                && record.state == SandboxState::Completed
-                && expired)
-            {
+            let age = OffsetDateTime::now_utc() - record.state_changed_at;
+            let expired = age >= retention;
+            if !(self.config.sandbox.auto_teardown && record.state == SandboxState::Completed) {
+                continue;
+            }
+            if !expired {
+                requeue(std::time::Duration::try_from(retention - age).ok());
                 continue;
             }
             if self
@@ -61,6 +75,7 @@ impl<P: Provider> Lifecycle<'_, P> {
                 .map_err(|e| e.to_error_info())?
                 .is_some()
             {
+                requeue(Some(crate::supervisor::SUPERVISOR_LEASE_TTL));
                 continue;
             }
             if self.unexported_changes(&record)? {
@@ -85,6 +100,7 @@ impl<P: Provider> Lifecycle<'_, P> {
                     .push(entry.path().display().to_string());
             }
         }
+        report.requeue_after_secs = next.map(|d| d.as_secs().max(1));
         Ok(report)
     }
 }

@@ -1,11 +1,19 @@
-//! The engine: where a sandbox's life is orchestrated. It owns no mechanism of its own; it
-//! sequences the store (every state change through the state machine), a provider, the sync
-//! engine, the model gateway and the agent runtime, and reports progress to an observer.
+//! The engine: where a sandbox's life is orchestrated, hosted the same way by the CLI and by a
+//! server. It owns no mechanism of its own; it sequences the store (every state change through
+//! the state machine), a provider, the sync engine, the model gateway and the agent runtime.
+//! Every agent operation runs under the sandbox's lease through one supervision path
+//! (`supervisor.rs`, `jobs.rs`); reads never write; the reconciler (`reconcile.rs`, `gc.rs`) is
+//! the only code that acts on what it finds.
 
 mod agent;
+pub mod cancel;
+pub mod engine;
+pub mod events;
 pub mod export;
 pub mod gc;
-pub mod monitor;
+pub mod jobs;
+pub mod launcher;
+mod monitor;
 pub mod ops;
 pub mod paths;
 pub mod preflight;
@@ -14,18 +22,24 @@ mod provision;
 pub mod reconcile;
 pub mod recorder;
 pub mod run;
+pub mod supervisor;
 mod task;
 mod teardown;
 pub mod tools;
 mod warm;
 pub mod warm_control;
 
+pub use cancel::Cancel;
+pub use engine::{Engine, RunHandle};
+pub use events::{EventStream, StreamEnd};
 pub use export::{ExportTarget, Exported};
 pub use gc::GcReport;
-pub use monitor::{MonitorJob, run_monitor};
-pub use ops::{LaunchRequest, Lifecycle, MONITOR_CONFIG_ENV};
+pub use jobs::MonitorJob;
+pub use launcher::{LaunchedSupervisor, SupervisorLauncher};
+pub use ops::{LaunchRequest, Lifecycle};
 pub use paths::{SandboxDirs, default_data_dir};
+pub use reconcile::{Assessment, assess};
 pub use recorder::{NullObserver, RunObserver};
-pub use run::{Phases, RunRequest, RunSummary, run};
+pub use run::{Phases, RunRequest, RunSummary};
 pub use task::TaskOutcome;
 pub use tools::Tools;

@@ -1,32 +1,27 @@
-//! The lifecycle commands that work on an existing sandbox: launch and exec (which hand the agent
-//! to a detached monitor), export, pull and teardown (which run in the caller under the sandbox's
-//! lease), and the reads that go with them. Every command first reconciles the record with reality.
+//! The lifecycle operations on an existing sandbox: launch and exec (which hand the agent to a
+//! detached supervisor), export, sync, pull and teardown (which run in the caller under the
+//! sandbox's lease), and the reads that go with them. Reads never write: reconciling records
+//! with reality is the reconciler's job (`reconcile.rs`), never a side effect of looking.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
+use crate::cancel::Cancel;
 use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, UserFacing};
 use warren_provider::Provider;
 use warren_store::{NewSandbox, SandboxRecord, Store};
 
 use crate::export::{ExportInput, ExportTarget, Exported, collect, export};
-use crate::monitor::{MonitorJob, wrong_state};
+use crate::jobs::MonitorJob;
+use crate::launcher::{LaunchedSupervisor, SupervisorLauncher, WarmMonitor};
 use crate::paths::SandboxDirs;
 use crate::prepare::{ensure_branch_free, prepare};
 use crate::provision::sync_report;
-use crate::reconcile::reconcile;
 use crate::recorder::{Recorder, RunObserver};
+use crate::supervisor::{HeldLease, SUPERVISOR_LEASE_TTL};
 use crate::teardown::remove_sandbox;
 use crate::warm_control::{self, Handoff};
-
-/// Environment variable carrying the launcher's effective config to the monitor, so both use
-/// exactly the same settings.
-pub const MONITOR_CONFIG_ENV: &str = "WARREN_MONITOR_CONFIG";
-
-/// How long an export, pull or teardown may hold the lease before it is considered dead.
-const OP_LEASE_TTL: Duration = Duration::from_secs(600);
 
 pub struct Lifecycle<'a, P> {
     pub provider: &'a P,
@@ -60,28 +55,25 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         })
     }
 
-    /// The sandbox named `name`, reconciled with reality (a dead monitor is noticed here).
+    /// The sandbox named `name`, as recorded. Pure: a read never changes a record.
     pub fn find(&self, name: &str) -> Result<SandboxRecord, ErrorInfo> {
         let name = SandboxName::parse(name)
             .map_err(|e| ErrorInfo::new(ReasonCode::InvalidArgument, e.to_string()))?;
-        let record = self
-            .store
-            .get_by_name(&name)
-            .map_err(|e| e.to_error_info())?;
-        reconcile(&self.store, record)
+        self.store.get_by_name(&name).map_err(|e| e.to_error_info())
     }
 
+    /// Every sandbox (destroyed ones with `all`), as recorded. Pure.
     pub fn list(&self, all: bool) -> Result<Vec<SandboxRecord>, ErrorInfo> {
-        let records = self.store.list(all).map_err(|e| e.to_error_info())?;
-        records
-            .into_iter()
-            .map(|r| reconcile(&self.store, r))
-            .collect()
+        self.store.list(all).map_err(|e| e.to_error_info())
     }
 
     /// Checks everything, records the sandbox and starts its monitor; returns once the monitor has
     /// provisioned it and started the agent (or finished, or failed).
-    pub async fn launch(&self, req: LaunchRequest, exe: &Path) -> Result<SandboxRecord, ErrorInfo> {
+    pub async fn launch(
+        &self,
+        req: LaunchRequest,
+        launcher: &dyn SupervisorLauncher,
+    ) -> Result<SandboxRecord, ErrorInfo> {
         let role_model = match &req.role {
             Some(name) => self
                 .config
@@ -117,8 +109,8 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             id: record.id.to_string(),
             prompt: req.prompt,
         };
-        let mut monitor = Monitor::Child(self.spawn_monitor(exe, &record.id, &job)?);
-        self.wait_started(&record.id, &mut monitor, |s| {
+        let mut monitor = launcher.launch(&job, self.config)?;
+        self.wait_started(&record.id, monitor.as_mut(), |s| {
             s != SandboxState::New && s != SandboxState::Provisioning
         })
         .await
@@ -130,7 +122,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         name: &str,
         prompt: &str,
         role: Option<String>,
-        exe: &Path,
+        launcher: &dyn SupervisorLauncher,
     ) -> Result<SandboxRecord, ErrorInfo> {
         if let Some(role) = &role {
             self.config
@@ -156,14 +148,16 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         };
         // A monitor that keeps this sandbox's OpenCode warm runs it on the warm server.
         let dirs = SandboxDirs::new(self.data_dir, &record.id);
-        let mut monitor = match warm_control::hand_off(&dirs, &job) {
-            Handoff::Accepted => Monitor::Warm(warm_control::warm_info(&dirs).map(|i| i.monitor)),
+        let mut monitor: Box<dyn LaunchedSupervisor> = match warm_control::hand_off(&dirs, &job) {
+            Handoff::Accepted => Box::new(WarmMonitor(
+                warm_control::warm_info(&dirs).map(|i| i.monitor),
+            )),
             Handoff::Refused(error) => return Err(error),
-            Handoff::NoWarmMonitor => Monitor::Child(self.spawn_monitor(exe, &record.id, &job)?),
+            Handoff::NoWarmMonitor => launcher.launch(&job, self.config)?,
         };
         let store = &self.store;
         let id = record.id.clone();
-        self.wait_started(&record.id, &mut monitor, |s| {
+        self.wait_started(&record.id, monitor.as_mut(), |s| {
             s != SandboxState::Completed
                 || store
                     .get(&id)
@@ -173,61 +167,10 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         .await
     }
 
-    fn spawn_monitor(
-        &self,
-        exe: &Path,
-        id: &SandboxId,
-        job: &MonitorJob,
-    ) -> Result<std::process::Child, ErrorInfo> {
-        use std::os::unix::process::CommandExt;
-        let dirs = SandboxDirs::new(self.data_dir, id);
-        std::fs::create_dir_all(&dirs.root).map_err(|e| {
-            ErrorInfo::new(
-                ReasonCode::SandboxFailed,
-                format!("cannot create {}: {e}", dirs.root.display()),
-            )
-        })?;
-        let log_path = dirs.root.join("monitor.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| {
-                ErrorInfo::new(
-                    ReasonCode::SandboxFailed,
-                    format!("cannot open {}: {e}", log_path.display()),
-                )
-            })?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| ErrorInfo::new(ReasonCode::SandboxFailed, e.to_string()))?;
-        let job_json = serde_json::to_string(job)
-            .map_err(|e| ErrorInfo::new(ReasonCode::Internal, e.to_string()))?;
-        let config_json = serde_json::to_string(self.config)
-            .map_err(|e| ErrorInfo::new(ReasonCode::Internal, e.to_string()))?;
-        std::process::Command::new(exe)
-            .arg("--data-dir")
-            .arg(self.data_dir)
-            .args(["__monitor", "--job", &job_json])
-            .env(MONITOR_CONFIG_ENV, config_json)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            // Its own process group: a Ctrl-C in the launching terminal must not reach it.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                ErrorInfo::new(
-                    ReasonCode::SandboxFailed,
-                    format!("cannot start the monitor {}: {e}", exe.display()),
-                )
-            })
-    }
-
     async fn wait_started(
         &self,
         id: &SandboxId,
-        monitor: &mut Monitor,
+        monitor: &mut dyn LaunchedSupervisor,
         started: impl Fn(SandboxState) -> bool,
     ) -> Result<SandboxRecord, ErrorInfo> {
         loop {
@@ -271,7 +214,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         observer: &mut dyn RunObserver,
     ) -> Result<Exported, ErrorInfo> {
         let record = self.find(name)?;
-        self.with_lease(&record, "export", |me| {
+        self.with_lease(&record, "export", |me, cancel| {
             if !matches!(record.state, SandboxState::Completed | SandboxState::Error) {
                 return Err(wrong_state(&record.name, record.state, "export"));
             }
@@ -287,6 +230,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
                 store: &me.store,
                 id: record.id.clone(),
                 observer,
+                cancel,
             };
             rec.transition(SandboxState::Saving, None)?;
             let result = export(
@@ -321,7 +265,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         observer: &mut dyn RunObserver,
     ) -> Result<warren_sync::PartialSyncReport, ErrorInfo> {
         let record = self.find(name)?;
-        self.with_lease(&record, "sync", |me| {
+        self.with_lease(&record, "sync", |me, cancel| {
             if record.state != SandboxState::Completed {
                 return Err(wrong_state(&record.name, record.state, "sync"));
             }
@@ -330,6 +274,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
                 store: &me.store,
                 id: record.id.clone(),
                 observer,
+                cancel,
             };
             crate::provision::resync(&mut rec, &record, &dirs)
         })
@@ -338,7 +283,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
     /// Writes the changed files into `dir` and a manifest of deletions, without git.
     pub fn pull(&self, name: &str, dir: &Path) -> Result<warren_sync::PullReport, ErrorInfo> {
         let record = self.find(name)?;
-        self.with_lease(&record, "pull", |me| {
+        self.with_lease(&record, "pull", |me, _| {
             if !matches!(record.state, SandboxState::Completed | SandboxState::Error) {
                 return Err(wrong_state(&record.name, record.state, "pull from"));
             }
@@ -372,11 +317,14 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
                     record.name, record.name
                 )));
             }
+            // Asked to stop, a supervisor ends its agent and keeps its work (a one-shot run
+            // still exports it); one that does not stop in time is killed. Either way its
+            // lease ends, and the teardown below takes it over.
             crate::reconcile::stop_holder(&self.store, &record.id);
-            record = reconcile(
-                &self.store,
-                self.store.get(&record.id).map_err(|e| e.to_error_info())?,
-            )?;
+            record = self.store.get(&record.id).map_err(|e| e.to_error_info())?;
+            if record.state == SandboxState::Destroyed {
+                return Ok(record);
+            }
         }
         let active = matches!(
             record.state,
@@ -401,14 +349,16 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
                 n = record.name
             )));
         }
-        self.with_lease(&record, "teardown", |me| {
+        let detail = force.then_some("stopped and removed by teardown --force");
+        self.with_lease(&record, "teardown", |me, cancel| {
             let dirs = SandboxDirs::new(me.data_dir, &record.id);
             let mut rec = Recorder {
                 store: &me.store,
                 id: record.id.clone(),
                 observer,
+                cancel,
             };
-            remove_sandbox(&mut rec, &record.repo, &dirs)?;
+            remove_sandbox(&mut rec, &record.repo, &dirs, detail)?;
             me.store.get(&record.id).map_err(|e| e.to_error_info())
         })
     }
@@ -436,35 +386,17 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         Ok(!collect(self.config, &dirs)?.is_empty())
     }
 
+    /// Runs `body` under the sandbox's lease (with its heartbeat), as an operation of its own.
     fn with_lease<T>(
         &self,
         record: &SandboxRecord,
         operation: &str,
-        body: impl FnOnce(&Self) -> Result<T, ErrorInfo>,
+        body: impl FnOnce(&Self, Cancel) -> Result<T, ErrorInfo>,
     ) -> Result<T, ErrorInfo> {
-        self.store
-            .acquire_lease(&record.id, operation, OP_LEASE_TTL)
-            .map_err(|e| e.to_error_info())?;
-        let result = body(self);
-        let _ = self.store.release_lease(&record.id);
+        let lease = HeldLease::acquire(&self.store, &record.id, operation, SUPERVISOR_LEASE_TTL)?;
+        let result = body(self, Cancel::new());
+        lease.release(&self.store);
         result
-    }
-}
-
-/// The monitor a command handed its job to: one it started, or the sandbox's warm monitor.
-enum Monitor {
-    Child(std::process::Child),
-    Warm(Option<warren_store::LeaseHolder>),
-}
-
-impl Monitor {
-    /// How it ended, once it has (reaping a child).
-    fn exited(&mut self) -> Option<String> {
-        match self {
-            Self::Child(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
-            Self::Warm(Some(holder)) if holder.is_alive() => None,
-            Self::Warm(_) => Some("the warm monitor is gone".to_owned()),
-        }
     }
 }
 
@@ -474,4 +406,21 @@ fn busy(name: &SandboxName, holder: &str, operation: &str) -> ErrorInfo {
         format!("sandbox {name} is busy: {operation} is held by {holder}"),
     )
     .with_hint("wait for it to finish, or run 'warren gc' if its holder died")
+}
+
+pub(crate) fn wrong_state(name: &SandboxName, state: SandboxState, op: &str) -> ErrorInfo {
+    let hint = match state {
+        SandboxState::Running | SandboxState::Provisioning | SandboxState::New => {
+            format!(
+                "wait for the agent to finish ('warren logs {name} -f'), or stop it with 'warren teardown {name} --force'"
+            )
+        }
+        SandboxState::Destroyed => "it was torn down; launch a new one".to_owned(),
+        _ => format!("see 'warren status {name}'"),
+    };
+    ErrorInfo::new(
+        ReasonCode::WrongState,
+        format!("cannot {op} sandbox {name}: it is {state}"),
+    )
+    .with_hint(hint)
 }

@@ -1,50 +1,94 @@
-//! Keeping records honest. A sandbox whose operation has no live lease holder (its monitor was
-//! killed, the machine rebooted) cannot still be provisioning or running: the next command that
-//! looks at it moves it to `error`, with a reason that says its work is still exportable.
+//! The reconciler: level-triggered, as in kube-rs's controllers. It compares what a record says
+//! with what exists (is its supervisor alive?), acts, and says when to look again; running it
+//! twice, or from two processes at once, is safe. `gc`, the sweep that `list` keeps for
+//! daemonless auto-teardown, and a server's loop run it. Reads never do: [`assess`] is the pure
+//! half, which a read may show.
 
 use std::time::Duration;
 
+use serde::Serialize;
 use time::OffsetDateTime;
 use warren_domain::{AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxState, UserFacing};
-use warren_store::{SandboxRecord, Store};
+use warren_store::{Lease, SandboxRecord, Store};
 
-/// A `new` sandbox waits this long for its monitor to take the lease before it counts as lost.
-const NEW_GRACE: Duration = Duration::from_secs(60);
+/// A `new` sandbox waits this long for its supervisor to take the lease before it counts as lost.
+pub const NEW_GRACE: Duration = Duration::from_secs(60);
 
-pub fn reconcile(store: &Store, record: SandboxRecord) -> Result<SandboxRecord, ErrorInfo> {
-    let in_flight = matches!(
-        record.state,
-        SandboxState::Provisioning
+/// What the reconciler makes of one sandbox. Pure: computed from the record and its lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Assessment {
+    /// Nothing to do.
+    Settled,
+    /// A supervisor holds it; look again when its lease would lapse.
+    Supervised,
+    /// Just recorded; its supervisor has until the grace ends to take the lease.
+    Starting { grace_left_ms: u64 },
+    /// Its state needs a live supervisor and none holds its lease: it is lost.
+    SupervisorLost,
+}
+
+impl Assessment {
+    /// When the reconciler should look at this sandbox again.
+    pub fn requeue_after(&self) -> Option<Duration> {
+        match self {
+            Self::Settled | Self::SupervisorLost => None,
+            Self::Supervised => Some(crate::supervisor::SUPERVISOR_LEASE_TTL),
+            Self::Starting { grace_left_ms } => Some(Duration::from_millis(*grace_left_ms)),
+        }
+    }
+}
+
+/// The states only a live supervisor may leave a sandbox in.
+pub fn needs_supervisor(state: SandboxState) -> bool {
+    matches!(
+        state,
+        SandboxState::New
+            | SandboxState::Queued
+            | SandboxState::Provisioning
             | SandboxState::Running
             | SandboxState::Saving
             | SandboxState::TearingDown
-    );
-    let stale_new = record.state == SandboxState::New
-        && OffsetDateTime::now_utc() - record.created_at > NEW_GRACE;
-    if !(in_flight || stale_new) {
-        return Ok(record);
-    }
-    if store
-        .lease(&record.id)
-        .map_err(|e| e.to_error_info())?
-        .is_some()
-    {
-        return Ok(record);
-    }
-    let error = ErrorInfo::new(
-        ReasonCode::SandboxFailed,
-        format!(
-            "sandbox {} was {} but nothing supervises it any more (its monitor died)",
-            record.name, record.state
-        ),
     )
-    .with_hint(format!(
-        "the work in its workspace is kept: export it with 'warren export {n}', or remove it with 'warren teardown {n} --force'",
-        n = record.name
-    ));
-    // Another process may have reconciled it first; then its answer stands.
-    match store.transition(&record.id, SandboxState::Error, Some(&error.message)) {
-        Ok(_) => {
+}
+
+/// `lease` is the sandbox's live lease as the store reports it (a dead holder's reads as none).
+pub fn assess(record: &SandboxRecord, lease: Option<&Lease>, now: OffsetDateTime) -> Assessment {
+    if !needs_supervisor(record.state) {
+        return Assessment::Settled;
+    }
+    if lease.is_some() {
+        return Assessment::Supervised;
+    }
+    if record.state == SandboxState::New {
+        let age = now - record.created_at;
+        let grace = time::Duration::try_from(NEW_GRACE).unwrap_or(time::Duration::ZERO);
+        if age < grace {
+            let left = (grace - age).whole_milliseconds().max(0);
+            return Assessment::Starting {
+                grace_left_ms: u64::try_from(left).unwrap_or(u64::MAX),
+            };
+        }
+    }
+    Assessment::SupervisorLost
+}
+
+/// One pass over one sandbox: assess it and act on what needs acting on. Returns the record as
+/// it is now and the assessment that led there.
+pub fn reconcile(
+    store: &Store,
+    record: SandboxRecord,
+) -> Result<(SandboxRecord, Assessment), ErrorInfo> {
+    let lease = store.lease(&record.id).map_err(|e| e.to_error_info())?;
+    let verdict = assess(&record, lease.as_ref(), OffsetDateTime::now_utc());
+    if verdict != Assessment::SupervisorLost {
+        return Ok((record, verdict));
+    }
+    let error = lost_error(&record);
+    // The transition re-checks the state under the write lock: a supervisor that moved the
+    // sandbox on meanwhile, or another reconciler that got there first, wins, and this is a no-op.
+    match store.mark_lost(&record.id, record.state, &error.message) {
+        Ok(true) => {
             let _ = store.set_error(&record.id, &error);
             let _ = store.append_event(
                 &record.id,
@@ -54,17 +98,46 @@ pub fn reconcile(store: &Store, record: SandboxRecord) -> Result<SandboxRecord, 
                 },
             );
         }
-        Err(e) => tracing::debug!("reconcile of {} lost a race: {e}", record.name),
+        Ok(false) => tracing::debug!("{} was taken up or moved on meanwhile", record.name),
+        Err(e) => return Err(e.to_error_info()),
     }
-    store.get(&record.id).map_err(|e| e.to_error_info())
+    let record = store.get(&record.id).map_err(|e| e.to_error_info())?;
+    Ok((record, verdict))
 }
 
-/// Stops the process holding a sandbox's lease (a monitor), by its pid, while the store still
-/// sees that process as the live holder (the store checks the pid's start time, so a reused pid is
-/// never signalled).
+fn lost_error(record: &SandboxRecord) -> ErrorInfo {
+    ErrorInfo::new(
+        ReasonCode::SupervisorLost,
+        format!(
+            "sandbox {} was {} but nothing supervises it any more (its supervisor died)",
+            record.name, record.state
+        ),
+    )
+    .with_hint(
+        "the work in its workspace is kept: export or pull it, or tear the sandbox down with force to discard it",
+    )
+}
+
+/// How long a stopped supervisor gets to end its agent and keep its work before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Stops the process holding a sandbox's lease (a monitor, or a foreground run), by its pid,
+/// while the store still sees that process as the live holder (the store checks the pid's start
+/// time, so a reused pid is never signalled). Asked first (SIGTERM: its host cancels it), killed
+/// after [`STOP_GRACE`]. Never this process: an operation here is stopped by its token.
 pub fn stop_holder(store: &Store, id: &SandboxId) {
-    let live_pid = || store.lease(id).ok().flatten().and_then(|l| l.pid);
-    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::KILL] {
+    let live_pid = || {
+        store
+            .lease(id)
+            .ok()
+            .flatten()
+            .and_then(|l| l.pid)
+            .filter(|pid| *pid != std::process::id())
+    };
+    for (signal, wait) in [
+        (rustix::process::Signal::TERM, STOP_GRACE),
+        (rustix::process::Signal::KILL, Duration::from_secs(5)),
+    ] {
         let Some(pid) = live_pid()
             .and_then(|p| i32::try_from(p).ok())
             .and_then(rustix::process::Pid::from_raw)
@@ -72,11 +145,14 @@ pub fn stop_holder(store: &Store, id: &SandboxId) {
             return;
         };
         let _ = rustix::process::kill_process(pid, signal);
-        for _ in 0..100 {
+        let step = Duration::from_millis(20);
+        let mut waited = Duration::ZERO;
+        while waited < wait {
             if live_pid().is_none() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(step);
+            waited += step;
         }
     }
 }

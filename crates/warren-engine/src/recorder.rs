@@ -2,6 +2,10 @@
 //! its `seq`) and then to whoever is watching; every state change goes through the store's state
 //! machine and is announced as an event.
 
+use std::sync::Arc;
+
+use crate::cancel::Cancel;
+use tokio::sync::Notify;
 use warren_domain::{AgentEvent, ErrorInfo, EventRecord, SandboxId, SandboxState, UserFacing};
 use warren_store::Store;
 
@@ -19,10 +23,23 @@ impl RunObserver for NullObserver {
     fn event(&mut self, _record: &EventRecord) {}
 }
 
+/// Wakes in-process event streams (see [`crate::events::EventStream`]) when an event is written,
+/// so they read the store at once instead of at their next poll.
+pub(crate) struct WakeObserver(pub Arc<Notify>);
+
+impl RunObserver for WakeObserver {
+    fn event(&mut self, _record: &EventRecord) {
+        self.0.notify_waiters();
+    }
+}
+
 pub(crate) struct Recorder<'a> {
     pub store: &'a Store,
     pub id: SandboxId,
     pub observer: &'a mut dyn RunObserver,
+    /// Fires when whoever started the operation wants the agent stopped (Ctrl-C in the CLI, a
+    /// cancel call on a server, SIGTERM to a monitor); the work so far is kept.
+    pub cancel: Cancel,
 }
 
 impl Recorder<'_> {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use warren_domain::ErrorInfo;
 use warren_store::LeaseHolder;
 
-use crate::monitor::MonitorJob;
+use crate::jobs::MonitorJob;
 use crate::paths::SandboxDirs;
 
 const SOCKET: &str = "monitor.sock";

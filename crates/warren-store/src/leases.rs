@@ -312,3 +312,33 @@ fn expiry(now: OffsetDateTime, ttl: Duration) -> OffsetDateTime {
         .filter(|at| *at <= LATEST)
         .unwrap_or(LATEST)
 }
+
+impl Store {
+    /// The reconciler's one write: moves a sandbox that was found in `expected` with no live
+    /// lease to `error`, checking both again under the write lock, so a supervisor that took
+    /// the lease or moved the sandbox on meanwhile always wins. `Ok(false)` when it did.
+    pub fn mark_lost(
+        &self,
+        id: &SandboxId,
+        expected: warren_domain::SandboxState,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "marking a sandbox whose supervisor is gone";
+        let tx = self.immediate(OP)?;
+        let (now, _) = self.now_text(OP)?;
+        let current = self.get_with(&tx, id)?;
+        let supervised = self
+            .lease_row(&tx, id, OP)?
+            .is_some_and(|row| row.is_live(now));
+        if current.state != expected || supervised {
+            return Ok(false);
+        }
+        match self.transition_in(&tx, id, warren_domain::SandboxState::Error, Some(reason)) {
+            Ok(_) => {}
+            Err(StoreError::InvalidTransition { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        tx.commit().map_err(self.fail(OP))?;
+        Ok(true)
+    }
+}

@@ -194,6 +194,20 @@ impl Store {
     ) -> Result<SandboxRecord, StoreError> {
         const OP: &str = "changing a sandbox's state";
         let tx = self.immediate(OP)?;
+        let record = self.transition_in(&tx, id, to, reason)?;
+        tx.commit().map_err(self.fail(OP))?;
+        Ok(record)
+    }
+
+    /// [`Store::transition`] inside the caller's write transaction.
+    pub(crate) fn transition_in(
+        &self,
+        tx: &Transaction<'_>,
+        id: &SandboxId,
+        to: SandboxState,
+        reason: Option<&str>,
+    ) -> Result<SandboxRecord, StoreError> {
+        const OP: &str = "changing a sandbox's state";
         // Stamped under the write lock so time order matches commit order.
         let (_, now) = self.now_text(OP)?;
         let from: String = tx
@@ -228,13 +242,11 @@ impl Store {
             params![id.as_str(), from.as_str(), to.as_str(), now, reason],
         )
         .map_err(self.fail(OP))?;
-        let record = self.get_with(&tx, id)?;
-        tx.commit().map_err(self.fail(OP))?;
+        let record = self.get_with(tx, id)?;
         tracing::debug!(sandbox = %record.name, %from, %to, reason, "sandbox state changed");
         Ok(record)
     }
 
-    /// The lifecycle audit log of one sandbox, oldest first.
     pub fn transitions(&self, id: &SandboxId) -> Result<Vec<TransitionRecord>, StoreError> {
         const OP: &str = "reading a sandbox's state history";
         self.require(&self.conn, id, OP)?;

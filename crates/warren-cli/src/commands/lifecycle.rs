@@ -4,25 +4,17 @@
 use serde_json::json;
 use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, SandboxName, UserFacing};
-use warren_engine::{ExportTarget, LaunchRequest, Lifecycle, MONITOR_CONFIG_ENV, MonitorJob};
+use warren_engine::{Cancel, Engine, ExportTarget, LaunchRequest, Lifecycle, MonitorJob};
 use warren_provider_local::LocalProvider;
 
-use super::read::follow_events;
+use super::read::{Follow, follow_events};
 use super::{canonical_repo, data_dir, load_config, with_lifecycle};
 use crate::cli::{
     ExecArgs, ExportArgs, GlobalArgs, LaunchArgs, MonitorArgs, PullArgs, TeardownArgs,
 };
 use crate::output::{EventPrinter, Spinner};
 use crate::provider::AnyProvider;
-
-fn current_exe() -> Result<std::path::PathBuf, ErrorInfo> {
-    std::env::current_exe().map_err(|e| {
-        ErrorInfo::new(
-            ReasonCode::Internal,
-            format!("cannot locate the warren binary: {e}"),
-        )
-    })
-}
+use crate::supervisor::{MONITOR_CONFIG_ENV, ProcessLauncher, cancel_on_signals};
 
 /// The config that applies to an existing sandbox: its repository's `.warren.toml` included.
 fn config_for(global: &GlobalArgs, name: &str) -> Result<Config, ErrorInfo> {
@@ -54,6 +46,7 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> Result<i32, ErrorI
     let provider = AnyProvider::from_config(&config, Some(&repo))?;
     let data_dir = data_dir(global)?;
     let lc = Lifecycle::open(&provider, &config, &data_dir)?;
+    let launcher = ProcessLauncher::new(data_dir.clone())?;
     let spinner = Spinner::start(global.json, &format!("launching {name}"));
     let record = lc
         .launch(
@@ -64,7 +57,7 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> Result<i32, ErrorI
                 prompt: args.prompt,
                 role: args.role,
             },
-            &current_exe()?,
+            &launcher,
         )
         .await;
     spinner.finish();
@@ -95,8 +88,9 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<i32, ErrorInfo>
         .events(&before.id, 0, None)
         .map(|e| e.last().map_or(0, |r| r.seq))
         .unwrap_or(0);
+    let launcher = ProcessLauncher::new(data_dir.clone())?;
     let record = lc
-        .exec(&args.name, &args.prompt, args.role.clone(), &current_exe()?)
+        .exec(&args.name, &args.prompt, args.role.clone(), &launcher)
         .await?;
     if args.detach {
         if global.json {
@@ -110,7 +104,7 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<i32, ErrorInfo>
         return Ok(0);
     }
     let mut printer = EventPrinter::new(global.json);
-    follow_events(&lc, &args.name, last_seq, true, &mut printer).await
+    follow_events(&lc, &args.name, last_seq, Follow::Prompt, &mut printer).await
 }
 
 pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<i32, ErrorInfo> {
@@ -245,8 +239,9 @@ const ORPHAN_GRACE_SECS: i64 = 60;
 
 pub async fn gc(global: &GlobalArgs, volumes: bool) -> Result<i32, ErrorInfo> {
     let config = load_config(None, Vec::new())?.config;
-    let (report, live) = with_lifecycle(global, &config, |lc| Ok((lc.gc()?, live_sandboxes(lc)?)))?;
-    let (orphan_containers, removed_volumes) = docker_sweep(&config, &live, volumes).await;
+    let (report, owners) =
+        with_lifecycle(global, &config, |lc| Ok((lc.gc()?, container_owners(lc)?)))?;
+    let (orphan_containers, removed_volumes) = docker_sweep(&config, &owners, volumes).await;
     if global.json {
         println!(
             "{}",
@@ -287,26 +282,41 @@ pub async fn gc(global: &GlobalArgs, volumes: bool) -> Result<i32, ErrorInfo> {
     Ok(0)
 }
 
-/// Sandboxes whose agent may legitimately have a container right now: those with a live lease.
-pub(crate) fn live_sandboxes(
-    lc: &Lifecycle<'_, AnyProvider>,
-) -> Result<std::collections::HashSet<String>, ErrorInfo> {
-    Ok(lc
-        .store
-        .list(false)
-        .map_err(|e| e.to_error_info())?
-        .into_iter()
-        .filter(|r| lc.store.lease(&r.id).ok().flatten().is_some())
-        .map(|r| r.id.to_string())
-        .collect())
+/// Which sandboxes may legitimately have a container right now, and which are known at all.
+pub(crate) struct ContainerOwners {
+    /// A live lease holds them, or a live monitor keeps their OpenCode warm.
+    live: std::collections::HashSet<String>,
+    /// Recorded and past `new`: a container of theirs that is not live is left over, at once.
+    settled: std::collections::HashSet<String>,
 }
 
-/// Removes this owner's warren containers that no live operation accounts for (past a grace
-/// period), and with `volumes` the dependency volumes no container uses. Quietly does nothing
-/// when no Docker engine is configured or reachable.
+pub(crate) fn container_owners(
+    lc: &Lifecycle<'_, AnyProvider>,
+) -> Result<ContainerOwners, ErrorInfo> {
+    let mut owners = ContainerOwners {
+        live: Default::default(),
+        settled: Default::default(),
+    };
+    for r in lc.store.list(false).map_err(|e| e.to_error_info())? {
+        let dirs = warren_engine::SandboxDirs::new(lc.data_dir, &r.id);
+        let warm =
+            warren_engine::warm_control::warm_info(&dirs).is_some_and(|w| w.monitor.is_alive());
+        if warm || lc.store.lease(&r.id).ok().flatten().is_some() {
+            owners.live.insert(r.id.to_string());
+        } else if r.state != warren_domain::SandboxState::New {
+            owners.settled.insert(r.id.to_string());
+        }
+    }
+    Ok(owners)
+}
+
+/// Removes this owner's warren containers that no live operation accounts for: at once when
+/// their sandbox is recorded and settled (its supervisor is done or dead), after a grace period
+/// when no record accounts for them yet. With `volumes`, the dependency volumes no container
+/// uses. Quietly does nothing when no Docker engine is configured or reachable.
 pub(crate) async fn docker_sweep(
     config: &Config,
-    live: &std::collections::HashSet<String>,
+    owners: &ContainerOwners,
     volumes: bool,
 ) -> (Vec<String>, Vec<String>) {
     let Ok(provider) = AnyProvider::for_kind("docker", config, None) else {
@@ -321,8 +331,8 @@ pub(crate) async fn docker_sweep(
     if let Ok(containers) = docker.list_containers().await {
         for c in containers {
             let orphan = c.owner == owner
-                && !live.contains(&c.sandbox_id)
-                && now - c.created > ORPHAN_GRACE_SECS;
+                && !owners.live.contains(&c.sandbox_id)
+                && (owners.settled.contains(&c.sandbox_id) || now - c.created > ORPHAN_GRACE_SECS);
             if orphan && docker.remove_container(&c.id).await.is_ok() {
                 removed.push(c.name);
             }
@@ -397,6 +407,11 @@ pub async fn monitor(global: &GlobalArgs, args: MonitorArgs) -> Result<i32, Erro
     let record = store.get(&job.id()).map_err(|e| e.to_error_info())?;
     drop(store);
     let provider = AnyProvider::for_kind(&record.provider, &config, Some(&record.repo))?;
-    warren_engine::run_monitor(&provider, &config, &data_dir, job).await?;
+    // Its own process group: no terminal's Ctrl-C reaches it; SIGTERM (teardown --force) stops it.
+    let cancel = Cancel::new();
+    cancel_on_signals(&cancel, false);
+    Engine::new(provider, config, data_dir)
+        .run_monitor(job, cancel)
+        .await?;
     Ok(0)
 }

@@ -1,12 +1,14 @@
-//! Commands that read state: list, status, logs (with follow), open, config show. Each reconciles
-//! what it reads, so a sandbox whose monitor died is reported as such, never as running.
+//! Commands that read state: list, status, logs (with follow), open, config show. Reads never
+//! write: a sandbox whose supervisor died is shown as such (the reconciler's pure assessment),
+//! and recorded only by the reconciler (`gc`, and the sweep `list` runs).
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use warren_domain::{ErrorInfo, ReasonCode, SandboxState, UserFacing};
-use warren_engine::{Lifecycle, RunObserver, SandboxDirs};
+use warren_domain::{AgentEvent, ErrorInfo, ReasonCode, SandboxState, UserFacing};
+use warren_engine::reconcile::needs_supervisor;
+use warren_engine::{Assessment, Lifecycle, RunObserver, SandboxDirs, assess};
 use warren_provider_local::LocalProvider;
 use warren_store::SandboxRecord;
 
@@ -22,18 +24,18 @@ fn rfc3339(t: &time::OffsetDateTime) -> String {
 
 pub async fn list(global: &GlobalArgs, all: bool) -> Result<i32, ErrorInfo> {
     let config = load_config(None, Vec::new())?.config;
-    let (records, live) = with_lifecycle(global, &config, |lc| {
+    let (records, owners) = with_lifecycle(global, &config, |lc| {
         // Listing is when users look: apply retention and drop dead leases first, so what they
         // see is current (a failed sweep never hides the list).
         if let Err(e) = lc.gc() {
             tracing::warn!("retention sweep failed: {e}");
         }
         let records = lc.list(all)?;
-        let live = super::lifecycle::live_sandboxes(lc)?;
-        Ok((records, live))
+        let owners = super::lifecycle::container_owners(lc)?;
+        Ok((records, owners))
     })?;
     if records.iter().any(|r| r.provider == "docker") || config.sandbox.provider == "docker" {
-        super::lifecycle::docker_sweep(&config, &live, false).await;
+        super::lifecycle::docker_sweep(&config, &owners, false).await;
     }
     if global.json {
         println!("{}", json!({ "sandboxes": records }));
@@ -88,7 +90,8 @@ fn changed_files(
 pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
     let config = load_config(None, Vec::new())?.config;
     with_lifecycle(global, &config, |lc| {
-        let r = lc.find(name)?;
+        let mut r = lc.find(name)?;
+        r.error = crate::hints::recorded_error(&r);
         let lease = lc.store.lease(&r.id).map_err(|e| e.to_error_info())?;
         let changes = changed_files(lc, &r).unwrap_or_else(|e| {
             // Status must still show a sandbox whose workspace cannot be read cleanly.
@@ -99,17 +102,26 @@ pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
             Vec::new()
         });
         let warm = warren_engine::warm_control::warm_info(&SandboxDirs::new(lc.data_dir, &r.id));
+        // A held sandbox is never idle, whatever its state says at this instant.
+        let busy = lease.is_some();
+        let lost = assess(&r, lease.as_ref(), time::OffsetDateTime::now_utc())
+            == Assessment::SupervisorLost;
         if global.json {
             println!(
                 "{}",
-                json!({ "sandbox": r, "lease": lease, "warm_server": warm, "changed_files": changes })
+                json!({ "sandbox": r, "lease": lease, "busy": busy, "supervisor_lost": lost, "warm_server": warm, "changed_files": changes })
             );
             return Ok(0);
         }
         println!("name:      {}", r.name);
         println!("id:        {}", r.id);
+        let note = match (&lease, lost) {
+            (Some(l), _) => format!(", busy: {}", l.operation),
+            (None, true) => ", but its supervisor died: 'warren gc' records it".to_owned(),
+            (None, false) => String::new(),
+        };
         println!(
-            "state:     {} (since {})",
+            "state:     {} (since {}{note})",
             r.state,
             rfc3339(&r.state_changed_at)
         );
@@ -156,6 +168,9 @@ pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
         }
         if let Some(error) = &r.error {
             println!("error:     {} [{}]", error.message, error.reason_code);
+            if let Some(hint) = &error.hint {
+                println!("hint:      {hint}");
+            }
         }
         Ok(0)
     })
@@ -168,20 +183,40 @@ pub async fn logs(global: &GlobalArgs, args: &LogsArgs) -> Result<i32, ErrorInfo
     let data_dir = super::data_dir(global)?;
     let lc = Lifecycle::open(&provider, &config, &data_dir)?;
     let mut printer = EventPrinter::new(global.json);
-    follow_events(&lc, &args.name, args.since, args.follow, &mut printer).await
+    let follow = if args.follow {
+        Follow::UntilIdle
+    } else {
+        Follow::No
+    };
+    follow_events(&lc, &args.name, args.since, follow, &mut printer).await
+}
+
+/// What a follower of a sandbox's events waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Follow {
+    /// Print what is recorded and stop.
+    No,
+    /// Until the sandbox is idle.
+    UntilIdle,
+    /// Until the prompt handed over ends: its `finished` event says how (`exec`). A prompt that
+    /// ends without one was stopped, and that is not a success.
+    Prompt,
 }
 
 pub(crate) async fn follow_events(
     lc: &Lifecycle<'_, AnyProvider>,
     name: &str,
     since: u64,
-    follow: bool,
+    follow: Follow,
     printer: &mut EventPrinter,
 ) -> Result<i32, ErrorInfo> {
     let mut seq = since;
+    let mut finished: Option<Option<ErrorInfo>> = None;
+    let mut last_detail: Option<String> = None;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
+        // Pure reads: following a sandbox never changes it.
         let record = lc.find(name)?;
         let events = lc
             .store
@@ -190,31 +225,69 @@ pub(crate) async fn follow_events(
         for event in &events {
             printer.event(event);
             seq = event.seq;
+            match &event.event {
+                AgentEvent::Finished { error, .. } => finished = Some(error.clone()),
+                AgentEvent::StateChanged { state, detail } => {
+                    last_detail = Some(match detail {
+                        Some(d) => format!("{state}: {d}"),
+                        None => state.to_string(),
+                    });
+                }
+                _ => {}
+            }
         }
-        let busy = matches!(
-            record.state,
-            SandboxState::New
-                | SandboxState::Queued
-                | SandboxState::Provisioning
-                | SandboxState::Running
-                | SandboxState::Saving
-                | SandboxState::TearingDown
-        ) || lc
-            .store
-            .lease(&record.id)
-            .map_err(|e| e.to_error_info())?
-            .is_some();
-        if !follow || (!busy && events.is_empty()) {
-            return Ok(match (&record.state, &record.error) {
-                (SandboxState::Error, Some(e)) if follow => e.reason_code.exit_class().code(),
-                _ => 0,
-            });
+        let lease = lc.store.lease(&record.id).map_err(|e| e.to_error_info())?;
+        let verdict = assess(&record, lease.as_ref(), time::OffsetDateTime::now_utc());
+        let busy = needs_supervisor(record.state) || lease.is_some();
+        if follow != Follow::No && verdict == Assessment::SupervisorLost && events.is_empty() {
+            return Err(lost(&record));
+        }
+        if follow == Follow::No || (!busy && events.is_empty()) {
+            return match follow {
+                Follow::Prompt => match finished {
+                    Some(None) => Ok(0),
+                    Some(Some(e)) => Ok(e.reason_code.exit_class().code()),
+                    None => Err(ErrorInfo::new(
+                        ReasonCode::Stopped,
+                        format!(
+                            "the prompt did not finish: sandbox {} is {}{}",
+                            record.name,
+                            record.state,
+                            last_detail
+                                .map(|d| format!(" (last: {d})"))
+                                .unwrap_or_default()
+                        ),
+                    )
+                    .with_hint(format!(
+                        "see 'warren logs {n}' for what stopped it; its work is kept if the sandbox still exists ('warren status {n}')",
+                        n = record.name
+                    ))),
+                },
+                _ => Ok(match (&record.state, &record.error) {
+                    (SandboxState::Error, Some(e)) if follow != Follow::No => {
+                        e.reason_code.exit_class().code()
+                    }
+                    _ => 0,
+                }),
+            };
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(150)) => {}
             _ = &mut ctrl_c => return Ok(0),
         }
     }
+}
+
+/// A sandbox whose supervisor died: said by a read, recorded only by the reconciler.
+fn lost(record: &SandboxRecord) -> ErrorInfo {
+    let error = ErrorInfo::new(
+        ReasonCode::SupervisorLost,
+        format!(
+            "sandbox {} is {} but nothing supervises it any more (its supervisor died)",
+            record.name, record.state
+        ),
+    );
+    crate::hints::for_sandbox(error, &record.name)
 }
 
 pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {

@@ -1,12 +1,14 @@
-//! `warren run`: the one-shot main job.
+//! `warren run`: the one-shot main job, hosted by the engine like every other operation. The
+//! CLI streams the run's recorded events as they are written and owns the signals.
 
 use warren_domain::{ErrorInfo, ReasonCode, SandboxName};
-use warren_engine::RunRequest;
+use warren_engine::{Engine, RunObserver, RunRequest};
 
 use super::{canonical_repo, data_dir, load_config};
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::output::{EventPrinter, print_summary};
 use crate::provider::AnyProvider;
+use crate::supervisor::cancel_on_signals;
 
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
     let name = args
@@ -41,17 +43,23 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
     }
     let loaded = load_config(Some(&repo_dir), flags)?;
     let provider = AnyProvider::from_config(&loaded.config, Some(&repo_dir))?;
+    let engine = Engine::new(provider, loaded.config.clone(), data_dir(global)?);
     let request = RunRequest {
         repo: repo_dir,
         prompt: args.prompt,
         name,
         model: args.model,
         role: args.role,
-        data_dir: data_dir(global)?,
         config: loaded.config,
     };
+    let handle = engine.start_run(request).await?;
+    cancel_on_signals(&handle.cancel, true);
     let mut printer = EventPrinter::new(global.json);
-    let summary = warren_engine::run(&provider, request, &mut printer).await?;
+    let mut events = handle.events(0);
+    while let Some(record) = events.next().await? {
+        printer.event(&record);
+    }
+    let summary = handle.finish().await?;
     print_summary(&summary, global.json);
     Ok(match &summary.error {
         None => 0,

@@ -178,25 +178,48 @@ async fn a_killed_monitor_leaves_a_consistent_exportable_sandbox(backend: Backen
             .success()
     );
 
-    // The next command sees a consistent state: not running, with a reason, no live lease.
+    // A read shows the loss without recording it: reads never write.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let s = loop {
+    let seen = loop {
         let s = status(&fx, "crash").await;
-        if s["sandbox"]["state"] == "error" {
+        if s["supervisor_lost"] == true {
             break s;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "a dead monitor was not noticed: {s}"
+            "status never showed the dead supervisor: {s}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    assert_eq!(seen["sandbox"]["state"], "running", "{seen}");
+    assert!(seen["lease"].is_null(), "{seen}");
+    let again = status(&fx, "crash").await;
+    assert_eq!(
+        again["sandbox"]["state_changed_at"], seen["sandbox"]["state_changed_at"],
+        "status changed the record"
+    );
+
+    // The reconciler (gc) records it: not running, with a reason, no live lease.
+    let gc = fx.warren(&["gc", "--json"]).await;
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let gc: serde_json::Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert_eq!(
+        gc["gc"]["marked_error"],
+        serde_json::json!(["crash"]),
+        "{gc}"
+    );
+    let s = status(&fx, "crash").await;
+    assert_eq!(s["sandbox"]["state"], "error", "{s}");
     assert!(s["lease"].is_null());
+    assert_eq!(
+        s["sandbox"]["error"]["reason_code"], "supervisor_lost",
+        "{s}"
+    );
     assert!(
         s["sandbox"]["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("monitor died"),
+            .contains("supervisor died"),
         "{s}"
     );
     assert!(
@@ -206,6 +229,10 @@ async fn a_killed_monitor_leaves_a_consistent_exportable_sandbox(backend: Backen
             .contains("warren export crash"),
         "{s}"
     );
+    // Running the reconciler again changes nothing.
+    let gc = fx.warren(&["gc", "--json"]).await;
+    let gc: serde_json::Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert_eq!(gc["gc"]["marked_error"], serde_json::json!([]), "{gc}");
 
     // The agent's work is still exportable.
     let export = fx.warren(&["export", "crash", "--json"]).await;

@@ -2,6 +2,7 @@ mod bad_input;
 mod harness;
 mod isolation;
 mod lifecycle;
+mod readers;
 mod run;
 mod runtime;
 mod snapshots;

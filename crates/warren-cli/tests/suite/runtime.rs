@@ -359,7 +359,7 @@ async fn the_hard_limit_stops_a_busy_agent_and_keeps_its_work() {
     assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
     let s = summary(&out);
     assert_eq!(s["error"]["reason_code"], "timeout", "{s}");
-    assert_eq!(s["branch"], "warren/slow");
+    assert_eq!(s["branch"], "warren/slow", "{s}");
     assert_eq!(
         super::harness::git(&fx.repo, &["show", "warren/slow:started.txt"]),
         "started\n"

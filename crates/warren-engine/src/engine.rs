@@ -1,0 +1,172 @@
+//! The engine handle a front end hosts: `Send + Sync`, cheap to clone, and the same for the CLI
+//! and a server. `start_run` resolves and checks a run, records it, and hands it to a supervisor
+//! on a blocking thread of its own (sync, export and the store stay off the async threads); it
+//! returns at once with a handle carrying the sandbox's id, its event stream (resumable from any
+//! `seq`) and a cancellation token. Signals and wording belong to the front ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cancel::Cancel;
+use warren_config::Config;
+use warren_domain::{ErrorInfo, SandboxId, SandboxName, UserFacing};
+use warren_provider::Provider;
+use warren_store::Store;
+
+use crate::events::{EventStream, StreamEnd, join_error};
+use crate::jobs::{JobContext, MonitorJob};
+use crate::recorder::WakeObserver;
+use crate::run::{RunRequest, RunSummary, prepare_run};
+
+pub struct Engine<P> {
+    inner: Arc<Inner<P>>,
+}
+
+struct Inner<P> {
+    provider: P,
+    config: Config,
+    data_dir: PathBuf,
+}
+
+impl<P> Clone for Engine<P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// A run the engine started: its sandbox, its events, a way to stop it, and its summary.
+pub struct RunHandle {
+    pub id: SandboxId,
+    pub name: SandboxName,
+    /// Stops the agent; its work so far is still exported.
+    pub cancel: Cancel,
+    db: PathBuf,
+    end: StreamEnd,
+    task: tokio::task::JoinHandle<Result<RunSummary, ErrorInfo>>,
+}
+
+impl RunHandle {
+    /// The run's events after `seq` (0: all), ending when the run is over.
+    pub fn events(&self, after: u64) -> EventStream {
+        EventStream::new(self.db.clone(), self.id.clone(), after, self.end.clone())
+    }
+
+    /// Waits for the run to end.
+    pub async fn finish(self) -> Result<RunSummary, ErrorInfo> {
+        self.task.await.map_err(join_error)?
+    }
+}
+
+impl<P: Provider + 'static> Engine<P> {
+    /// `config` is the engine's default settings; a run carries its own.
+    pub fn new(provider: P, config: Config, data_dir: PathBuf) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                provider,
+                config,
+                data_dir,
+            }),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        warren_store::default_db_path(&self.inner.data_dir)
+    }
+
+    /// A store connection of the caller's own (the store is used on one thread at a time).
+    pub fn open_store(&self) -> Result<Store, ErrorInfo> {
+        Store::open(&self.db_path()).map_err(|e| e.to_error_info())
+    }
+
+    /// Checks and records a one-shot run, then starts its supervisor; returns once the record
+    /// exists. Nothing is created when this fails.
+    pub async fn start_run(&self, req: RunRequest) -> Result<RunHandle, ErrorInfo> {
+        let started = Instant::now();
+        let prepared_run = prepare_run(&self.inner.provider, &req).await?;
+        let engine = self.clone();
+        let new = prepared_run.new.clone();
+        let record = tokio::task::spawn_blocking(move || {
+            engine
+                .open_store()?
+                .create_sandbox(new)
+                .map_err(|e| e.to_error_info())
+        })
+        .await
+        .map_err(join_error)??;
+        let preflight_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let job = MonitorJob::Run {
+            id: record.id.to_string(),
+            prompt: req.prompt.clone(),
+            branch: prepared_run.branch.clone(),
+        };
+        let cancel = Cancel::new();
+        let end = StreamEnd::default();
+        let (engine, token, stream_end) = (self.clone(), cancel.clone(), end.clone());
+        let runtime = tokio::runtime::Handle::current();
+        let task = tokio::task::spawn_blocking(move || {
+            let result = runtime.block_on(async {
+                let store = engine.open_store()?;
+                let ctx = JobContext {
+                    provider: &engine.inner.provider,
+                    config: &req.config,
+                    data_dir: &engine.inner.data_dir,
+                    store: &store,
+                };
+                let mut observer = WakeObserver(stream_end.wake());
+                ctx.supervise(
+                    &job,
+                    Some(prepared_run.prepared),
+                    None,
+                    &mut observer,
+                    token,
+                )
+                .await
+            });
+            stream_end.finish();
+            let mut summary = result?.ok_or_else(|| {
+                ErrorInfo::new(
+                    warren_domain::ReasonCode::Internal,
+                    "a run's supervisor returned no summary",
+                )
+            })?;
+            summary.phases.preflight_ms = preflight_ms;
+            summary.phases.total_ms += preflight_ms;
+            summary.duration_ms = summary.phases.total_ms;
+            Ok(summary)
+        });
+        Ok(RunHandle {
+            id: record.id,
+            name: record.name,
+            cancel,
+            db: self.db_path(),
+            end,
+            task,
+        })
+    }
+
+    /// Runs a job as a detached supervisor (a monitor process, or a server's task): the job
+    /// under the lease, then, for a launched sandbox whose prompt ran cleanly, its warm OpenCode
+    /// server until it idles out or `cancel` fires.
+    pub async fn run_monitor(&self, job: MonitorJob, cancel: Cancel) -> Result<(), ErrorInfo> {
+        let engine = self.clone();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            runtime.block_on(crate::monitor::run_monitor(
+                &engine.inner.provider,
+                &engine.inner.config,
+                &engine.inner.data_dir,
+                job,
+                cancel,
+            ))
+        })
+        .await
+        .map_err(join_error)?
+    }
+}

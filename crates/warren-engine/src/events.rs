@@ -1,0 +1,123 @@
+//! A sandbox's event stream, resumable from any `seq`. It reads the store, never a private
+//! channel, so what it yields is exactly what was recorded, in order, with no gap and no
+//! duplicate, whoever wrote it (this supervisor, another command, another process). An
+//! in-process writer wakes it at once; otherwise it looks again after a short poll.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use warren_domain::{ErrorInfo, EventRecord, SandboxId, UserFacing};
+use warren_store::Store;
+
+const POLL: Duration = Duration::from_millis(100);
+const PAGE: usize = 500;
+
+/// Says when the stream has nothing more to wait for (the operation that writes it is over).
+#[derive(Clone, Default)]
+pub struct StreamEnd {
+    done: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+}
+
+impl StreamEnd {
+    pub fn finish(&self) {
+        self.done.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    fn is_done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+}
+
+pub struct EventStream {
+    db: PathBuf,
+    store: Option<Store>,
+    id: SandboxId,
+    after: u64,
+    buffer: VecDeque<EventRecord>,
+    end: StreamEnd,
+}
+
+impl EventStream {
+    /// Events of `id` with `seq > after`, until `end` says the writer is done and all is read.
+    pub fn new(db: PathBuf, id: SandboxId, after: u64, end: StreamEnd) -> Self {
+        Self {
+            db,
+            store: None,
+            id,
+            after,
+            buffer: VecDeque::new(),
+            end,
+        }
+    }
+
+    /// The next event, or `None` once the writer is done and every event has been yielded.
+    pub async fn next(&mut self) -> Result<Option<EventRecord>, ErrorInfo> {
+        loop {
+            if let Some(record) = self.buffer.pop_front() {
+                self.after = record.seq;
+                return Ok(Some(record));
+            }
+            let wake = self.end.wake();
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Read after looking at `done`: an event written before the writer finished is
+            // then always read by this pass or an earlier one.
+            let done = self.end.is_done();
+            self.read().await?;
+            if !self.buffer.is_empty() {
+                continue;
+            }
+            if done {
+                return Ok(None);
+            }
+            let _ = tokio::time::timeout(POLL, notified).await;
+        }
+    }
+
+    /// The last `seq` yielded (or the one the stream started after).
+    pub fn position(&self) -> u64 {
+        self.after
+    }
+
+    /// One page from the store, on a blocking thread: the store is never used on async threads.
+    async fn read(&mut self) -> Result<(), ErrorInfo> {
+        let store = match self.store.take() {
+            Some(s) => s,
+            None => {
+                let db = self.db.clone();
+                tokio::task::spawn_blocking(move || Store::open(&db))
+                    .await
+                    .map_err(join_error)?
+                    .map_err(|e| e.to_error_info())?
+            }
+        };
+        let (id, after) = (self.id.clone(), self.after);
+        let (store, page) = tokio::task::spawn_blocking(move || {
+            let page = store.events(&id, after, Some(PAGE));
+            (store, page)
+        })
+        .await
+        .map_err(join_error)?;
+        self.store = Some(store);
+        self.buffer.extend(page.map_err(|e| e.to_error_info())?);
+        Ok(())
+    }
+}
+
+pub(crate) fn join_error(e: tokio::task::JoinError) -> ErrorInfo {
+    ErrorInfo::new(
+        warren_domain::ReasonCode::Internal,
+        format!("a blocking task failed: {e}"),
+    )
+}
