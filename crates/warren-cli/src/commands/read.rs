@@ -10,7 +10,7 @@ use warren_engine::{Lifecycle, RunObserver, SandboxDirs};
 use warren_provider_local::LocalProvider;
 use warren_store::SandboxRecord;
 
-use super::{load_config, with_lifecycle};
+use super::{checks, load_config, with_lifecycle};
 use crate::cli::{GlobalArgs, LogsArgs};
 use crate::output::EventPrinter;
 use crate::provider::AnyProvider;
@@ -86,6 +86,7 @@ fn changed_files(
 }
 
 pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
+    checks::sandbox_name(name)?;
     let config = load_config(None, Vec::new())?.config;
     with_lifecycle(global, &config, |lc| {
         let r = lc.find(name)?;
@@ -163,6 +164,7 @@ pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
 
 /// Prints recorded events; with `follow`, keeps printing new ones until the sandbox is idle.
 pub async fn logs(global: &GlobalArgs, args: &LogsArgs) -> Result<i32, ErrorInfo> {
+    checks::sandbox_name(&args.name)?;
     let config = load_config(None, Vec::new())?.config;
     let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = super::data_dir(global)?;
@@ -218,6 +220,7 @@ pub(crate) async fn follow_events(
 }
 
 pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
+    checks::sandbox_name(name)?;
     let config = load_config(None, Vec::new())?.config;
     with_lifecycle(global, &config, |lc| {
         let r = lc.find(name)?;
@@ -225,7 +228,11 @@ pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
             return Err(ErrorInfo::new(
                 ReasonCode::WrongState,
                 format!("sandbox {} was torn down", r.name),
-            ));
+            )
+            .with_hint(format!(
+                "its record stays ('warren status {}'); launch a new sandbox to work on",
+                r.name
+            )));
         }
         let dirs = SandboxDirs::new(lc.data_dir, &r.id);
         let exec = format!("warren exec {} \"<your follow-up prompt>\"", r.name);
@@ -265,7 +272,8 @@ pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
 }
 
 pub fn config_show(json: bool, repo: Option<&Path>) -> Result<i32, ErrorInfo> {
-    let loaded = load_config(repo, Vec::new())?;
+    let repo = repo.map(checks::repo_dir).transpose()?;
+    let loaded = load_config(repo.as_deref(), Vec::new())?;
     if json {
         println!(
             "{}",

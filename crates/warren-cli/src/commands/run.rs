@@ -1,37 +1,26 @@
 //! `warren run`: the one-shot main job.
 
-use warren_domain::{ErrorInfo, ReasonCode, SandboxName};
+use warren_domain::ErrorInfo;
 use warren_engine::RunRequest;
 
-use super::{canonical_repo, data_dir, load_config};
+use super::{checks, data_dir, load_config};
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::output::{EventPrinter, print_summary};
 use crate::provider::AnyProvider;
 
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
-    let name = args
-        .name
-        .as_deref()
-        .map(SandboxName::parse)
-        .transpose()
-        .map_err(|e| ErrorInfo::new(ReasonCode::InvalidArgument, e.to_string()))?;
-    if args.prompt.trim().is_empty() {
-        return Err(
-            ErrorInfo::new(ReasonCode::InvalidArgument, "the prompt is empty").with_hint(
-                "say what the agent should do, e.g. warren run \"fix the failing test\"",
-            ),
-        );
-    }
+    let name = args.name.as_deref().map(checks::sandbox_name).transpose()?;
+    checks::prompt(&args.prompt, "warren run \"fix the failing test\"")?;
     let mut flags = Vec::new();
     if let Some(secs) = args.timeout {
-        let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+        let secs = i64::try_from(checks::timeout(secs)?).unwrap_or(i64::MAX);
         flags.push((
             "timeouts.run_secs".to_owned(),
             toml::Value::Integer(secs),
             "--timeout".to_owned(),
         ));
     }
-    let repo_dir = canonical_repo(&args.repo)?;
+    let repo_dir = checks::repo_dir(&args.repo)?;
     if let Some(provider) = &args.provider {
         flags.push((
             "sandbox.provider".to_owned(),
@@ -40,6 +29,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
         ));
     }
     let loaded = load_config(Some(&repo_dir), flags)?;
+    checks::model_and_role(&loaded.config, args.model.as_deref(), args.role.as_deref())?;
     let provider = AnyProvider::from_config(&loaded.config, Some(&repo_dir))?;
     let request = RunRequest {
         repo: repo_dir,
