@@ -123,6 +123,7 @@ fn read_only_dir(root: &Path) -> Option<PathBuf> {
     Some(dir)
 }
 
+#[rustfmt::skip]
 fn cases(fx: &Fixture, t: &Targets) -> Vec<Case> {
     let repo = fx.repo.to_str().unwrap();
     let dir = fx.dir.path();
@@ -134,300 +135,58 @@ fn cases(fx: &Fixture, t: &Targets) -> Vec<Case> {
     let under_file = format!("{existing}/a.patch");
     let missing_repo = format!("{}/nowhere", t.plain_dir);
     let mut all = vec![
-        case(
-            "--repo naming a file",
-            &["run", "--repo", file, "x"],
-            "not_a_git_repo",
-            &[file],
-        ),
-        case(
-            "launch --repo naming a file",
-            &["launch", "w", "--repo", file],
-            "not_a_git_repo",
-            &[file],
-        ),
-        case(
-            "config show --repo naming a file",
-            &["config", "show", "--repo", file],
-            "not_a_git_repo",
-            &[file],
-        ),
-        case(
-            "--repo not in a git work tree",
-            &["run", "--repo", &t.plain_dir, "x"],
-            "not_a_git_repo",
-            &["plain-dir"],
-        ),
-        case(
-            "--repo missing",
-            &["run", "--repo", &missing_repo, "x"],
-            "not_a_git_repo",
-            &[&missing_repo],
-        ),
-        case(
-            "--timeout 0",
-            &["run", "--repo", repo, "--timeout", "0", "x"],
-            "invalid_argument",
-            &["--timeout", "604800"],
-        ),
-        case(
-            "--timeout absurd",
-            &["run", "--repo", repo, "--timeout", "604801", "x"],
-            "invalid_argument",
-            &["--timeout", "604800"],
-        ),
-        case(
-            "WARREN_TIMEOUT_RUN_SECS=0",
-            &["run", "--repo", repo, "x"],
-            "invalid_config",
-            &["timeouts.run_secs", "WARREN_TIMEOUT_RUN_SECS"],
-        )
-        .env("WARREN_TIMEOUT_RUN_SECS", "0"),
-        case(
-            "timeouts.run_secs = 0",
-            &["run", "--repo", repo, "x"],
-            "invalid_config",
-            &["timeouts.run_secs"],
-        )
-        .config(
-            dir,
-            "run0.toml",
-            base.replace("inactivity_secs = 60", "inactivity_secs = 60\nrun_secs = 0"),
-        ),
-        case(
-            "timeouts.inactivity_secs = 0",
-            &["launch", "w", "--repo", repo],
-            "invalid_config",
-            &["timeouts.inactivity_secs"],
-        )
-        .config(
-            dir,
-            "inactive0.toml",
-            base.replace("inactivity_secs = 60", "inactivity_secs = 0"),
-        ),
-        case(
-            "roles.r.run_secs = 0",
-            &["run", "--repo", repo, "x"],
-            "invalid_config",
-            &["roles.r.run_secs"],
-        )
-        .config(
-            dir,
-            "role-run0.toml",
-            format!("{base}\n[roles.r]\nrun_secs = 0\n"),
-        ),
-        case(
-            "roles.r.inactivity_secs absurd",
-            &["run", "--repo", repo, "x"],
-            "invalid_config",
-            &["roles.r.inactivity_secs"],
-        )
-        .config(
-            dir,
-            "role-inactive.toml",
-            format!("{base}\n[roles.r]\ninactivity_secs = 99999999\n"),
-        ),
-        case(
-            "structurer.timeout_secs = 0",
-            &["run", "--repo", repo, "x"],
-            "invalid_config",
-            &["structurer.timeout_secs"],
-        )
-        .config(
-            dir,
-            "structurer0.toml",
-            format!("{base}\n[structurer]\ntimeout_secs = 0\n"),
-        ),
-        case(
-            "pools.p.max_concurrent = 0",
-            &["run", "--repo", repo, "x"],
-            "invalid_config",
-            &["pools.p.max_concurrent"],
-        )
-        .config(
-            dir,
-            "pool0.toml",
-            format!("{base}\n[pools.p]\nmax_concurrent = 0\n"),
-        ),
-        case(
-            "a JSON file as config",
-            &["run", "--repo", repo, "x"],
-            "invalid_config",
-            &["config.json"],
-        )
-        .config(
-            dir,
-            "config.json",
-            "{\"model\": {\"default\": \"scripted/scripted\"}}\n".to_owned(),
-        ),
-        case(
-            "WARREN_CONFIG naming no file",
-            &["run", "--repo", repo, "x"],
-            "invalid_config",
-            &["no-such.toml"],
-        )
-        .env("WARREN_CONFIG", dir.join("no-such.toml").to_str().unwrap()),
-        case(
-            "an unknown config key",
-            &["run", "--repo", repo, "x"],
-            "invalid_config",
-            &["auto_teardwn"],
-        )
-        .config(
-            dir,
-            "typo.toml",
-            format!("{base}\n[sandbox]\nauto_teardwn = false\n"),
-        ),
-        case(
-            "a path as --name",
-            &["run", "--repo", repo, "--name", "../evil", "x"],
-            "invalid_argument",
-            &["../evil"],
-        ),
-        case(
-            "launch with a bad name",
-            &["launch", "Bad", "--repo", repo],
-            "invalid_argument",
-            &["\"Bad\""],
-        ),
-        case(
-            "status with a bad name",
-            &["status", "a/b"],
-            "invalid_argument",
-            &["\"a/b\""],
-        ),
-        case(
-            "logs with a bad name",
-            &["logs", "_x"],
-            "invalid_argument",
-            &["\"_x\""],
-        ),
-        case(
-            "teardown with a bad name",
-            &["teardown", "a..b"],
-            "invalid_argument",
-            &["\"a..b\""],
-        ),
-        case(
-            "export with a bad name",
-            &["export", "A"],
-            "invalid_argument",
-            &["\"A\""],
-        ),
-        case(
-            "an unknown model provider",
-            &["run", "--repo", repo, "--model", "nosuch/model", "x"],
-            "invalid_config",
-            &["nosuch"],
-        ),
-        case(
-            "a model without a provider",
-            &["run", "--repo", repo, "--model", "justamodel", "x"],
-            "invalid_config",
-            &["justamodel"],
-        ),
-        case(
-            "an unknown model",
-            &["launch", "w", "--repo", repo, "--model", "scripted/nope"],
-            "invalid_config",
-            &["nope"],
-        ),
-        case(
-            "an unknown role",
-            &["run", "--repo", repo, "--role", "nosuch", "x"],
-            "invalid_config",
-            &["nosuch"],
-        ),
-        case(
-            "an unknown sandbox provider",
-            &["run", "--repo", repo, "--provider", "vm", "x"],
-            "invalid_config",
-            &["vm"],
-        ),
-        case(
-            "an empty run prompt",
-            &["run", "--repo", repo, "  "],
-            "invalid_argument",
-            &["prompt"],
-        ),
-        case(
-            "an empty launch prompt",
-            &["launch", "w", "--repo", repo, "--prompt", ""],
-            "invalid_argument",
-            &["prompt"],
-        ),
-        case(
-            "an empty exec prompt",
-            &["exec", "w", " "],
-            "invalid_argument",
-            &["prompt"],
-        ),
-        case(
-            "status of an unknown sandbox",
-            &["status", "nosuch"],
-            "sandbox_not_found",
-            &["nosuch"],
-        ),
-        case(
-            "exec of an unknown sandbox",
-            &["exec", "nosuch", "x"],
-            "sandbox_not_found",
-            &["nosuch"],
-        ),
-        case(
-            "export of an unknown sandbox",
-            &["export", "nosuch"],
-            "sandbox_not_found",
-            &["nosuch"],
-        ),
-        case(
-            "teardown of an unknown sandbox",
-            &["teardown", "nosuch"],
-            "sandbox_not_found",
-            &["nosuch"],
-        ),
-        case(
-            "--patch into a missing directory",
-            &["export", "w", "--patch", in_missing],
-            "invalid_argument",
-            &["missing-dir", "does not exist"],
-        ),
-        case(
-            "--patch onto a directory",
-            &["export", "w", "--patch", &t.plain_dir],
-            "invalid_argument",
-            &["plain-dir", "is a directory"],
-        ),
-        case(
-            "--patch onto an existing file",
-            &["export", "w", "--patch", existing],
-            "invalid_argument",
-            &[existing, "already exists"],
-        ),
-        case(
-            "--patch under a file",
-            &["export", "w", "--patch", &under_file],
-            "invalid_argument",
-            &[existing, "not a directory"],
-        ),
-        case(
-            "pull --to an existing file",
-            &["pull", "w", "--to", existing],
-            "invalid_argument",
-            &[existing, "not a directory"],
-        ),
-        case(
-            "pull --to under a file",
-            &["pull", "w", "--to", &under_file],
-            "invalid_argument",
-            &[existing, "not a directory"],
-        ),
-        case(
-            "image build with an unknown profile",
-            &["image", "build", "--profile", "nosuch"],
-            "invalid_config",
-            &["nosuch"],
-        ),
+        case("--repo naming a file", &["run", "--repo", file, "x"], "not_a_git_repo", &[file]),
+        case("launch --repo naming a file", &["launch", "w", "--repo", file], "not_a_git_repo", &[file]),
+        case("config show --repo naming a file", &["config", "show", "--repo", file], "not_a_git_repo", &[file]),
+        case("--repo not in a git work tree", &["run", "--repo", &t.plain_dir, "x"], "not_a_git_repo", &["plain-dir"]),
+        case("--repo missing", &["run", "--repo", &missing_repo, "x"], "not_a_git_repo", &[&missing_repo]),
+        case("--timeout 0", &["run", "--repo", repo, "--timeout", "0", "x"], "invalid_argument", &["--timeout", "604800"]),
+        case("--timeout absurd", &["run", "--repo", repo, "--timeout", "604801", "x"], "invalid_argument", &["--timeout", "604800"]),
+        case("WARREN_TIMEOUT_RUN_SECS=0", &["run", "--repo", repo, "x"], "invalid_config", &["timeouts.run_secs", "WARREN_TIMEOUT_RUN_SECS"])
+            .env("WARREN_TIMEOUT_RUN_SECS", "0"),
+        case("timeouts.run_secs = 0", &["run", "--repo", repo, "x"], "invalid_config", &["timeouts.run_secs"])
+            .config(dir, "run0.toml", base.replace("inactivity_secs = 60", "inactivity_secs = 60\nrun_secs = 0")),
+        case("timeouts.inactivity_secs = 0", &["launch", "w", "--repo", repo], "invalid_config", &["timeouts.inactivity_secs"])
+            .config(dir, "inactive0.toml", base.replace("inactivity_secs = 60", "inactivity_secs = 0")),
+        case("roles.r.run_secs = 0", &["run", "--repo", repo, "x"], "invalid_config", &["roles.r.run_secs"])
+            .config(dir, "role-run0.toml", format!("{base}\n[roles.r]\nrun_secs = 0\n")),
+        case("roles.r.inactivity_secs absurd", &["run", "--repo", repo, "x"], "invalid_config", &["roles.r.inactivity_secs"])
+            .config(dir, "role-inactive.toml", format!("{base}\n[roles.r]\ninactivity_secs = 99999999\n")),
+        case("structurer.timeout_secs = 0", &["run", "--repo", repo, "x"], "invalid_config", &["structurer.timeout_secs"])
+            .config(dir, "structurer0.toml", format!("{base}\n[structurer]\ntimeout_secs = 0\n")),
+        case("pools.p.max_concurrent = 0", &["run", "--repo", repo, "x"], "invalid_config", &["pools.p.max_concurrent"])
+            .config(dir, "pool0.toml", format!("{base}\n[pools.p]\nmax_concurrent = 0\n")),
+        case("a JSON file as config", &["run", "--repo", repo, "x"], "invalid_config", &["config.json"])
+            .config(dir, "config.json", "{\"model\": {\"default\": \"scripted/scripted\"}}\n".to_owned()),
+        case("WARREN_CONFIG naming no file", &["run", "--repo", repo, "x"], "invalid_config", &["no-such.toml"])
+            .env("WARREN_CONFIG", dir.join("no-such.toml").to_str().unwrap()),
+        case("an unknown config key", &["run", "--repo", repo, "x"], "invalid_config", &["auto_teardwn"])
+            .config(dir, "typo.toml", format!("{base}\n[sandbox]\nauto_teardwn = false\n")),
+        case("a path as --name", &["run", "--repo", repo, "--name", "../evil", "x"], "invalid_argument", &["../evil"]),
+        case("launch with a bad name", &["launch", "Bad", "--repo", repo], "invalid_argument", &["\"Bad\""]),
+        case("status with a bad name", &["status", "a/b"], "invalid_argument", &["\"a/b\""]),
+        case("logs with a bad name", &["logs", "_x"], "invalid_argument", &["\"_x\""]),
+        case("teardown with a bad name", &["teardown", "a..b"], "invalid_argument", &["\"a..b\""]),
+        case("export with a bad name", &["export", "A"], "invalid_argument", &["\"A\""]),
+        case("an unknown model provider", &["run", "--repo", repo, "--model", "nosuch/model", "x"], "invalid_config", &["nosuch"]),
+        case("a model without a provider", &["run", "--repo", repo, "--model", "justamodel", "x"], "invalid_config", &["justamodel"]),
+        case("an unknown model", &["launch", "w", "--repo", repo, "--model", "scripted/nope"], "invalid_config", &["nope"]),
+        case("an unknown role", &["run", "--repo", repo, "--role", "nosuch", "x"], "invalid_config", &["nosuch"]),
+        case("an unknown sandbox provider", &["run", "--repo", repo, "--provider", "vm", "x"], "invalid_config", &["vm"]),
+        case("an empty run prompt", &["run", "--repo", repo, "  "], "invalid_argument", &["prompt"]),
+        case("an empty launch prompt", &["launch", "w", "--repo", repo, "--prompt", ""], "invalid_argument", &["prompt"]),
+        case("an empty exec prompt", &["exec", "w", " "], "invalid_argument", &["prompt"]),
+        case("status of an unknown sandbox", &["status", "nosuch"], "sandbox_not_found", &["nosuch"]),
+        case("exec of an unknown sandbox", &["exec", "nosuch", "x"], "sandbox_not_found", &["nosuch"]),
+        case("export of an unknown sandbox", &["export", "nosuch"], "sandbox_not_found", &["nosuch"]),
+        case("teardown of an unknown sandbox", &["teardown", "nosuch"], "sandbox_not_found", &["nosuch"]),
+        case("--patch into a missing directory", &["export", "w", "--patch", in_missing], "invalid_argument", &["missing-dir", "does not exist"]),
+        case("--patch onto a directory", &["export", "w", "--patch", &t.plain_dir], "invalid_argument", &["plain-dir", "is a directory"]),
+        case("--patch onto an existing file", &["export", "w", "--patch", existing], "invalid_argument", &[existing, "already exists"]),
+        case("--patch under a file", &["export", "w", "--patch", &under_file], "invalid_argument", &[existing, "not a directory"]),
+        case("pull --to an existing file", &["pull", "w", "--to", existing], "invalid_argument", &[existing, "not a directory"]),
+        case("pull --to under a file", &["pull", "w", "--to", &under_file], "invalid_argument", &[existing, "not a directory"]),
+        case("image build with an unknown profile", &["image", "build", "--profile", "nosuch"], "invalid_config", &["nosuch"]),
     ];
     if let Some(ro) = &t.read_only_dir {
         let target = ro.join("a.patch");
