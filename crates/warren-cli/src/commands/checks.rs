@@ -212,6 +212,15 @@ pub(crate) fn patch_file(path: &Path, force: bool) -> Result<PathBuf, ErrorInfo>
 /// `pull --to DIR`: a directory, or a path where one can be created.
 pub(crate) fn pull_dir(dir: &Path) -> Result<(), ErrorInfo> {
     const FLAG: &str = "--to";
+    let absolute = std::path::absolute(dir).map_err(|e| {
+        bad_destination(
+            FLAG,
+            dir,
+            &e.to_string(),
+            "pass --to the directory to write into, e.g. --to ./changes".to_owned(),
+        )
+    })?;
+    let dir = absolute.as_path();
     if std::fs::symlink_metadata(dir).is_ok() && !dir.is_dir() {
         return Err(bad_destination(
             FLAG,
