@@ -232,6 +232,7 @@ fn from_error_event(
         _ if patterns.is_rate_limit(&lower) => ErrorInfo::new(ReasonCode::RateLimited, text),
         _ if lower.contains("model") && (lower.contains("not found") || lower.contains("does not exist")) => {
             ErrorInfo::new(ReasonCode::UnknownModel, text)
+                .with_hint("check the model name in --model or model_providers.<name>.models")
         }
         _ if lower.contains("econnrefused") || lower.contains("unable to connect") || lower.contains("cannot reach") => {
             ErrorInfo::new(ReasonCode::ModelUnreachable, text)

@@ -77,7 +77,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PROVIDER/MODEL")]
     pub model: Option<String>,
 
-    /// Hard wall-clock limit for the agent, in seconds [default: timeouts.run_secs]
+    /// Hard wall-clock limit for the agent, in seconds, 1 to 604800 (7 days) [default: timeouts.run_secs]
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
 
@@ -147,6 +147,9 @@ pub struct ExportArgs {
     /// Write a `git am`-able patch series to FILE instead of a branch
     #[arg(long, value_name = "FILE")]
     pub patch: Option<PathBuf>,
+    /// Overwrite FILE if it exists (with --patch)
+    #[arg(long, requires = "patch")]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -67,7 +67,8 @@ impl AnyProvider {
             other => Err(ErrorInfo::new(
                 ReasonCode::InvalidConfig,
                 format!("unknown sandbox provider {other:?}; accepted: local, docker"),
-            )),
+            )
+            .with_hint("pass --provider local or --provider docker")),
         }
     }
 

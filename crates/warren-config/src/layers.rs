@@ -55,9 +55,14 @@ impl UserFacing for ConfigError {
     }
     fn hint(&self) -> Option<String> {
         match self {
-            Self::Read { .. } => {
-                Some("check the file exists and is readable, or unset WARREN_CONFIG".into())
-            }
+            Self::Read { path, .. } if path.ends_with(".warren.toml") => Some(format!(
+                "check that {} is a readable file, or remove it",
+                path.display()
+            )),
+            Self::Read { path, .. } => Some(format!(
+                "check that {} exists and is a readable file, or unset WARREN_CONFIG",
+                path.display()
+            )),
             Self::Invalid { hint, .. } => hint.clone(),
         }
     }
@@ -146,7 +151,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             let value = coerce(&defaults, key, &raw).map_err(|message| ConfigError::Invalid {
                 origin: format!("environment {var}"),
                 message,
-                hint: None,
+                hint: Some(format!(
+                    "fix {var}, or unset it to use the config files' {key}"
+                )),
             })?;
             set_path(&mut merged, key, value);
             sources.insert((*key).to_owned(), Source::Env((*var).to_owned()));
@@ -158,16 +165,26 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     }
     let config: Config = Value::Table(merged)
         .try_into()
-        .map_err(|e: toml::de::Error| invalid("the merged configuration", e.message()))?;
+        .map_err(|e: toml::de::Error| ConfigError::Invalid {
+            origin: "the merged configuration".to_owned(),
+            message: e.message().trim().to_owned(),
+            hint: Some(SCHEMA_HINT.into()),
+        })?;
     validate(&config, &sources)?;
     Ok(Loaded { config, sources })
 }
+
+/// Where every section, key and accepted value is described.
+const SCHEMA_HINT: &str = "see docs/config.md for every section, key and accepted value";
+
+/// The same hint for every model reference that names nothing configured.
+const MODEL_HINT: &str = "name a provider/model listed in [model_providers.<provider>] models, or add the model there (docs/config.md)";
 
 fn invalid(origin: &str, message: &str) -> ConfigError {
     ConfigError::Invalid {
         origin: origin.to_owned(),
         message: message.trim().to_owned(),
-        hint: None,
+        hint: Some(SCHEMA_HINT.into()),
     }
 }
 
@@ -188,13 +205,36 @@ fn read_layer(path: &Path, must_exist: bool) -> Result<Option<Table>, ConfigErro
         }
     };
     let origin = path.display().to_string();
-    let table: Table = toml::from_str(&text).map_err(|e| invalid(&origin, &e.to_string()))?;
+    let table: Table = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        origin: origin.clone(),
+        message: e.to_string().trim().to_owned(),
+        hint: Some(syntax_hint(path)),
+    })?;
     toml::from_str::<Config>(&text).map_err(|e| ConfigError::Invalid {
         origin,
         message: e.to_string().trim().to_owned(),
-        hint: Some("see docs/config.md for every section, key and accepted value".into()),
+        hint: Some(SCHEMA_HINT.into()),
     })?;
     Ok(Some(table))
+}
+
+/// What to do about a file that is not TOML at all: often JSON or YAML given by mistake.
+fn syntax_hint(path: &Path) -> String {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some(kind @ ("json" | "yaml" | "yml")) => format!(
+            "warren's config is TOML, not {}: rewrite {} as TOML (docs/config.md has an example), or point WARREN_CONFIG at a .toml file",
+            kind.to_ascii_uppercase().replace("YML", "YAML"),
+            path.display()
+        ),
+        _ => format!(
+            "fix the TOML syntax at the line shown in {} (docs/config.md has an example)",
+            path.display()
+        ),
+    }
 }
 
 /// Merges `layer` into `base` key by key: tables recurse, everything else replaces.
@@ -310,7 +350,10 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
                 config.sandbox.provider,
                 SANDBOX_PROVIDERS.join(", ")
             ),
-            hint: None,
+            hint: Some(format!(
+                "set sandbox.provider to one of: {}",
+                SANDBOX_PROVIDERS.join(", ")
+            )),
         });
     }
     if config.sandbox.image().is_none() {
@@ -348,7 +391,7 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
             return Err(ConfigError::Invalid {
                 origin: origin_of(&format!("model_providers.{name}.base_url")),
                 message: format!("{key} is empty; list the model names this endpoint serves"),
-                hint: None,
+                hint: Some(format!("e.g. {key} = [\"my-model\"]")),
             });
         }
     }
@@ -380,7 +423,7 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
                 .map_err(|message| ConfigError::Invalid {
                     origin: origin_of(&key),
                     message: format!("{key}: {message}"),
-                    hint: None,
+                    hint: Some(MODEL_HINT.into()),
                 })?;
         }
     }
@@ -390,7 +433,7 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
             .map_err(|message| ConfigError::Invalid {
                 origin: origin_of("structurer.model"),
                 message: format!("structurer.model: {message}"),
-                hint: None,
+                hint: Some(MODEL_HINT.into()),
             })?;
     }
     for key in ["model.default", "model.small"] {
@@ -404,11 +447,11 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
                 .map_err(|message| ConfigError::Invalid {
                     origin: origin_of(key),
                     message: format!("{key}: {message}"),
-                    hint: None,
+                    hint: Some(MODEL_HINT.into()),
                 })?;
         }
     }
-    Ok(())
+    crate::bounds::check(config, &origin_of)
 }
 
 impl Config {

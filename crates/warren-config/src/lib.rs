@@ -2,8 +2,11 @@
 //! key it does not name), the merged result is validated once, and every value remembers which
 //! layer set it so `warren config show` can say where it came from.
 
+mod bounds;
 mod layers;
 mod model;
+
+pub use bounds::{MAX_TIMEOUT_SECS, timeout_range};
 
 pub use layers::{ConfigError, LoadOptions, Loaded, Source, load};
 pub use model::{

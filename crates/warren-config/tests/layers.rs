@@ -248,3 +248,117 @@ fn an_image_profile_must_name_a_defined_image_and_partial_profiles_merge() {
     );
     assert!(loaded.config.sandbox.auto_teardown);
 }
+
+/// Loads a repo file with `body` and returns the error it must cause, as (text, hint).
+fn refused(body: &str) -> (String, String) {
+    let repo = tempfile::tempdir().unwrap();
+    write(repo.path(), ".warren.toml", body);
+    let err = load(&opts(None, Some(repo.path()))).unwrap_err();
+    assert_eq!(err.reason_code(), ReasonCode::InvalidConfig);
+    let hint = err.hint().expect("a config error names its fix");
+    (err.to_string(), hint)
+}
+
+#[test]
+fn a_zero_or_absurd_timeout_is_refused_naming_the_key_and_the_range() {
+    let role = "[roles.reviewer]\n";
+    let cases = [
+        ("[timeouts]\nrun_secs = 0\n", "timeouts.run_secs"),
+        (
+            "[timeouts]\ninactivity_secs = 0\n",
+            "timeouts.inactivity_secs",
+        ),
+        ("[timeouts]\nrun_secs = 604801\n", "timeouts.run_secs"),
+        (
+            "[structurer]\ntimeout_secs = 0\n",
+            "structurer.timeout_secs",
+        ),
+        (
+            &format!("{role}run_secs = 0\n") as &str,
+            "roles.reviewer.run_secs",
+        ),
+        (
+            &format!("{role}inactivity_secs = 99999999999\n"),
+            "roles.reviewer.inactivity_secs",
+        ),
+    ];
+    for (body, key) in cases {
+        let (text, hint) = refused(body);
+        assert!(
+            text.contains(key) && text.contains("1 to 604800") && text.contains(".warren.toml"),
+            "{body}: {text}"
+        );
+        assert!(hint.contains(key), "{body}: {hint}");
+    }
+
+    let mut o = opts(None, None);
+    o.env = vec![("WARREN_TIMEOUT_RUN_SECS".into(), "0".into())];
+    let err = load(&o).unwrap_err().to_string();
+    assert!(
+        err.contains("WARREN_TIMEOUT_RUN_SECS") && err.contains("timeouts.run_secs"),
+        "{err}"
+    );
+
+    // The bounds themselves are accepted.
+    let repo = tempfile::tempdir().unwrap();
+    write(
+        repo.path(),
+        ".warren.toml",
+        "[timeouts]\nrun_secs = 604800\ninactivity_secs = 1\n[roles.r]\nrun_secs = 1\n",
+    );
+    let loaded = load(&opts(None, Some(repo.path()))).unwrap();
+    assert_eq!(
+        loaded.config.timeouts.run_secs,
+        warren_config::MAX_TIMEOUT_SECS
+    );
+}
+
+#[test]
+fn a_pool_of_zero_runs_is_refused_naming_the_key() {
+    let (text, hint) = refused("[pools.gpu]\nmax_concurrent = 0\n");
+    assert!(
+        text.contains("pools.gpu.max_concurrent") && text.contains("1 or more"),
+        "{text}"
+    );
+    assert!(hint.contains("pools.gpu.max_concurrent"), "{hint}");
+}
+
+#[test]
+fn a_json_file_given_as_config_says_the_config_is_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = write(
+        dir.path(),
+        "config.json",
+        "{\"model\": {\"default\": \"a/b\"}}\n",
+    );
+    let err = load(&opts(Some(json.clone()), None)).unwrap_err();
+    assert_eq!(err.reason_code(), ReasonCode::InvalidConfig);
+    assert!(err.to_string().contains("config.json"), "{err}");
+    let hint = err.hint().unwrap();
+    assert!(hint.contains("TOML, not JSON"), "{hint}");
+}
+
+#[test]
+fn every_config_error_carries_a_hint() {
+    let provider = "[model_providers.p]\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"m\"]\n";
+    for body in [
+        "[sandbox]\nprovider = \"vm\"\n".to_owned(),
+        "[model_providers.p]\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = []\n".to_owned(),
+        format!("{provider}[model]\ndefault = \"p/nope\"\n"),
+        format!("{provider}[model]\nsmall = \"q/m\"\n"),
+        format!("{provider}[structurer]\nmodel = \"p/nope\"\n"),
+        format!("{provider}[roles.r]\nmodel = \"nope\"\n"),
+        "not toml at all = = =\n".to_owned(),
+    ] {
+        let (text, hint) = refused(&body);
+        assert!(!hint.is_empty(), "{body}: {text}");
+    }
+    let mut o = opts(None, None);
+    o.env = vec![("WARREN_TIMEOUT_RUN_SECS".into(), "ten".into())];
+    let err = load(&o).unwrap_err();
+    assert!(
+        err.hint()
+            .is_some_and(|h| h.contains("WARREN_TIMEOUT_RUN_SECS")),
+        "{err}"
+    );
+}

@@ -108,8 +108,52 @@ impl SandboxName {
         }
     }
 
+    /// The valid name closest to `raw` (lowercased, other characters turned into '-'), for a
+    /// hint after `raw` was refused; `None` when nothing usable is left.
+    pub fn suggest(raw: &str) -> Option<Self> {
+        let mut name = String::new();
+        for c in raw.chars() {
+            let c = c.to_ascii_lowercase();
+            let c = if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_') {
+                c
+            } else {
+                '-'
+            };
+            let repeated = matches!(c, '-' | '.') && name.ends_with(c);
+            if !repeated {
+                name.push(c);
+            }
+        }
+        let mut name = name
+            .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+            .to_owned();
+        name.truncate(63);
+        loop {
+            let trimmed = name.trim_end_matches(['.', '-']);
+            let trimmed = trimmed.strip_suffix(".lock").unwrap_or(trimmed);
+            if trimmed.len() == name.len() {
+                break;
+            }
+            name = trimmed.to_owned();
+        }
+        Self::parse(&name).ok().filter(|n| n.as_str() != raw)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl crate::UserFacing for InvalidName {
+    fn reason_code(&self) -> crate::ReasonCode {
+        crate::ReasonCode::InvalidArgument
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match SandboxName::suggest(&self.name) {
+            Some(name) => format!("use a name like {name}"),
+            None => "use a name like fix-login or run.2".to_owned(),
+        })
     }
 }
 
@@ -167,6 +211,29 @@ mod tests {
         ] {
             assert!(SandboxName::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_refused_name_suggests_the_closest_valid_one() {
+        for (bad, suggested) in [
+            ("../evil", Some("evil")),
+            ("Fix Login", Some("fix-login")),
+            ("a..b", Some("a.b")),
+            ("a.lock", Some("a")),
+            ("-rf", Some("rf")),
+            ("feature/x.", Some("feature-x")),
+            ("", None),
+            ("///", None),
+        ] {
+            let got = SandboxName::suggest(bad);
+            assert_eq!(got.as_ref().map(SandboxName::as_str), suggested, "{bad}");
+        }
+        let long = SandboxName::suggest(&"X".repeat(80));
+        assert_eq!(long.map(|n| n.as_str().len()), Some(63));
+        let hint = SandboxName::parse("Bad")
+            .err()
+            .and_then(|e| crate::UserFacing::hint(&e));
+        assert_eq!(hint.as_deref(), Some("use a name like bad"));
     }
 
     #[test]

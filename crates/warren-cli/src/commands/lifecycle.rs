@@ -3,12 +3,12 @@
 
 use serde_json::json;
 use warren_config::Config;
-use warren_domain::{ErrorInfo, ReasonCode, SandboxName, UserFacing};
+use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
 use warren_engine::{Cancel, Engine, ExportTarget, LaunchRequest, Lifecycle, MonitorJob};
 use warren_provider_local::LocalProvider;
 
 use super::read::{Follow, follow_events};
-use super::{canonical_repo, data_dir, load_config, with_lifecycle};
+use super::{checks, data_dir, load_config, with_lifecycle};
 use crate::cli::{
     ExecArgs, ExportArgs, GlobalArgs, LaunchArgs, MonitorArgs, PullArgs, TeardownArgs,
 };
@@ -24,9 +24,11 @@ fn config_for(global: &GlobalArgs, name: &str) -> Result<Config, ErrorInfo> {
 }
 
 pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> Result<i32, ErrorInfo> {
-    let name = SandboxName::parse(&args.name)
-        .map_err(|e| ErrorInfo::new(ReasonCode::InvalidArgument, e.to_string()))?;
-    let repo = canonical_repo(&args.repo)?;
+    let name = checks::sandbox_name(&args.name)?;
+    if let Some(prompt) = &args.prompt {
+        checks::prompt(prompt, "--prompt \"fix the failing test\"")?;
+    }
+    let repo = checks::repo_dir(&args.repo)?;
     let mut flags = Vec::new();
     if let Some(provider) = &args.provider {
         flags.push((
@@ -43,6 +45,7 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> Result<i32, ErrorI
         ));
     }
     let config = load_config(Some(&repo), flags)?.config;
+    checks::model_and_role(&config, args.model.as_deref(), args.role.as_deref())?;
     let provider = AnyProvider::from_config(&config, Some(&repo))?;
     let data_dir = data_dir(global)?;
     let lc = Lifecycle::open(&provider, &config, &data_dir)?;
@@ -72,13 +75,13 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> Result<i32, ErrorI
 }
 
 pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<i32, ErrorInfo> {
-    if args.prompt.trim().is_empty() {
-        return Err(ErrorInfo::new(
-            ReasonCode::InvalidArgument,
-            "the prompt is empty",
-        ));
-    }
+    checks::sandbox_name(&args.name)?;
+    checks::prompt(
+        &args.prompt,
+        &format!("warren exec {} \"now add a regression test\"", args.name),
+    )?;
     let config = config_for(global, &args.name)?;
+    checks::model_and_role(&config, None, args.role.as_deref())?;
     let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = data_dir(global)?;
     let lc = Lifecycle::open(&provider, &config, &data_dir)?;
@@ -108,12 +111,18 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<i32, ErrorInfo>
 }
 
 pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<i32, ErrorInfo> {
+    checks::sandbox_name(&args.name)?;
+    // The destination is checked before the engine takes the lease and moves the sandbox to
+    // `saving`: a refused export changes nothing.
+    let patch = args
+        .patch
+        .as_deref()
+        .map(|file| checks::patch_file(file, args.force))
+        .transpose()?;
     let config = config_for(global, &args.name)?;
-    let target = match (args.branch, args.patch) {
+    let target = match (args.branch, patch) {
         (Some(branch), _) => Some(ExportTarget::Branch(branch)),
-        (None, Some(file)) => Some(ExportTarget::Patch(
-            std::path::absolute(&file).unwrap_or(file),
-        )),
+        (None, Some(file)) => Some(ExportTarget::Patch(file)),
         (None, None) => None,
     };
     let spinner = Spinner::start(global.json, &format!("exporting {}", args.name));
@@ -159,6 +168,7 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<i32, ErrorInfo> {
 }
 
 pub fn sync(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
+    checks::sandbox_name(name)?;
     let config = config_for(global, name)?;
     let mut printer = EventPrinter::new(false);
     let report = with_lifecycle(global, &config, |lc| lc.sync(name, &mut printer))?;
@@ -182,6 +192,8 @@ pub fn sync(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
 }
 
 pub fn pull(global: &GlobalArgs, args: PullArgs) -> Result<i32, ErrorInfo> {
+    checks::sandbox_name(&args.name)?;
+    checks::pull_dir(&args.to)?;
     let config = config_for(global, &args.name)?;
     let report = with_lifecycle(global, &config, |lc| lc.pull(&args.name, &args.to))?;
     if global.json {
@@ -199,6 +211,7 @@ pub fn pull(global: &GlobalArgs, args: PullArgs) -> Result<i32, ErrorInfo> {
 }
 
 pub async fn teardown(global: &GlobalArgs, args: TeardownArgs) -> Result<i32, ErrorInfo> {
+    checks::sandbox_name(&args.name)?;
     let config = config_for(global, &args.name)?;
     let mut printer = EventPrinter::new(false);
     let record = with_lifecycle(global, &config, |lc| {
@@ -359,10 +372,20 @@ pub async fn image_build(
             .get(profile)
             .cloned()
             .ok_or_else(|| {
+                let known: Vec<&str> = config
+                    .sandbox
+                    .image_profiles
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
                 ErrorInfo::new(
                     ReasonCode::InvalidConfig,
                     format!("no image profile {profile:?} in sandbox.image_profiles"),
                 )
+                .with_hint(format!(
+                    "pass --profile one of {}, or add {profile} = \"<image tag>\" under [sandbox.image_profiles]",
+                    known.join(", ")
+                ))
             })?,
         (None, None) => warren_provider_docker::DEFAULT_SANDBOX_IMAGE.to_owned(),
     };
@@ -390,6 +413,7 @@ pub async fn image_build(
 pub async fn monitor(global: &GlobalArgs, args: MonitorArgs) -> Result<i32, ErrorInfo> {
     let job: MonitorJob = serde_json::from_str(&args.job).map_err(|e| {
         ErrorInfo::new(ReasonCode::InvalidArgument, format!("bad monitor job: {e}"))
+            .with_hint("__monitor is started by 'warren launch' and 'warren exec', not by hand")
     })?;
     let config: Config = match std::env::var(MONITOR_CONFIG_ENV) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {

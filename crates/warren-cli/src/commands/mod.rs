@@ -1,6 +1,7 @@
 //! One function per command: turn parsed arguments into engine calls and render what comes back.
 //! Every failure is an `ErrorInfo`, rendered once, with the exit code of its class.
 
+mod checks;
 mod lifecycle;
 mod read;
 mod run;
@@ -43,6 +44,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(error) => {
+            let error = checks::with_hint(error);
             print_error(&error, json);
             error.reason_code.exit_class().code()
         }
@@ -90,14 +92,4 @@ pub(crate) fn with_lifecycle<T>(
     let data_dir = data_dir(global)?;
     let lifecycle = Lifecycle::open(&provider, config, &data_dir)?;
     body(&lifecycle)
-}
-
-pub(crate) fn canonical_repo(path: &Path) -> Result<PathBuf, ErrorInfo> {
-    std::fs::canonicalize(path).map_err(|e| {
-        ErrorInfo::new(
-            ReasonCode::NotAGitRepo,
-            format!("{} is not a directory: {e}", path.display()),
-        )
-        .with_hint("pass --repo pointing at a git work tree")
-    })
 }

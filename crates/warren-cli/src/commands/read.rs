@@ -12,7 +12,7 @@ use warren_engine::{Assessment, Lifecycle, RunObserver, SandboxDirs, assess};
 use warren_provider_local::LocalProvider;
 use warren_store::SandboxRecord;
 
-use super::{load_config, with_lifecycle};
+use super::{checks, load_config, with_lifecycle};
 use crate::cli::{GlobalArgs, LogsArgs};
 use crate::output::EventPrinter;
 use crate::provider::AnyProvider;
@@ -88,6 +88,7 @@ fn changed_files(
 }
 
 pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
+    checks::sandbox_name(name)?;
     let config = load_config(None, Vec::new())?.config;
     with_lifecycle(global, &config, |lc| {
         let mut r = lc.find(name)?;
@@ -178,6 +179,7 @@ pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
 
 /// Prints recorded events; with `follow`, keeps printing new ones until the sandbox is idle.
 pub async fn logs(global: &GlobalArgs, args: &LogsArgs) -> Result<i32, ErrorInfo> {
+    checks::sandbox_name(&args.name)?;
     let config = load_config(None, Vec::new())?.config;
     let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = super::data_dir(global)?;
@@ -291,6 +293,7 @@ fn lost(record: &SandboxRecord) -> ErrorInfo {
 }
 
 pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
+    checks::sandbox_name(name)?;
     let config = load_config(None, Vec::new())?.config;
     with_lifecycle(global, &config, |lc| {
         let r = lc.find(name)?;
@@ -298,7 +301,11 @@ pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
             return Err(ErrorInfo::new(
                 ReasonCode::WrongState,
                 format!("sandbox {} was torn down", r.name),
-            ));
+            )
+            .with_hint(format!(
+                "its record stays ('warren status {}'); launch a new sandbox to work on",
+                r.name
+            )));
         }
         let dirs = SandboxDirs::new(lc.data_dir, &r.id);
         let exec = format!("warren exec {} \"<your follow-up prompt>\"", r.name);
@@ -338,7 +345,8 @@ pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
 }
 
 pub fn config_show(json: bool, repo: Option<&Path>) -> Result<i32, ErrorInfo> {
-    let loaded = load_config(repo, Vec::new())?;
+    let repo = repo.map(checks::repo_dir).transpose()?;
+    let loaded = load_config(repo.as_deref(), Vec::new())?;
     if json {
         println!(
             "{}",

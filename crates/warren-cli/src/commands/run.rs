@@ -1,39 +1,28 @@
 //! `warren run`: the one-shot main job, hosted by the engine like every other operation. The
 //! CLI streams the run's recorded events as they are written and owns the signals.
 
-use warren_domain::{ErrorInfo, ReasonCode, SandboxName};
+use warren_domain::ErrorInfo;
 use warren_engine::{Engine, RunObserver, RunRequest};
 
-use super::{canonical_repo, data_dir, load_config};
+use super::{checks, data_dir, load_config};
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::output::{EventPrinter, print_summary};
 use crate::provider::AnyProvider;
 use crate::supervisor::cancel_on_signals;
 
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
-    let name = args
-        .name
-        .as_deref()
-        .map(SandboxName::parse)
-        .transpose()
-        .map_err(|e| ErrorInfo::new(ReasonCode::InvalidArgument, e.to_string()))?;
-    if args.prompt.trim().is_empty() {
-        return Err(
-            ErrorInfo::new(ReasonCode::InvalidArgument, "the prompt is empty").with_hint(
-                "say what the agent should do, e.g. warren run \"fix the failing test\"",
-            ),
-        );
-    }
+    let name = args.name.as_deref().map(checks::sandbox_name).transpose()?;
+    checks::prompt(&args.prompt, "warren run \"fix the failing test\"")?;
     let mut flags = Vec::new();
     if let Some(secs) = args.timeout {
-        let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+        let secs = i64::try_from(checks::timeout(secs)?).unwrap_or(i64::MAX);
         flags.push((
             "timeouts.run_secs".to_owned(),
             toml::Value::Integer(secs),
             "--timeout".to_owned(),
         ));
     }
-    let repo_dir = canonical_repo(&args.repo)?;
+    let repo_dir = checks::repo_dir(&args.repo)?;
     if let Some(provider) = &args.provider {
         flags.push((
             "sandbox.provider".to_owned(),
@@ -42,6 +31,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
         ));
     }
     let loaded = load_config(Some(&repo_dir), flags)?;
+    checks::model_and_role(&loaded.config, args.model.as_deref(), args.role.as_deref())?;
     let provider = AnyProvider::from_config(&loaded.config, Some(&repo_dir))?;
     let engine = Engine::new(provider, loaded.config.clone(), data_dir(global)?);
     let request = RunRequest {

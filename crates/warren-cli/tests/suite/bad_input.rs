@@ -271,3 +271,89 @@ async fn a_profile_naming_a_missing_image_names_the_key() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_refuses_to_overwrite_a_patch_file_without_force_and_changes_nothing() {
+    let fx = Fixture::new(&scenario(vec![
+        serde_json::json!({ "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/added.txt", "content": "added\n" } }] }),
+        text_turn("done"),
+    ]))
+    .await;
+    let repo = fx.repo.to_str().unwrap();
+    let out = fx
+        .warren(&[
+            "launch",
+            "work",
+            "--repo",
+            repo,
+            "--prompt",
+            "add a file",
+            "--json",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let followed = fx.warren(&["logs", "work", "-f", "--json"]).await;
+    assert!(followed.status.success(), "{}", stderr(&followed));
+    let before = super::harness::status(&fx, "work").await;
+    assert_eq!(before["sandbox"]["state"], "completed", "{before}");
+    let events_before = json_lines(&fx.warren(&["logs", "work", "--json"]).await).len();
+
+    let patch = fx.dir.path().join("mine.patch");
+    std::fs::write(&patch, "the user's own file\n").unwrap();
+    let refused = fx
+        .warren(&[
+            "export",
+            "work",
+            "--patch",
+            patch.to_str().unwrap(),
+            "--json",
+        ])
+        .await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let error = only_error(&refused);
+    assert_eq!(error["reason_code"], "invalid_argument");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists"),
+        "{error}"
+    );
+    assert!(
+        error["hint"].as_str().unwrap().contains("--force"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&patch).unwrap(),
+        "the user's own file\n",
+        "a refused export leaves the file alone"
+    );
+    let after = super::harness::status(&fx, "work").await;
+    assert_eq!(
+        after["sandbox"], before["sandbox"],
+        "a refused export changes nothing in the record (no `saving`)"
+    );
+    assert!(after["lease"].is_null(), "{after}");
+    assert_eq!(
+        json_lines(&fx.warren(&["logs", "work", "--json"]).await).len(),
+        events_before,
+        "a refused export records no event"
+    );
+
+    let forced = fx
+        .warren(&[
+            "export",
+            "work",
+            "--patch",
+            patch.to_str().unwrap(),
+            "--force",
+            "--json",
+        ])
+        .await;
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    let written = std::fs::read_to_string(&patch).unwrap();
+    assert!(
+        written.starts_with("From ") && written.contains("added.txt"),
+        "{written}"
+    );
+}

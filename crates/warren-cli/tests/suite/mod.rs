@@ -1,4 +1,5 @@
 mod bad_input;
+mod bad_input_table;
 mod harness;
 mod isolation;
 mod lifecycle;
