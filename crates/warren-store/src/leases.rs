@@ -131,7 +131,8 @@ impl Store {
         who: &LeaseHolder,
     ) -> Result<Lease, StoreError> {
         const OP: &str = "acquiring a sandbox lease";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         // Judged under the write lock, so no other process can claim the lease in between.
         let (now, now_text) = self.now_text(OP)?;
         let sandbox = self.require(&tx, id, OP)?;
@@ -201,7 +202,8 @@ impl Store {
         who: &LeaseHolder,
     ) -> Result<Lease, StoreError> {
         const OP: &str = "renewing a sandbox lease";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         let (now, _) = self.now_text(OP)?;
         let sandbox = self.require(&tx, id, OP)?;
         let mut current = match self.lease_row(&tx, id, OP)? {
@@ -229,7 +231,8 @@ impl Store {
     /// holder that lost its lease cannot free the new holder's.
     pub fn release_lease_as(&self, id: &SandboxId, who: &LeaseHolder) -> Result<(), StoreError> {
         const OP: &str = "releasing a sandbox lease";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         let ours = self
             .lease_row(&tx, id, OP)?
             .is_some_and(|row| row.is_held_by(who));
@@ -245,7 +248,7 @@ impl Store {
         const OP: &str = "reading a sandbox lease";
         let now = clock::now();
         Ok(self
-            .lease_row(&self.conn, id, OP)?
+            .lease_row(&self.conn(), id, OP)?
             .filter(|row| row.is_live(now))
             .map(|row| row.lease))
     }
@@ -254,7 +257,8 @@ impl Store {
     /// report what it freed.
     pub fn expire_dead_leases(&self) -> Result<Vec<Lease>, StoreError> {
         const OP: &str = "expiring dead sandbox leases";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         let (now, _) = self.now_text(OP)?;
         let rows = {
             let mut stmt = tx

@@ -103,7 +103,8 @@ impl Store {
         who: &LeaseHolder,
     ) -> Result<PoolTry, StoreError> {
         const OP: &str = "asking for a concurrency pool slot";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         // Stamped under the write lock, so time order matches the order decisions were made in.
         let (_, now) = self.now_text(OP)?;
         let sandbox = self.require(&tx, id, OP)?;
@@ -201,7 +202,8 @@ impl Store {
     /// Doing so when it has neither is a no-op, so a run can release on every exit path.
     pub fn pool_release(&self, pool: &str, id: &SandboxId) -> Result<(), StoreError> {
         const OP: &str = "releasing a concurrency pool slot";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         for table in [Table::Slots, Table::Waiters] {
             tx.execute(
                 &format!(
@@ -220,7 +222,8 @@ impl Store {
     pub fn pool_usage(&self, pool: &str) -> Result<(Vec<SandboxId>, Vec<SandboxId>), StoreError> {
         const OP: &str = "reading a concurrency pool's use";
         // Immediate rather than read-only: it prunes, and both lists then come from one moment.
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         self.prune_pool(&tx, pool, OP)?;
         let holding = self.pool_ids(
             &tx,

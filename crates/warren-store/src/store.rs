@@ -2,6 +2,7 @@
 //! function that changes a sandbox's lifecycle state.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use time::OffsetDateTime;
@@ -14,12 +15,21 @@ use crate::record::{
 };
 use crate::schema;
 
-/// A connection to warren's state database. `Send` but not `Sync`: share it behind a `Mutex`,
-/// or give each thread or process its own [`Store::open`] on the same file.
+/// A connection to warren's state database. `Send + Sync`: the connection sits behind a mutex
+/// taken for each call (one statement, or one whole transaction), so threads sharing a handle
+/// take turns; threads or processes wanting to overlap open their own [`Store::open`] on the
+/// same file, and SQLite's locks order them.
 pub struct Store {
-    pub(crate) conn: Connection,
+    conn: Mutex<Connection>,
     pub(crate) path: PathBuf,
 }
+
+// Checked at compile time: the engine's futures hold `&Store` across awaits, and a server must be
+// able to spawn them on a multi-threaded runtime.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+};
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -53,7 +63,19 @@ impl Store {
 
     fn migrated(mut conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
         schema::migrate(&mut conn).map_err(failed(&path, "migrating the schema"))?;
-        Ok(Store { conn, path })
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// The connection, for one call. A panic while it was held (a bug, not a database state)
+    /// leaves nothing half-done: an open transaction rolls back as it unwinds, so a poisoned
+    /// lock is taken over rather than turned into an error for every later call.
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The database file this store was opened on.
@@ -64,8 +86,13 @@ impl Store {
     /// Begins a transaction that takes the write lock up front. Any read-then-write must use
     /// this: a deferred transaction that upgrades to writing fails at once with `SQLITE_BUSY`
     /// when another process wrote in between, instead of waiting out the busy timeout.
-    pub(crate) fn immediate(&self, operation: &str) -> Result<Transaction<'_>, StoreError> {
-        Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+    /// The caller holds the connection's lock (`self.conn()`) for the transaction's lifetime.
+    pub(crate) fn immediate<'c>(
+        &self,
+        conn: &'c Connection,
+        operation: &str,
+    ) -> Result<Transaction<'c>, StoreError> {
+        Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
             .map_err(failed(&self.path, operation))
     }
 
@@ -86,7 +113,8 @@ impl Store {
     pub fn create_sandbox(&self, new: NewSandbox) -> Result<SandboxRecord, StoreError> {
         const OP: &str = "recording a new sandbox";
         let repo = path_text(&new.repo).map_err(self.fail(OP))?;
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         // Stamped under the write lock so time order matches commit order.
         let (_, now) = self.now_text(OP)?;
         // Checked inside the write transaction so the answer cannot go stale before the insert;
@@ -119,12 +147,15 @@ impl Store {
             ],
         )
         .map_err(self.fail(OP))?;
+        // Read back inside the transaction: the lock is already held, and the row is exactly
+        // what was committed.
+        let record = self.get_with(&tx, &new.id)?;
         tx.commit().map_err(self.fail(OP))?;
-        self.get(&new.id)
+        Ok(record)
     }
 
     pub fn get(&self, id: &SandboxId) -> Result<SandboxRecord, StoreError> {
-        self.get_with(&self.conn, id)
+        self.get_with(&self.conn(), id)
     }
 
     pub(crate) fn get_with(
@@ -152,7 +183,7 @@ impl Store {
              ORDER BY state = 'destroyed', created_at DESC, rowid DESC LIMIT 1"
         );
         let raw = self
-            .conn
+            .conn()
             .query_row(&sql, [name.as_str()], RawSandbox::from_row)
             .optional()
             .map_err(self.fail(OP))?
@@ -173,7 +204,8 @@ impl Store {
         let sql = format!(
             "SELECT {SANDBOX_COLUMNS} FROM sandboxes {filter} ORDER BY created_at DESC, rowid DESC"
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(self.fail(OP))?;
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql).map_err(self.fail(OP))?;
         let raws = stmt
             .query_map([], RawSandbox::from_row)
             .map_err(self.fail(OP))?
@@ -193,7 +225,8 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<SandboxRecord, StoreError> {
         const OP: &str = "changing a sandbox's state";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         // Stamped under the write lock so time order matches commit order.
         let (_, now) = self.now_text(OP)?;
         let from: String = tx
@@ -237,9 +270,9 @@ impl Store {
     /// The lifecycle audit log of one sandbox, oldest first.
     pub fn transitions(&self, id: &SandboxId) -> Result<Vec<TransitionRecord>, StoreError> {
         const OP: &str = "reading a sandbox's state history";
-        self.require(&self.conn, id, OP)?;
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        self.require(&conn, id, OP)?;
+        let mut stmt = conn
             .prepare(
                 "SELECT seq, from_state, to_state, at, reason FROM transitions \
                  WHERE sandbox_id = ?1 ORDER BY seq",

@@ -26,7 +26,7 @@ impl Store {
         let mut all: Vec<&dyn ToSql> = vec![&now, &id_text];
         all.extend_from_slice(values);
         let changed = self
-            .conn
+            .conn()
             .execute(&sql, all.as_slice())
             .map_err(self.fail(operation))?;
         if changed == 0 {

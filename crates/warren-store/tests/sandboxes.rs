@@ -8,6 +8,34 @@ use warren_domain::{ErrorInfo, ReasonCode, SandboxId, SandboxState, Usage, UserF
 use warren_store::{Store, StoreError, default_db_path};
 
 #[test]
+fn the_store_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+
+    // One handle used from several threads at once: each call takes the connection in turn.
+    let (_dir, store) = file_store();
+    let store = std::sync::Arc::new(store);
+    let threads: Vec<_> = (0..4)
+        .map(|n| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                let rec = store
+                    .create_sandbox(new_sandbox(&format!("shared-{n}")))
+                    .unwrap();
+                store
+                    .transition(&rec.id, SandboxState::Provisioning, None)
+                    .unwrap();
+                store.get(&rec.id).unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap().state, SandboxState::Provisioning);
+    }
+    assert_eq!(store.list(false).unwrap().len(), 4);
+}
+
+#[test]
 fn open_creates_parent_dirs_and_turns_on_wal() {
     let dir = tempfile::tempdir().unwrap();
     let path = default_db_path(&dir.path().join("a").join("b"));
