@@ -15,7 +15,7 @@ use warren_domain::{
     AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, UserFacing,
 };
 use warren_provider::Provider;
-use warren_store::{LeaseHolder, Store};
+use warren_store::{LeaseHolder, StateStore, Store};
 
 use crate::paths::SandboxDirs;
 use crate::prepare::prepare;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use warren_domain::{AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxState, UserFacing};
-use warren_store::{SandboxRecord, Store};
+use warren_store::{SandboxRecord, StateStore, Store};
 
 /// A `new` sandbox waits this long for its monitor to take the lease before it counts as lost.
 const NEW_GRACE: Duration = Duration::from_secs(60);

@@ -3,7 +3,7 @@
 //! machine and is announced as an event.
 
 use warren_domain::{AgentEvent, ErrorInfo, EventRecord, SandboxId, SandboxState, UserFacing};
-use warren_store::Store;
+use warren_store::{StateStore, Store};
 
 /// Receives everything an operation reports, as it happens.
 pub trait RunObserver: Send {

@@ -13,7 +13,7 @@ use warren_domain::{
     AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, Usage, UserFacing,
 };
 use warren_provider::Provider;
-use warren_store::{NewSandbox, Store};
+use warren_store::{NewSandbox, StateStore, Store};
 
 use crate::export::{ExportInput, ExportTarget, export};
 use crate::paths::SandboxDirs;

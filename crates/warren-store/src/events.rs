@@ -8,11 +8,11 @@ use warren_domain::{AgentEvent, EventRecord, SandboxId};
 use crate::clock;
 use crate::error::{Cause, StoreError};
 use crate::record::{to_i64, to_u64};
-use crate::store::Store;
+use crate::store::SqliteStore;
 
-impl Store {
+impl SqliteStore {
     /// Appends `event` with the next sequence number (the first is 1).
-    pub fn append_event(
+    pub(crate) fn append_event(
         &self,
         id: &SandboxId,
         event: &AgentEvent,
@@ -46,7 +46,7 @@ impl Store {
     }
 
     /// Events with `seq > since_seq`, oldest first, at most `limit` of them.
-    pub fn events(
+    pub(crate) fn events(
         &self,
         id: &SandboxId,
         since_seq: u64,

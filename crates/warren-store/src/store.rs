@@ -1,28 +1,42 @@
-//! The [`Store`] handle: opening the database, creating and finding sandboxes, and the one
-//! function that changes a sandbox's lifecycle state.
+//! The SQLite [`SqliteStore`]: opening the database, creating and finding sandboxes, the one
+//! function that changes a sandbox's lifecycle state, and the [`StateStore`] implementation that
+//! the other modules' operations are reached through.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use time::OffsetDateTime;
-use warren_domain::{SandboxId, SandboxName, SandboxState};
+use warren_domain::{
+    AgentEvent, ErrorInfo, EventRecord, SandboxId, SandboxName, SandboxState, Usage,
+};
 
 use crate::clock;
 use crate::error::{Cause, StoreError, failed};
+use crate::holder::LeaseHolder;
+use crate::leases::Lease;
+use crate::liveness::{Liveness, ProcessLiveness};
+use crate::pools::PoolTry;
 use crate::record::{
     NewSandbox, RawSandbox, SANDBOX_COLUMNS, SandboxRecord, TransitionRecord, parse_state, to_u64,
 };
 use crate::schema;
+use crate::state_store::StateStore;
 
-/// A connection to warren's state database. `Send + Sync`: the connection sits behind a mutex
+/// warren's state in one SQLite file. `Send + Sync`: the connection sits behind a mutex
 /// taken for each call (one statement, or one whole transaction), so threads sharing a handle
 /// take turns; threads or processes wanting to overlap open their own [`Store::open`] on the
-/// same file, and SQLite's locks order them.
-pub struct Store {
+/// same file, and SQLite's locks order them. Holders are judged by [`ProcessLiveness`] unless
+/// [`SqliteStore::with_liveness`] says otherwise.
+pub struct SqliteStore {
     conn: Mutex<Connection>,
     pub(crate) path: PathBuf,
+    pub(crate) liveness: Arc<dyn Liveness>,
 }
+
+/// The name callers have always used for the SQLite store.
+pub type Store = SqliteStore;
 
 // Checked at compile time: the engine's futures hold `&Store` across awaits, and a server must be
 // able to spawn them on a multi-threaded runtime.
@@ -33,13 +47,16 @@ const _: fn() = || {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("liveness", &self.liveness)
+            .finish()
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(failed(path, "creating the data directory"))?;
         }
@@ -54,19 +71,27 @@ impl Store {
     }
 
     /// A private database that vanishes with the handle; for tests.
-    pub fn open_in_memory() -> Result<Store, StoreError> {
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(failed(&path, "opening the database"))?;
         schema::configure(&conn).map_err(failed(&path, "configuring the database"))?;
         Self::migrated(conn, path)
     }
 
-    fn migrated(mut conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
+    fn migrated(mut conn: Connection, path: PathBuf) -> Result<SqliteStore, StoreError> {
         schema::migrate(&mut conn).map_err(failed(&path, "migrating the schema"))?;
-        Ok(Store {
+        Ok(SqliteStore {
             conn: Mutex::new(conn),
             path,
+            liveness: Arc::new(ProcessLiveness),
         })
+    }
+
+    /// Judges lease and pool holders by `liveness` from now on (the default is
+    /// [`ProcessLiveness`]; [`TtlLiveness`](crate::TtlLiveness) for holders on several hosts).
+    pub fn with_liveness(mut self, liveness: Arc<dyn Liveness>) -> SqliteStore {
+        self.liveness = liveness;
+        self
     }
 
     /// The connection, for one call. A panic while it was held (a bug, not a database state)
@@ -110,7 +135,7 @@ impl Store {
     }
 
     /// Records a new sandbox in state `new`.
-    pub fn create_sandbox(&self, new: NewSandbox) -> Result<SandboxRecord, StoreError> {
+    pub(crate) fn create_sandbox(&self, new: NewSandbox) -> Result<SandboxRecord, StoreError> {
         const OP: &str = "recording a new sandbox";
         let repo = path_text(&new.repo).map_err(self.fail(OP))?;
         let conn = self.conn();
@@ -154,7 +179,7 @@ impl Store {
         Ok(record)
     }
 
-    pub fn get(&self, id: &SandboxId) -> Result<SandboxRecord, StoreError> {
+    pub(crate) fn get(&self, id: &SandboxId) -> Result<SandboxRecord, StoreError> {
         self.get_with(&self.conn(), id)
     }
 
@@ -176,7 +201,7 @@ impl Store {
     }
 
     /// The sandbox using `name`: the live one, or else the most recently created destroyed one.
-    pub fn get_by_name(&self, name: &SandboxName) -> Result<SandboxRecord, StoreError> {
+    pub(crate) fn get_by_name(&self, name: &SandboxName) -> Result<SandboxRecord, StoreError> {
         const OP: &str = "reading a sandbox by name";
         let sql = format!(
             "SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE name = ?1 \
@@ -194,7 +219,7 @@ impl Store {
     }
 
     /// All sandboxes, newest first; destroyed ones only when asked.
-    pub fn list(&self, include_destroyed: bool) -> Result<Vec<SandboxRecord>, StoreError> {
+    pub(crate) fn list(&self, include_destroyed: bool) -> Result<Vec<SandboxRecord>, StoreError> {
         const OP: &str = "listing sandboxes";
         let filter = if include_destroyed {
             ""
@@ -218,7 +243,7 @@ impl Store {
 
     /// Moves a sandbox to `to` if the lifecycle table allows it, and logs the change. This is the
     /// only code in warren that writes a sandbox's state.
-    pub fn transition(
+    pub(crate) fn transition(
         &self,
         id: &SandboxId,
         to: SandboxState,
@@ -268,7 +293,7 @@ impl Store {
     }
 
     /// The lifecycle audit log of one sandbox, oldest first.
-    pub fn transitions(&self, id: &SandboxId) -> Result<Vec<TransitionRecord>, StoreError> {
+    pub(crate) fn transitions(&self, id: &SandboxId) -> Result<Vec<TransitionRecord>, StoreError> {
         const OP: &str = "reading a sandbox's state history";
         let conn = self.conn();
         self.require(&conn, id, OP)?;
@@ -332,4 +357,136 @@ impl Store {
 pub(crate) fn path_text(path: &Path) -> Result<&str, Cause> {
     path.to_str()
         .ok_or_else(|| format!("path {} is not valid UTF-8", path.display()).into())
+}
+
+/// The operations live in the module of their tables (`leases`, `pools`, `events`, `update`);
+/// this block only routes the contract to them, so each contract method has one body.
+impl StateStore for SqliteStore {
+    fn create_sandbox(&self, new: NewSandbox) -> Result<SandboxRecord, StoreError> {
+        SqliteStore::create_sandbox(self, new)
+    }
+
+    fn get(&self, id: &SandboxId) -> Result<SandboxRecord, StoreError> {
+        SqliteStore::get(self, id)
+    }
+
+    fn get_by_name(&self, name: &SandboxName) -> Result<SandboxRecord, StoreError> {
+        SqliteStore::get_by_name(self, name)
+    }
+
+    fn list(&self, include_destroyed: bool) -> Result<Vec<SandboxRecord>, StoreError> {
+        SqliteStore::list(self, include_destroyed)
+    }
+
+    fn transition(
+        &self,
+        id: &SandboxId,
+        to: SandboxState,
+        reason: Option<&str>,
+    ) -> Result<SandboxRecord, StoreError> {
+        SqliteStore::transition(self, id, to, reason)
+    }
+
+    fn transitions(&self, id: &SandboxId) -> Result<Vec<TransitionRecord>, StoreError> {
+        SqliteStore::transitions(self, id)
+    }
+
+    fn set_error(&self, id: &SandboxId, error: &ErrorInfo) -> Result<(), StoreError> {
+        SqliteStore::set_error(self, id, error)
+    }
+
+    fn set_session_id(&self, id: &SandboxId, session_id: &str) -> Result<(), StoreError> {
+        SqliteStore::set_session_id(self, id, session_id)
+    }
+
+    fn set_workspace(&self, id: &SandboxId, path: &Path) -> Result<(), StoreError> {
+        SqliteStore::set_workspace(self, id, path)
+    }
+
+    fn set_sync_json(&self, id: &SandboxId, sync: &serde_json::Value) -> Result<(), StoreError> {
+        SqliteStore::set_sync_json(self, id, sync)
+    }
+
+    fn set_outcome_json(
+        &self,
+        id: &SandboxId,
+        outcome: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        SqliteStore::set_outcome_json(self, id, outcome)
+    }
+
+    fn set_export(
+        &self,
+        id: &SandboxId,
+        branch: &str,
+        changed_files: u64,
+    ) -> Result<(), StoreError> {
+        SqliteStore::set_export(self, id, branch, changed_files)
+    }
+
+    fn add_usage(&self, id: &SandboxId, usage: &Usage) -> Result<(), StoreError> {
+        SqliteStore::add_usage(self, id, usage)
+    }
+
+    fn append_event(&self, id: &SandboxId, event: &AgentEvent) -> Result<EventRecord, StoreError> {
+        SqliteStore::append_event(self, id, event)
+    }
+
+    fn events(
+        &self,
+        id: &SandboxId,
+        since_seq: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        SqliteStore::events(self, id, since_seq, limit)
+    }
+
+    fn acquire_lease_as(
+        &self,
+        id: &SandboxId,
+        operation: &str,
+        ttl: Duration,
+        who: &LeaseHolder,
+    ) -> Result<Lease, StoreError> {
+        SqliteStore::acquire_lease_as(self, id, operation, ttl, who)
+    }
+
+    fn renew_lease_as(
+        &self,
+        id: &SandboxId,
+        ttl: Duration,
+        who: &LeaseHolder,
+    ) -> Result<Lease, StoreError> {
+        SqliteStore::renew_lease_as(self, id, ttl, who)
+    }
+
+    fn release_lease_as(&self, id: &SandboxId, who: &LeaseHolder) -> Result<(), StoreError> {
+        SqliteStore::release_lease_as(self, id, who)
+    }
+
+    fn lease(&self, id: &SandboxId) -> Result<Option<Lease>, StoreError> {
+        SqliteStore::lease(self, id)
+    }
+
+    fn expire_dead_leases(&self) -> Result<Vec<Lease>, StoreError> {
+        SqliteStore::expire_dead_leases(self)
+    }
+
+    fn pool_try_acquire_as(
+        &self,
+        pool: &str,
+        id: &SandboxId,
+        max: u32,
+        who: &LeaseHolder,
+    ) -> Result<PoolTry, StoreError> {
+        SqliteStore::pool_try_acquire_as(self, pool, id, max, who)
+    }
+
+    fn pool_release(&self, pool: &str, id: &SandboxId) -> Result<(), StoreError> {
+        SqliteStore::pool_release(self, pool, id)
+    }
+
+    fn pool_usage(&self, pool: &str) -> Result<(Vec<SandboxId>, Vec<SandboxId>), StoreError> {
+        SqliteStore::pool_usage(self, pool)
+    }
 }

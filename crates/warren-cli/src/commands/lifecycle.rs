@@ -6,6 +6,7 @@ use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, SandboxName, UserFacing};
 use warren_engine::{ExportTarget, LaunchRequest, Lifecycle, MONITOR_CONFIG_ENV, MonitorJob};
 use warren_provider_local::LocalProvider;
+use warren_store::StateStore;
 
 use super::read::follow_events;
 use super::{canonical_repo, data_dir, load_config, with_lifecycle};

@@ -8,7 +8,7 @@ use serde_json::json;
 use warren_domain::{ErrorInfo, ReasonCode, SandboxState, UserFacing};
 use warren_engine::{Lifecycle, RunObserver, SandboxDirs};
 use warren_provider_local::LocalProvider;
-use warren_store::SandboxRecord;
+use warren_store::{SandboxRecord, StateStore};
 
 use super::{load_config, with_lifecycle};
 use crate::cli::{GlobalArgs, LogsArgs};
