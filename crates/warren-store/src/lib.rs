@@ -4,7 +4,7 @@
 //!
 //! The contract is the [`StateStore`] trait; [`SqliteStore`] (also called [`Store`]) implements it
 //! on one SQLite file. Whether a lease's or pool entry's holder still exists is a pluggable
-//! [`Liveness`] policy. With the `conformance` feature, [`conformance`] is the test suite every
+//! [`Liveness`] policy. With the `conformance` feature, `conformance` is the test suite every
 //! implementation must pass.
 //!
 //! Every state change goes through [`StateStore::transition`], which checks the domain's
