@@ -26,6 +26,7 @@ mod liveness;
 mod pools;
 mod record;
 mod schema;
+mod sqlite_state_store;
 mod state_store;
 mod store;
 mod update;
