@@ -15,7 +15,7 @@ use warren_domain::{
 };
 use warren_gateway::{GatewayConfig, GatewayHandle, GatewayNotice};
 use warren_provider::{ExecChild, Provider, Sandbox, SandboxSpec, ToolMount};
-use warren_store::Store;
+use warren_store::{StateStore, Store};
 
 use crate::paths::SandboxDirs;
 use crate::prepare::Prepared;

@@ -12,6 +12,7 @@ use crate::cancel::Cancel;
 use warren_config::Config;
 use warren_domain::{ErrorInfo, SandboxId, SandboxName, UserFacing};
 use warren_provider::Provider;
+use warren_store::StateStore;
 use warren_store::Store;
 
 use crate::events::{EventStream, StreamEnd, join_error};

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use warren_domain::{ErrorInfo, EventRecord, SandboxId, UserFacing};
+use warren_store::StateStore;
 use warren_store::Store;
 
 const POLL: Duration = Duration::from_millis(100);

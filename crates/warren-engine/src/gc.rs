@@ -8,6 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use warren_domain::{ErrorInfo, SandboxState, UserFacing};
 use warren_provider::Provider;
+use warren_store::StateStore;
 
 use crate::ops::Lifecycle;
 use crate::recorder::NullObserver;

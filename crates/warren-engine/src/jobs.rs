@@ -13,6 +13,7 @@ use warren_domain::{
     AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, UserFacing,
 };
 use warren_provider::Provider;
+use warren_store::StateStore;
 use warren_store::Store;
 
 use crate::export::{ExportInput, ExportTarget, Exported, export};

@@ -11,7 +11,7 @@ use crate::cancel::Cancel;
 use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, SandboxId};
 use warren_provider::Provider;
-use warren_store::{LeaseHolder, Store};
+use warren_store::{LeaseHolder, StateStore, Store};
 
 use crate::jobs::{JobContext, MonitorJob};
 use crate::paths::SandboxDirs;

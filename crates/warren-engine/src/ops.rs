@@ -10,7 +10,7 @@ use crate::cancel::Cancel;
 use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, UserFacing};
 use warren_provider::Provider;
-use warren_store::{NewSandbox, SandboxRecord, Store};
+use warren_store::{NewSandbox, SandboxRecord, StateStore, Store};
 
 use crate::export::{ExportInput, ExportTarget, Exported, collect, export};
 use crate::jobs::MonitorJob;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 use warren_domain::{AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxState, UserFacing};
-use warren_store::{Lease, SandboxRecord, Store};
+use warren_store::{Lease, SandboxRecord, StateStore, Store};
 
 /// A `new` sandbox waits this long for its supervisor to take the lease before it counts as lost.
 pub const NEW_GRACE: Duration = Duration::from_secs(60);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::cancel::Cancel;
 use tokio::sync::Notify;
 use warren_domain::{AgentEvent, ErrorInfo, EventRecord, SandboxId, SandboxState, UserFacing};
-use warren_store::Store;
+use warren_store::{StateStore, Store};
 
 /// Receives everything an operation reports, as it happens.
 pub trait RunObserver: Send {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use warren_domain::{ErrorInfo, SandboxId, SandboxState, UserFacing};
+use warren_store::StateStore;
 use warren_store::{LeaseHolder, Store};
 
 /// How long a supervisor's lease lives without a heartbeat.

@@ -16,7 +16,7 @@ use warren_agent::contract::{
 use warren_config::{Config, RoleConfig};
 use warren_domain::{AgentEvent, ErrorInfo, SandboxName, SandboxState, Usage, UserFacing};
 use warren_provider::Provider;
-use warren_store::PoolTry;
+use warren_store::{PoolTry, StateStore};
 
 use crate::agent::{AgentRequest, AgentResult, Host, run_agent};
 use crate::paths::SandboxDirs;

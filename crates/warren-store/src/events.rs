@@ -8,18 +8,19 @@ use warren_domain::{AgentEvent, EventRecord, SandboxId};
 use crate::clock;
 use crate::error::{Cause, StoreError};
 use crate::record::{to_i64, to_u64};
-use crate::store::Store;
+use crate::store::SqliteStore;
 
-impl Store {
+impl SqliteStore {
     /// Appends `event` with the next sequence number (the first is 1).
-    pub fn append_event(
+    pub(crate) fn append_event(
         &self,
         id: &SandboxId,
         event: &AgentEvent,
     ) -> Result<EventRecord, StoreError> {
         const OP: &str = "appending a sandbox event";
         let body = serde_json::to_string(event).map_err(self.fail(OP))?;
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         // Stamped under the write lock so time order and `seq` order agree.
         let (at, at_text) = self.now_text(OP)?;
         let sandbox = self.require(&tx, id, OP)?;
@@ -45,18 +46,18 @@ impl Store {
     }
 
     /// Events with `seq > since_seq`, oldest first, at most `limit` of them.
-    pub fn events(
+    pub(crate) fn events(
         &self,
         id: &SandboxId,
         since_seq: u64,
         limit: Option<usize>,
     ) -> Result<Vec<EventRecord>, StoreError> {
         const OP: &str = "reading sandbox events";
-        let sandbox = self.require(&self.conn, id, OP)?;
+        let conn = self.conn();
+        let sandbox = self.require(&conn, id, OP)?;
         // SQLite reads a negative LIMIT as "no limit".
         let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        let mut stmt = self
-            .conn
+        let mut stmt = conn
             .prepare_cached(
                 "SELECT seq, at, body FROM events WHERE sandbox_id = ?1 AND seq > ?2 \
                  ORDER BY seq LIMIT ?3",

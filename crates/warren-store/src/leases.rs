@@ -13,8 +13,9 @@ use warren_domain::SandboxId;
 use crate::clock;
 use crate::error::{Cause, StoreError};
 use crate::holder::{self, LeaseHolder};
+use crate::liveness::{Liveness, RecordedHolder, RecordedLease};
 use crate::record::{to_i64, to_u64};
-use crate::store::Store;
+use crate::store::SqliteStore;
 
 /// A lease as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,19 +87,22 @@ impl RawRow {
 }
 
 impl Row {
-    /// Whether the lease still protects its operation: not expired and, when the holder's pid is
-    /// meaningful here, its process still the one that took the lease.
-    fn is_live(&self, now: OffsetDateTime) -> bool {
-        if self.lease.expires_at <= now {
-            return false;
+    /// The lease as a [`Liveness`] policy sees it.
+    fn recorded(&self) -> RecordedLease<'_> {
+        RecordedLease {
+            holder: RecordedHolder {
+                name: &self.lease.holder,
+                pid: self.lease.pid,
+                start_time: self.pid_start_time.unwrap_or(0),
+                host: self.host.as_deref(),
+            },
+            expires_at: self.lease.expires_at,
         }
-        match (self.lease.pid, self.host.as_deref()) {
-            (Some(pid), Some(host)) => {
-                holder::recorded_process_alive(pid, self.pid_start_time.unwrap_or(0), host)
-            }
-            // A lease from before schema version 2 names no process, so only the expiry speaks for it.
-            _ => true,
-        }
+    }
+
+    /// Whether the lease still protects its operation, as `liveness` judges it.
+    fn is_live(&self, liveness: &dyn Liveness, now: OffsetDateTime) -> bool {
+        liveness.lease_is_live(&self.recorded(), now)
     }
 
     fn is_held_by(&self, who: &LeaseHolder) -> bool {
@@ -109,21 +113,12 @@ impl Row {
     }
 }
 
-impl Store {
-    /// Takes the sandbox's lease for `operation` as this process; see [`Store::acquire_lease_as`].
-    pub fn acquire_lease(
-        &self,
-        id: &SandboxId,
-        operation: &str,
-        ttl: Duration,
-    ) -> Result<Lease, StoreError> {
-        self.acquire_lease_as(id, operation, ttl, &LeaseHolder::this_process())
-    }
-
+impl SqliteStore {
     /// Takes the sandbox's lease for `operation` until `ttl` from now. A live lease of another
     /// holder is `Busy`; one of the same holder is taken again (re-entrant), with the new
     /// operation and expiry; an expired lease or one whose holder died is replaced.
-    pub fn acquire_lease_as(
+    /// See [`StateStore::acquire_lease_as`](crate::StateStore::acquire_lease_as).
+    pub(crate) fn acquire_lease_as(
         &self,
         id: &SandboxId,
         operation: &str,
@@ -131,12 +126,13 @@ impl Store {
         who: &LeaseHolder,
     ) -> Result<Lease, StoreError> {
         const OP: &str = "acquiring a sandbox lease";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         // Judged under the write lock, so no other process can claim the lease in between.
         let (now, now_text) = self.now_text(OP)?;
         let sandbox = self.require(&tx, id, OP)?;
         if let Some(current) = self.lease_row(&tx, id, OP)? {
-            if current.is_live(now) && !current.is_held_by(who) {
+            if current.is_live(self.liveness.as_ref(), now) && !current.is_held_by(who) {
                 return Err(StoreError::Busy {
                     sandbox,
                     holder: current.lease.holder,
@@ -186,22 +182,18 @@ impl Store {
         })
     }
 
-    /// Extends this process's lease to `ttl` from now; see [`Store::renew_lease_as`].
-    pub fn renew_lease(&self, id: &SandboxId, ttl: Duration) -> Result<Lease, StoreError> {
-        self.renew_lease_as(id, ttl, &LeaseHolder::this_process())
-    }
-
     /// Extends `who`'s lease to `ttl` from now; `LeaseLost` if the lease is gone or is someone
     /// else's. A lease of `who` that is past its expiry but still in place is renewed: nobody
     /// took it over, so the operation was never actually exposed.
-    pub fn renew_lease_as(
+    pub(crate) fn renew_lease_as(
         &self,
         id: &SandboxId,
         ttl: Duration,
         who: &LeaseHolder,
     ) -> Result<Lease, StoreError> {
         const OP: &str = "renewing a sandbox lease";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         let (now, _) = self.now_text(OP)?;
         let sandbox = self.require(&tx, id, OP)?;
         let mut current = match self.lease_row(&tx, id, OP)? {
@@ -220,16 +212,16 @@ impl Store {
         Ok(current.lease)
     }
 
-    /// Gives up this process's lease; see [`Store::release_lease_as`].
-    pub fn release_lease(&self, id: &SandboxId) -> Result<(), StoreError> {
-        self.release_lease_as(id, &LeaseHolder::this_process())
-    }
-
     /// Gives up `who`'s lease. Does nothing if there is none or it belongs to someone else, so a
     /// holder that lost its lease cannot free the new holder's.
-    pub fn release_lease_as(&self, id: &SandboxId, who: &LeaseHolder) -> Result<(), StoreError> {
+    pub(crate) fn release_lease_as(
+        &self,
+        id: &SandboxId,
+        who: &LeaseHolder,
+    ) -> Result<(), StoreError> {
         const OP: &str = "releasing a sandbox lease";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         let ours = self
             .lease_row(&tx, id, OP)?
             .is_some_and(|row| row.is_held_by(who));
@@ -241,20 +233,21 @@ impl Store {
     }
 
     /// The sandbox's live lease; an expired one or one whose holder died reads as `None`.
-    pub fn lease(&self, id: &SandboxId) -> Result<Option<Lease>, StoreError> {
+    pub(crate) fn lease(&self, id: &SandboxId) -> Result<Option<Lease>, StoreError> {
         const OP: &str = "reading a sandbox lease";
         let now = clock::now();
         Ok(self
-            .lease_row(&self.conn, id, OP)?
-            .filter(|row| row.is_live(now))
+            .lease_row(&self.conn(), id, OP)?
+            .filter(|row| row.is_live(self.liveness.as_ref(), now))
             .map(|row| row.lease))
     }
 
     /// Deletes every lease that is expired or whose holder died, and returns them, so `gc` can
     /// report what it freed.
-    pub fn expire_dead_leases(&self) -> Result<Vec<Lease>, StoreError> {
+    pub(crate) fn expire_dead_leases(&self) -> Result<Vec<Lease>, StoreError> {
         const OP: &str = "expiring dead sandbox leases";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         let (now, _) = self.now_text(OP)?;
         let rows = {
             let mut stmt = tx
@@ -270,7 +263,10 @@ impl Store {
                 .collect::<Result<Vec<_>, _>>()?
         };
         let mut dead = Vec::new();
-        for row in rows.into_iter().filter(|row| !row.is_live(now)) {
+        for row in rows
+            .into_iter()
+            .filter(|row| !row.is_live(self.liveness.as_ref(), now))
+        {
             tx.execute(
                 "DELETE FROM leases WHERE sandbox_id = ?1",
                 [row.lease.sandbox_id.as_str()],
@@ -313,23 +309,24 @@ fn expiry(now: OffsetDateTime, ttl: Duration) -> OffsetDateTime {
         .unwrap_or(LATEST)
 }
 
-impl Store {
+impl SqliteStore {
     /// The reconciler's one write: moves a sandbox that was found in `expected` with no live
     /// lease to `error`, checking both again under the write lock, so a supervisor that took
     /// the lease or moved the sandbox on meanwhile always wins. `Ok(false)` when it did.
-    pub fn mark_lost(
+    pub(crate) fn mark_lost(
         &self,
         id: &SandboxId,
         expected: warren_domain::SandboxState,
         reason: &str,
     ) -> Result<bool, StoreError> {
         const OP: &str = "marking a sandbox whose supervisor is gone";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         let (now, _) = self.now_text(OP)?;
         let current = self.get_with(&tx, id)?;
         let supervised = self
             .lease_row(&tx, id, OP)?
-            .is_some_and(|row| row.is_live(now));
+            .is_some_and(|row| row.is_live(self.liveness.as_ref(), now));
         if current.state != expected || supervised {
             return Ok(false);
         }

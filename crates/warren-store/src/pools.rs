@@ -9,18 +9,21 @@
 
 use rusqlite::{Transaction, params};
 use serde::Serialize;
+use time::OffsetDateTime;
 use warren_domain::SandboxId;
 
-use crate::error::StoreError;
+use crate::clock;
+use crate::error::{Cause, StoreError};
 use crate::holder::{self, LeaseHolder};
+use crate::liveness::{Liveness, RecordedHolder, RecordedLease};
 use crate::record::{to_i64, to_u64};
-use crate::store::Store;
+use crate::store::SqliteStore;
 
-/// The answer to [`Store::pool_try_acquire`].
+/// The answer to [`StateStore::pool_try_acquire`](crate::StateStore::pool_try_acquire).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum PoolTry {
-    /// The sandbox holds a slot until [`Store::pool_release`] (or its process dies).
+    /// The sandbox holds a slot until [`StateStore::pool_release`](crate::StateStore::pool_release) (or its holder is found dead).
     Granted,
     /// The sandbox is queued. `position` 1 is next in line; `holders` are the names of the
     /// sandboxes holding the pool's slots, oldest first, so a waiting run can say what it waits for.
@@ -46,38 +49,56 @@ impl Table {
     }
 }
 
-/// The identity columns of a waiter or slot row: enough to judge whether its process runs.
+/// The identity columns of a waiter or slot row, with the sandbox's lease beside it: enough for
+/// a [`Liveness`] policy to judge whether the row still counts.
 struct Owner {
     sandbox_id: String,
     holder: String,
     pid: i64,
     pid_start_time: Option<i64>,
     host: String,
+    /// The sandbox's lease, if it has one.
+    lease: Option<LeaseColumns>,
+}
+
+/// The columns of the sandbox's lease a policy may judge a pool row by.
+struct LeaseColumns {
+    holder: String,
+    pid: Option<i64>,
+    pid_start_time: Option<i64>,
+    host: Option<String>,
+    expires_at: String,
 }
 
 impl Owner {
-    fn is_live(&self) -> bool {
+    fn is_live(&self, liveness: &dyn Liveness, now: OffsetDateTime) -> Result<bool, Cause> {
         // A pid no process can have was not written by warren; it must not block the pool.
         let Ok(pid) = u32::try_from(self.pid) else {
-            return false;
+            return Ok(false);
         };
-        let start_time = self.pid_start_time.map_or(0, to_u64);
-        holder::recorded_process_alive(pid, start_time, &self.host)
+        let entry = RecordedHolder {
+            name: &self.holder,
+            pid: Some(pid),
+            start_time: self.pid_start_time.map_or(0, to_u64),
+            host: Some(&self.host),
+        };
+        let lease = match &self.lease {
+            Some(lease) => Some(RecordedLease {
+                holder: RecordedHolder {
+                    name: &lease.holder,
+                    pid: lease.pid.and_then(|pid| u32::try_from(pid).ok()),
+                    start_time: lease.pid_start_time.map_or(0, to_u64),
+                    host: lease.host.as_deref(),
+                },
+                expires_at: clock::parse(&lease.expires_at)?,
+            }),
+            None => None,
+        };
+        Ok(liveness.pool_entry_is_live(&entry, lease.as_ref(), now))
     }
 }
 
-impl Store {
-    /// Asks for a slot in `pool` for sandbox `id` as this process; see
-    /// [`Store::pool_try_acquire_as`].
-    pub fn pool_try_acquire(
-        &self,
-        pool: &str,
-        id: &SandboxId,
-        max: u32,
-    ) -> Result<PoolTry, StoreError> {
-        self.pool_try_acquire_as(pool, id, max, &LeaseHolder::this_process())
-    }
-
+impl SqliteStore {
     /// Asks for one of `pool`'s `max` slots for sandbox `id`, on behalf of `who`. Call it again
     /// (polling) until it answers `Granted`; each call is one IMMEDIATE transaction.
     ///
@@ -95,7 +116,7 @@ impl Store {
     ///
     /// `max = 0` is treated as 1: a pool that admits nothing would queue runs forever, and the
     /// configuration already rejects 0, so a 0 here is a caller's slip, not an intent.
-    pub fn pool_try_acquire_as(
+    pub(crate) fn pool_try_acquire_as(
         &self,
         pool: &str,
         id: &SandboxId,
@@ -103,7 +124,8 @@ impl Store {
         who: &LeaseHolder,
     ) -> Result<PoolTry, StoreError> {
         const OP: &str = "asking for a concurrency pool slot";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         // Stamped under the write lock, so time order matches the order decisions were made in.
         let (_, now) = self.now_text(OP)?;
         let sandbox = self.require(&tx, id, OP)?;
@@ -199,9 +221,10 @@ impl Store {
 
     /// Gives up sandbox `id`'s slot in `pool` and its place in the queue, whichever it has.
     /// Doing so when it has neither is a no-op, so a run can release on every exit path.
-    pub fn pool_release(&self, pool: &str, id: &SandboxId) -> Result<(), StoreError> {
+    pub(crate) fn pool_release(&self, pool: &str, id: &SandboxId) -> Result<(), StoreError> {
         const OP: &str = "releasing a concurrency pool slot";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         for table in [Table::Slots, Table::Waiters] {
             tx.execute(
                 &format!(
@@ -217,10 +240,14 @@ impl Store {
 
     /// Who uses `pool` now: the sandboxes holding its slots (oldest first) and those waiting, in
     /// queue order. Rows whose process died are removed first, so neither list shows them.
-    pub fn pool_usage(&self, pool: &str) -> Result<(Vec<SandboxId>, Vec<SandboxId>), StoreError> {
+    pub(crate) fn pool_usage(
+        &self,
+        pool: &str,
+    ) -> Result<(Vec<SandboxId>, Vec<SandboxId>), StoreError> {
         const OP: &str = "reading a concurrency pool's use";
         // Immediate rather than read-only: it prunes, and both lists then come from one moment.
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         self.prune_pool(&tx, pool, OP)?;
         let holding = self.pool_ids(
             &tx,
@@ -255,7 +282,7 @@ impl Store {
         Ok(ids)
     }
 
-    /// Deletes `pool`'s waiters and slot holders whose process is gone. Runs inside the caller's
+    /// Deletes `pool`'s waiters and slot holders the liveness policy finds dead. Runs inside the caller's
     /// transaction, so the decision that follows sees the pool without them.
     fn prune_pool(
         &self,
@@ -267,8 +294,9 @@ impl Store {
             let owners = {
                 let mut stmt = tx
                     .prepare(&format!(
-                        "SELECT sandbox_id, holder, pid, pid_start_time, host FROM {} \
-                         WHERE pool = ?1",
+                        "SELECT p.sandbox_id, p.holder, p.pid, p.pid_start_time, p.host, \
+                         l.holder, l.pid, l.pid_start_time, l.host, l.expires_at FROM {} p \
+                         LEFT JOIN leases l ON l.sandbox_id = p.sandbox_id WHERE p.pool = ?1",
                         table.name()
                     ))
                     .map_err(self.fail(operation))?;
@@ -279,13 +307,33 @@ impl Store {
                         pid: row.get(2)?,
                         pid_start_time: row.get(3)?,
                         host: row.get(4)?,
+                        lease: match (row.get(5)?, row.get(9)?) {
+                            (Some(holder), Some(expires_at)) => Some(LeaseColumns {
+                                holder,
+                                pid: row.get(6)?,
+                                pid_start_time: row.get(7)?,
+                                host: row.get(8)?,
+                                expires_at,
+                            }),
+                            _ => None,
+                        },
                     })
                 })
                 .map_err(self.fail(operation))?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(self.fail(operation))?
             };
-            for dead in owners.iter().filter(|owner| !owner.is_live()) {
+            let now = clock::now();
+            let mut dead = Vec::new();
+            for owner in owners {
+                if !owner
+                    .is_live(self.liveness.as_ref(), now)
+                    .map_err(self.fail(operation))?
+                {
+                    dead.push(owner);
+                }
+            }
+            for dead in &dead {
                 tracing::info!(
                     pool,
                     sandbox_id = %dead.sandbox_id,

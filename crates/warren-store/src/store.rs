@@ -1,7 +1,8 @@
-//! The [`Store`] handle: opening the database, creating and finding sandboxes, and the one
+//! The SQLite [`SqliteStore`]: opening the database, creating and finding sandboxes, the one
 //! function that changes a sandbox's lifecycle state.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use time::OffsetDateTime;
@@ -9,27 +10,45 @@ use warren_domain::{SandboxId, SandboxName, SandboxState};
 
 use crate::clock;
 use crate::error::{Cause, StoreError, failed};
+use crate::liveness::{Liveness, ProcessLiveness};
 use crate::record::{
     NewSandbox, RawSandbox, SANDBOX_COLUMNS, SandboxRecord, TransitionRecord, parse_state, to_u64,
 };
 use crate::schema;
 
-/// A connection to warren's state database. `Send` but not `Sync`: share it behind a `Mutex`,
-/// or give each thread or process its own [`Store::open`] on the same file.
-pub struct Store {
-    pub(crate) conn: Connection,
+/// warren's state in one SQLite file. `Send + Sync`: the connection sits behind a mutex
+/// taken for each call (one statement, or one whole transaction), so threads sharing a handle
+/// take turns; threads or processes wanting to overlap open their own [`Store::open`] on the
+/// same file, and SQLite's locks order them. Holders are judged by [`ProcessLiveness`] unless
+/// [`SqliteStore::with_liveness`] says otherwise.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
     pub(crate) path: PathBuf,
+    pub(crate) liveness: Arc<dyn Liveness>,
 }
+
+/// The name callers have always used for the SQLite store.
+pub type Store = SqliteStore;
+
+// Checked at compile time: the engine's futures hold `&Store` across awaits, and a server must be
+// able to spawn them on a multi-threaded runtime.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+};
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("liveness", &self.liveness)
+            .finish()
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(failed(path, "creating the data directory"))?;
         }
@@ -44,16 +63,36 @@ impl Store {
     }
 
     /// A private database that vanishes with the handle; for tests.
-    pub fn open_in_memory() -> Result<Store, StoreError> {
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(failed(&path, "opening the database"))?;
         schema::configure(&conn).map_err(failed(&path, "configuring the database"))?;
         Self::migrated(conn, path)
     }
 
-    fn migrated(mut conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
+    fn migrated(mut conn: Connection, path: PathBuf) -> Result<SqliteStore, StoreError> {
         schema::migrate(&mut conn).map_err(failed(&path, "migrating the schema"))?;
-        Ok(Store { conn, path })
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path,
+            liveness: Arc::new(ProcessLiveness),
+        })
+    }
+
+    /// Judges lease and pool holders by `liveness` from now on (the default is
+    /// [`ProcessLiveness`]; [`TtlLiveness`](crate::TtlLiveness) for holders on several hosts).
+    pub fn with_liveness(mut self, liveness: Arc<dyn Liveness>) -> SqliteStore {
+        self.liveness = liveness;
+        self
+    }
+
+    /// The connection, for one call. A panic while it was held (a bug, not a database state)
+    /// leaves nothing half-done: an open transaction rolls back as it unwinds, so a poisoned
+    /// lock is taken over rather than turned into an error for every later call.
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The database file this store was opened on.
@@ -64,8 +103,13 @@ impl Store {
     /// Begins a transaction that takes the write lock up front. Any read-then-write must use
     /// this: a deferred transaction that upgrades to writing fails at once with `SQLITE_BUSY`
     /// when another process wrote in between, instead of waiting out the busy timeout.
-    pub(crate) fn immediate(&self, operation: &str) -> Result<Transaction<'_>, StoreError> {
-        Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+    /// The caller holds the connection's lock (`self.conn()`) for the transaction's lifetime.
+    pub(crate) fn immediate<'c>(
+        &self,
+        conn: &'c Connection,
+        operation: &str,
+    ) -> Result<Transaction<'c>, StoreError> {
+        Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
             .map_err(failed(&self.path, operation))
     }
 
@@ -83,10 +127,11 @@ impl Store {
     }
 
     /// Records a new sandbox in state `new`.
-    pub fn create_sandbox(&self, new: NewSandbox) -> Result<SandboxRecord, StoreError> {
+    pub(crate) fn create_sandbox(&self, new: NewSandbox) -> Result<SandboxRecord, StoreError> {
         const OP: &str = "recording a new sandbox";
         let repo = path_text(&new.repo).map_err(self.fail(OP))?;
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         // Stamped under the write lock so time order matches commit order.
         let (_, now) = self.now_text(OP)?;
         // Checked inside the write transaction so the answer cannot go stale before the insert;
@@ -119,12 +164,15 @@ impl Store {
             ],
         )
         .map_err(self.fail(OP))?;
+        // Read back inside the transaction: the lock is already held, and the row is exactly
+        // what was committed.
+        let record = self.get_with(&tx, &new.id)?;
         tx.commit().map_err(self.fail(OP))?;
-        self.get(&new.id)
+        Ok(record)
     }
 
-    pub fn get(&self, id: &SandboxId) -> Result<SandboxRecord, StoreError> {
-        self.get_with(&self.conn, id)
+    pub(crate) fn get(&self, id: &SandboxId) -> Result<SandboxRecord, StoreError> {
+        self.get_with(&self.conn(), id)
     }
 
     pub(crate) fn get_with(
@@ -145,14 +193,14 @@ impl Store {
     }
 
     /// The sandbox using `name`: the live one, or else the most recently created destroyed one.
-    pub fn get_by_name(&self, name: &SandboxName) -> Result<SandboxRecord, StoreError> {
+    pub(crate) fn get_by_name(&self, name: &SandboxName) -> Result<SandboxRecord, StoreError> {
         const OP: &str = "reading a sandbox by name";
         let sql = format!(
             "SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE name = ?1 \
              ORDER BY state = 'destroyed', created_at DESC, rowid DESC LIMIT 1"
         );
         let raw = self
-            .conn
+            .conn()
             .query_row(&sql, [name.as_str()], RawSandbox::from_row)
             .optional()
             .map_err(self.fail(OP))?
@@ -163,7 +211,7 @@ impl Store {
     }
 
     /// All sandboxes, newest first; destroyed ones only when asked.
-    pub fn list(&self, include_destroyed: bool) -> Result<Vec<SandboxRecord>, StoreError> {
+    pub(crate) fn list(&self, include_destroyed: bool) -> Result<Vec<SandboxRecord>, StoreError> {
         const OP: &str = "listing sandboxes";
         let filter = if include_destroyed {
             ""
@@ -173,7 +221,8 @@ impl Store {
         let sql = format!(
             "SELECT {SANDBOX_COLUMNS} FROM sandboxes {filter} ORDER BY created_at DESC, rowid DESC"
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(self.fail(OP))?;
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql).map_err(self.fail(OP))?;
         let raws = stmt
             .query_map([], RawSandbox::from_row)
             .map_err(self.fail(OP))?
@@ -186,14 +235,15 @@ impl Store {
 
     /// Moves a sandbox to `to` if the lifecycle table allows it, and logs the change. This is the
     /// only code in warren that writes a sandbox's state.
-    pub fn transition(
+    pub(crate) fn transition(
         &self,
         id: &SandboxId,
         to: SandboxState,
         reason: Option<&str>,
     ) -> Result<SandboxRecord, StoreError> {
         const OP: &str = "changing a sandbox's state";
-        let tx = self.immediate(OP)?;
+        let conn = self.conn();
+        let tx = self.immediate(&conn, OP)?;
         let record = self.transition_in(&tx, id, to, reason)?;
         tx.commit().map_err(self.fail(OP))?;
         Ok(record)
@@ -247,11 +297,12 @@ impl Store {
         Ok(record)
     }
 
-    pub fn transitions(&self, id: &SandboxId) -> Result<Vec<TransitionRecord>, StoreError> {
+    /// The lifecycle audit log of one sandbox, oldest first.
+    pub(crate) fn transitions(&self, id: &SandboxId) -> Result<Vec<TransitionRecord>, StoreError> {
         const OP: &str = "reading a sandbox's state history";
-        self.require(&self.conn, id, OP)?;
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        self.require(&conn, id, OP)?;
+        let mut stmt = conn
             .prepare(
                 "SELECT seq, from_state, to_state, at, reason FROM transitions \
                  WHERE sandbox_id = ?1 ORDER BY seq",

@@ -8,9 +8,9 @@ use warren_domain::{ErrorInfo, SandboxId, Usage};
 
 use crate::error::StoreError;
 use crate::record::to_i64;
-use crate::store::{Store, path_text};
+use crate::store::{SqliteStore, path_text};
 
-impl Store {
+impl SqliteStore {
     /// Runs `UPDATE sandboxes SET {set}, updated_at = ?1 WHERE id = ?2`; `set` numbers its own
     /// parameters from `?3`.
     fn update(
@@ -26,7 +26,7 @@ impl Store {
         let mut all: Vec<&dyn ToSql> = vec![&now, &id_text];
         all.extend_from_slice(values);
         let changed = self
-            .conn
+            .conn()
             .execute(&sql, all.as_slice())
             .map_err(self.fail(operation))?;
         if changed == 0 {
@@ -38,13 +38,17 @@ impl Store {
     }
 
     /// Records why the sandbox failed; replaces any earlier error.
-    pub fn set_error(&self, id: &SandboxId, error: &ErrorInfo) -> Result<(), StoreError> {
+    pub(crate) fn set_error(&self, id: &SandboxId, error: &ErrorInfo) -> Result<(), StoreError> {
         const OP: &str = "recording a sandbox's error";
         let json = serde_json::to_string(error).map_err(self.fail(OP))?;
         self.update(id, OP, "error_json = ?3", &[&json])
     }
 
-    pub fn set_session_id(&self, id: &SandboxId, session_id: &str) -> Result<(), StoreError> {
+    pub(crate) fn set_session_id(
+        &self,
+        id: &SandboxId,
+        session_id: &str,
+    ) -> Result<(), StoreError> {
         self.update(
             id,
             "recording a sandbox's agent session",
@@ -53,14 +57,14 @@ impl Store {
         )
     }
 
-    pub fn set_workspace(&self, id: &SandboxId, path: &Path) -> Result<(), StoreError> {
+    pub(crate) fn set_workspace(&self, id: &SandboxId, path: &Path) -> Result<(), StoreError> {
         const OP: &str = "recording a sandbox's workspace";
         let path = path_text(path).map_err(self.fail(OP))?;
         self.update(id, OP, "workspace = ?3", &[&path])
     }
 
     /// Keeps the engine's sync-in report; the store does not interpret it.
-    pub fn set_sync_json(
+    pub(crate) fn set_sync_json(
         &self,
         id: &SandboxId,
         sync: &serde_json::Value,
@@ -71,7 +75,7 @@ impl Store {
     }
 
     /// Keeps the engine's outcome summary; the store does not interpret it.
-    pub fn set_outcome_json(
+    pub(crate) fn set_outcome_json(
         &self,
         id: &SandboxId,
         outcome: &serde_json::Value,
@@ -82,7 +86,7 @@ impl Store {
     }
 
     /// Records that the sandbox's changes were exported as `branch`, stamping `exported_at`.
-    pub fn set_export(
+    pub(crate) fn set_export(
         &self,
         id: &SandboxId,
         branch: &str,
@@ -100,7 +104,7 @@ impl Store {
 
     /// Adds one step's usage to the sandbox's totals. A single UPDATE of `x = x + ?`, so
     /// concurrent writers cannot lose an increment.
-    pub fn add_usage(&self, id: &SandboxId, usage: &Usage) -> Result<(), StoreError> {
+    pub(crate) fn add_usage(&self, id: &SandboxId, usage: &Usage) -> Result<(), StoreError> {
         self.update(
             id,
             "adding to a sandbox's token usage",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::new_sandbox;
 use warren_domain::SandboxId;
-use warren_store::{PoolTry, Store};
+use warren_store::{PoolTry, StateStore, Store};
 
 const GPU: &str = "gpu";
 

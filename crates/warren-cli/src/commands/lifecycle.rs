@@ -6,6 +6,7 @@ use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
 use warren_engine::{Cancel, Engine, ExportTarget, LaunchRequest, Lifecycle, MonitorJob};
 use warren_provider_local::LocalProvider;
+use warren_store::StateStore;
 
 use super::read::{Follow, follow_events};
 use super::{checks, data_dir, load_config, with_lifecycle};

@@ -10,7 +10,7 @@ use warren_domain::{AgentEvent, ErrorInfo, ReasonCode, SandboxState, UserFacing}
 use warren_engine::reconcile::needs_supervisor;
 use warren_engine::{Assessment, Lifecycle, RunObserver, SandboxDirs, assess};
 use warren_provider_local::LocalProvider;
-use warren_store::SandboxRecord;
+use warren_store::{SandboxRecord, StateStore};
 
 use super::{checks, load_config, with_lifecycle};
 use crate::cli::{GlobalArgs, LogsArgs};

@@ -1,9 +1,8 @@
-//! Shared fixtures for the store's integration tests: a store on a real file in a temp dir and
+//! Shared fixtures for the SQLite store's own integration tests: a store on a real file in a temp dir and
 //! a quick way to describe a new sandbox.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use tempfile::TempDir;
 use warren_domain::{SandboxId, SandboxName};
@@ -30,12 +29,4 @@ pub fn new_sandbox(raw_name: &str) -> NewSandbox {
         prompt: Some("fix the login test".into()),
         role: None,
     }
-}
-
-/// The pid of a process that has exited and been reaped: a holder that is certainly dead.
-pub fn dead_pid() -> u32 {
-    let mut child = Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
-    pid
 }

@@ -1,47 +1,23 @@
-//! Concurrency pools on a real database file: slots up to the limit, a first-come queue beyond
-//! it, dead processes that free what they held, and idempotent re-asking. The queue order between
-//! separate processes is tested in `pools_across_processes.rs`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Concurrency pools: slots up to the limit, a first-come queue beyond it, dead holders that
+//! free what they held, and idempotent re-asking.
 
-mod common;
-
-use common::{dead_pid, new_sandbox};
 use warren_domain::SandboxId;
-use warren_store::{LeaseHolder, PoolTry, Store, StoreError};
 
-const GPU: &str = "gpu";
+use super::{Factory, dead, open, other, sandbox};
+use crate::{LeaseHolder, PoolTry, StoreError};
 
-fn sandbox(store: &Store, name: &str) -> SandboxId {
-    store.create_sandbox(new_sandbox(name)).unwrap().id
-}
+pub(crate) const GPU: &str = "gpu";
 
-fn waiting(position: usize, holders: &[&str]) -> PoolTry {
+pub(crate) fn waiting(position: usize, holders: &[&str]) -> PoolTry {
     PoolTry::Waiting {
         position,
         holders: holders.iter().map(|h| (*h).to_owned()).collect(),
     }
 }
 
-/// A live holder other than this test's own identity: same (running) process, other name.
-fn other(name: &str) -> LeaseHolder {
-    LeaseHolder {
-        name: name.into(),
-        ..LeaseHolder::this_process()
-    }
-}
-
-fn dead(name: &str) -> LeaseHolder {
-    LeaseHolder {
-        name: name.into(),
-        pid: dead_pid(),
-        start_time: 1,
-    }
-}
-
-#[test]
-fn one_slot_serves_waiters_in_the_order_they_asked() {
-    let (_dir, store) = common::file_store();
-    let [a, b, c] = ["alpha", "beta", "gamma"].map(|name| sandbox(&store, name));
+pub fn one_slot_serves_waiters_in_the_order_they_asked(f: &dyn Factory) {
+    let store = open(f);
+    let [a, b, c] = ["alpha", "beta", "gamma"].map(|name| sandbox(&*store, name));
 
     assert_eq!(
         store.pool_try_acquire(GPU, &a, 1).unwrap(),
@@ -82,10 +58,9 @@ fn one_slot_serves_waiters_in_the_order_they_asked() {
     assert_eq!(store.pool_usage(GPU).unwrap(), (vec![], vec![]));
 }
 
-#[test]
-fn two_slots_admit_two_and_queue_the_third() {
-    let (_dir, store) = common::file_store();
-    let [a, b, c] = ["alpha", "beta", "gamma"].map(|name| sandbox(&store, name));
+pub fn two_slots_admit_two_and_queue_the_third(f: &dyn Factory) {
+    let store = open(f);
+    let [a, b, c] = ["alpha", "beta", "gamma"].map(|name| sandbox(&*store, name));
     assert_eq!(
         store.pool_try_acquire(GPU, &a, 2).unwrap(),
         PoolTry::Granted
@@ -106,10 +81,9 @@ fn two_slots_admit_two_and_queue_the_third() {
     assert_eq!(store.pool_usage(GPU).unwrap(), (vec![a, c], vec![]));
 }
 
-#[test]
-fn with_several_slots_free_the_first_waiters_may_take_them_in_any_order() {
-    let (_dir, store) = common::file_store();
-    let [a, b, c, d] = ["alpha", "beta", "gamma", "delta"].map(|name| sandbox(&store, name));
+pub fn with_several_slots_free_the_first_waiters_may_take_them_in_any_order(f: &dyn Factory) {
+    let store = open(f);
+    let [a, b, c, d] = ["alpha", "beta", "gamma", "delta"].map(|name| sandbox(&*store, name));
     for id in [&a, &b] {
         assert_eq!(
             store.pool_try_acquire(GPU, id, 2).unwrap(),
@@ -137,10 +111,9 @@ fn with_several_slots_free_the_first_waiters_may_take_them_in_any_order() {
     );
 }
 
-#[test]
-fn a_dead_holder_frees_its_slot() {
-    let (_dir, store) = common::file_store();
-    let [a, b] = ["crashed", "next"].map(|name| sandbox(&store, name));
+pub fn a_dead_holder_frees_its_slot(f: &dyn Factory) {
+    let store = open(f);
+    let [a, b] = ["crashed", "next"].map(|name| sandbox(&*store, name));
     assert_eq!(
         store
             .pool_try_acquire_as(GPU, &a, 1, &dead("crashed"))
@@ -154,7 +127,7 @@ fn a_dead_holder_frees_its_slot() {
     assert_eq!(store.pool_usage(GPU).unwrap(), (vec![b.clone()], vec![]));
 
     // A running process under the recorded pid is not the holder if it started at another time.
-    let c = sandbox(&store, "after-reuse");
+    let c = sandbox(&*store, "after-reuse");
     store.pool_release(GPU, &b).unwrap();
     let me = LeaseHolder::this_process();
     let reused = LeaseHolder {
@@ -172,10 +145,9 @@ fn a_dead_holder_frees_its_slot() {
     );
 }
 
-#[test]
-fn a_dead_waiter_does_not_block_the_queue() {
-    let (_dir, store) = common::file_store();
-    let [a, ghost, b] = ["alpha", "ghost", "beta"].map(|name| sandbox(&store, name));
+pub fn a_dead_waiter_does_not_block_the_queue(f: &dyn Factory) {
+    let store = open(f);
+    let [a, ghost, b] = ["alpha", "ghost", "beta"].map(|name| sandbox(&*store, name));
     assert_eq!(
         store.pool_try_acquire(GPU, &a, 1).unwrap(),
         PoolTry::Granted
@@ -202,10 +174,9 @@ fn a_dead_waiter_does_not_block_the_queue() {
     );
 }
 
-#[test]
-fn asking_again_keeps_the_place_and_the_slot() {
-    let (_dir, store) = common::file_store();
-    let [a, b, c] = ["alpha", "beta", "gamma"].map(|name| sandbox(&store, name));
+pub fn asking_again_keeps_the_place_and_the_slot(f: &dyn Factory) {
+    let store = open(f);
+    let [a, b, c] = ["alpha", "beta", "gamma"].map(|name| sandbox(&*store, name));
     assert_eq!(
         store.pool_try_acquire(GPU, &a, 1).unwrap(),
         PoolTry::Granted
@@ -248,10 +219,9 @@ fn asking_again_keeps_the_place_and_the_slot() {
     assert_eq!(store.pool_usage(GPU).unwrap(), (vec![a], vec![b, c]));
 }
 
-#[test]
-fn pools_are_independent_and_zero_means_one() {
-    let (_dir, store) = common::file_store();
-    let [a, b, c] = ["alpha", "beta", "gamma"].map(|name| sandbox(&store, name));
+pub fn pools_are_independent_and_zero_means_one(f: &dyn Factory) {
+    let store = open(f);
+    let [a, b, c] = ["alpha", "beta", "gamma"].map(|name| sandbox(&*store, name));
     assert_eq!(
         store.pool_try_acquire(GPU, &a, 0).unwrap(),
         PoolTry::Granted
@@ -282,9 +252,8 @@ fn pools_are_independent_and_zero_means_one() {
     assert_eq!(store.pool_usage(GPU).unwrap(), (vec![a], vec![]));
 }
 
-#[test]
-fn an_unknown_sandbox_is_not_found() {
-    let (_dir, store) = common::file_store();
+pub fn a_pool_with_an_unknown_sandbox_is_not_found(f: &dyn Factory) {
+    let store = open(f);
     let err = store
         .pool_try_acquire(GPU, &SandboxId::new(), 1)
         .unwrap_err();

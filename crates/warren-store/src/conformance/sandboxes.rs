@@ -1,50 +1,14 @@
-//! Creating, finding, listing and describing sandboxes against a real database file.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Creating, finding, listing and describing sandboxes.
 
-mod common;
+use std::path::Path;
 
-use common::{file_store, name, new_sandbox};
 use warren_domain::{ErrorInfo, ReasonCode, SandboxId, SandboxState, Usage, UserFacing};
-use warren_store::{Store, StoreError, default_db_path};
 
-#[test]
-fn open_creates_parent_dirs_and_turns_on_wal() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = default_db_path(&dir.path().join("a").join("b"));
-    assert!(path.ends_with("a/b/warren.db"));
-    let store = Store::open(&path).unwrap();
-    assert!(path.is_file());
-    assert_eq!(store.path(), path);
+use super::{Factory, name, new_sandbox, open};
+use crate::{SandboxRecord, StateStore, StoreError};
 
-    // A second connection sees WAL too: the mode is persistent in the file.
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
-
-    // Reopening an existing store runs no migration and keeps the data.
-    let rec = store.create_sandbox(new_sandbox("again")).unwrap();
-    drop(store);
-    let store = Store::open(&path).unwrap();
-    assert_eq!(store.get(&rec.id).unwrap(), rec);
-}
-
-#[test]
-fn open_reports_an_unusable_path_as_store_failed() {
-    let dir = tempfile::tempdir().unwrap();
-    let blocker = dir.path().join("file");
-    std::fs::write(&blocker, "not a directory").unwrap();
-    let err = Store::open(&blocker.join("warren.db")).unwrap_err();
-    assert_eq!(err.reason_code(), ReasonCode::StoreFailed);
-    let info = err.to_error_info();
-    assert!(info.message.contains("warren.db"), "{}", info.message);
-    assert!(info.hint.unwrap().contains("WARREN_DATA_DIR"));
-}
-
-#[test]
-fn create_then_get_list_and_get_by_name() {
-    let (_dir, store) = file_store();
+pub fn a_new_sandbox_is_found_by_id_and_name_and_listed(f: &dyn Factory) {
+    let store = open(f);
     let created = store.create_sandbox(new_sandbox("fix-login")).unwrap();
     assert_eq!(created.state, SandboxState::New);
     assert_eq!(created.name.as_str(), "fix-login");
@@ -70,9 +34,8 @@ fn create_then_get_list_and_get_by_name() {
     );
 }
 
-#[test]
-fn unknown_sandboxes_are_not_found() {
-    let (_dir, store) = file_store();
+pub fn unknown_sandboxes_are_not_found(f: &dyn Factory) {
+    let store = open(f);
     let missing = SandboxId::new();
     for err in [
         store.get(&missing).unwrap_err(),
@@ -81,6 +44,7 @@ fn unknown_sandboxes_are_not_found() {
         store
             .transition(&missing, SandboxState::Queued, None)
             .unwrap_err(),
+        store.transitions(&missing).unwrap_err(),
         store.events(&missing, 0, None).unwrap_err(),
     ] {
         assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
@@ -88,15 +52,14 @@ fn unknown_sandboxes_are_not_found() {
     }
 }
 
-fn destroy(store: &Store, id: &SandboxId) {
+fn destroy(store: &dyn StateStore, id: &SandboxId) {
     for to in [SandboxState::TearingDown, SandboxState::Destroyed] {
         store.transition(id, to, Some("test")).unwrap();
     }
 }
 
-#[test]
-fn a_live_name_is_refused_and_a_destroyed_one_reused() {
-    let (_dir, store) = file_store();
+pub fn a_live_name_is_refused_and_a_destroyed_one_reused(f: &dyn Factory) {
+    let store = open(f);
     let first = store.create_sandbox(new_sandbox("dup")).unwrap();
 
     let err = store.create_sandbox(new_sandbox("dup")).unwrap_err();
@@ -104,7 +67,7 @@ fn a_live_name_is_refused_and_a_destroyed_one_reused() {
     assert_eq!(err.reason_code(), ReasonCode::InvalidArgument);
     assert!(err.hint().unwrap().contains("--name"));
 
-    destroy(&store, &first.id);
+    destroy(&*store, &first.id);
     let destroyed = store.get(&first.id).unwrap();
     assert_eq!(destroyed.state, SandboxState::Destroyed);
     assert!(destroyed.destroyed_at.is_some());
@@ -137,13 +100,12 @@ fn a_live_name_is_refused_and_a_destroyed_one_reused() {
     assert_eq!(all, vec![second.id.clone(), first.id.clone()]);
 
     // With both destroyed, the most recent one answers for the name.
-    destroy(&store, &second.id);
+    destroy(&*store, &second.id);
     assert_eq!(store.get_by_name(&name("dup")).unwrap().id, second.id);
 }
 
-#[test]
-fn usage_accumulates() {
-    let (_dir, store) = file_store();
+pub fn usage_accumulates(f: &dyn Factory) {
+    let store = open(f);
     let rec = store.create_sandbox(new_sandbox("usage")).unwrap();
     let step = Usage {
         input: 100,
@@ -160,9 +122,8 @@ fn usage_accumulates() {
     assert_eq!(store.get(&rec.id).unwrap().usage, expected);
 }
 
-#[test]
-fn descriptive_columns_round_trip() {
-    let (_dir, store) = file_store();
+pub fn descriptive_columns_round_trip(f: &dyn Factory) {
+    let store = open(f);
     let rec = store.create_sandbox(new_sandbox("describe")).unwrap();
     let error = ErrorInfo::new(ReasonCode::ModelUnreachable, "connection refused")
         .with_hint("start the model server");
@@ -172,7 +133,7 @@ fn descriptive_columns_round_trip() {
     store.set_error(&rec.id, &error).unwrap();
     store.set_session_id(&rec.id, "ses_123").unwrap();
     store
-        .set_workspace(&rec.id, std::path::Path::new("/tmp/ws/describe"))
+        .set_workspace(&rec.id, Path::new("/tmp/ws/describe"))
         .unwrap();
     store.set_sync_json(&rec.id, &sync).unwrap();
     store.set_outcome_json(&rec.id, &outcome).unwrap();
@@ -183,7 +144,7 @@ fn descriptive_columns_round_trip() {
     assert_eq!(got.session_id.as_deref(), Some("ses_123"));
     assert_eq!(
         got.workspace.as_deref(),
-        Some(std::path::Path::new("/tmp/ws/describe"))
+        Some(Path::new("/tmp/ws/describe"))
     );
     assert_eq!(got.sync, Some(sync));
     assert_eq!(got.outcome, Some(outcome));
@@ -198,9 +159,8 @@ fn descriptive_columns_round_trip() {
     );
 }
 
-#[test]
-fn records_serialise_for_json_output() {
-    let store = Store::open_in_memory().unwrap();
+pub fn records_serialise_for_json_output(f: &dyn Factory) {
+    let store = open(f);
     let rec = store.create_sandbox(new_sandbox("json")).unwrap();
     let json = serde_json::to_value(&rec).unwrap();
     assert_eq!(json["name"], "json");
@@ -208,6 +168,6 @@ fn records_serialise_for_json_output() {
     assert_eq!(json["usage"]["input"], 0);
     assert!(json["created_at"].as_str().unwrap().ends_with('Z'));
     assert!(json["destroyed_at"].is_null());
-    let back: warren_store::SandboxRecord = serde_json::from_value(json).unwrap();
+    let back: SandboxRecord = serde_json::from_value(json).unwrap();
     assert_eq!(back, rec);
 }

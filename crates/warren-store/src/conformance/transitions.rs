@@ -1,18 +1,16 @@
 //! The store enforces the lifecycle table and logs every change it allows.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{file_store, new_sandbox};
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
 use warren_domain::lifecycle::ALL_STATES;
 use warren_domain::{ReasonCode, SandboxState, UserFacing};
-use warren_store::StoreError;
 
-#[test]
-fn a_full_lifecycle_is_recorded_in_order() {
+use super::{Factory, new_sandbox, open};
+use crate::StoreError;
+
+pub fn a_full_lifecycle_is_recorded_in_order(f: &dyn Factory) {
     use SandboxState::*;
-    let (_dir, store) = file_store();
+    let store = open(f);
     let rec = store.create_sandbox(new_sandbox("chain")).unwrap();
     let chain = [Provisioning, Running, Completed, TearingDown, Destroyed];
     let mut previous = rec.clone();
@@ -45,9 +43,8 @@ fn a_full_lifecycle_is_recorded_in_order() {
     assert!(log.windows(2).all(|w| w[0].at <= w[1].at));
 }
 
-#[test]
-fn an_invalid_transition_is_refused_and_changes_nothing() {
-    let (_dir, store) = file_store();
+pub fn an_invalid_transition_is_refused_and_changes_nothing(f: &dyn Factory) {
+    let store = open(f);
     let rec = store.create_sandbox(new_sandbox("skip")).unwrap();
     let err = store
         .transition(&rec.id, SandboxState::Completed, None)
@@ -68,9 +65,8 @@ fn an_invalid_transition_is_refused_and_changes_nothing() {
     assert!(store.transitions(&rec.id).unwrap().is_empty());
 }
 
-#[test]
-fn destroyed_is_final() {
-    let (_dir, store) = file_store();
+pub fn destroyed_is_final(f: &dyn Factory) {
+    let store = open(f);
     let rec = store.create_sandbox(new_sandbox("final")).unwrap();
     store
         .transition(&rec.id, SandboxState::TearingDown, None)
@@ -84,12 +80,13 @@ fn destroyed_is_final() {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
-
-    #[test]
-    fn stored_state_follows_the_table(targets in proptest::collection::vec(0usize..ALL_STATES.len(), 0..24)) {
-        let (_dir, store) = file_store();
+/// Random walks through the table: the stored state always follows it, and the log is exactly
+/// the connected walk of accepted changes.
+pub fn stored_state_follows_the_table(f: &dyn Factory) {
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    let walks = proptest::collection::vec(0usize..ALL_STATES.len(), 0..24);
+    let result = runner.run(&walks, |targets| {
+        let store = open(f);
         let rec = store.create_sandbox(new_sandbox("walk")).unwrap();
         let mut expected = SandboxState::New;
         let mut accepted = 0usize;
@@ -113,10 +110,19 @@ proptest! {
         prop_assert_eq!(log.len(), accepted);
         let mut at = SandboxState::New;
         for row in log {
-            prop_assert!(row.from.can_transition_to(row.to), "{} -> {}", row.from, row.to);
+            prop_assert!(
+                row.from.can_transition_to(row.to),
+                "{} -> {}",
+                row.from,
+                row.to
+            );
             prop_assert_eq!(row.from, at, "the log is a connected walk");
             at = row.to;
         }
         prop_assert_eq!(at, expected);
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
 }
