@@ -24,8 +24,7 @@ pub const CONTEXT_LENGTH_PATTERNS: &[&str] = &[
     "context window",
 ];
 
-/// Prefix of the message of a context-length failure; [`is_context_length`] also recognises it on
-/// a `model_error`, the code such failures carried before `context_length` existed.
+/// Prefix of the message of a context-length failure (wording only: classification reads the code).
 const CONTEXT_LENGTH_PREFIX: &str = "context length exceeded: ";
 const CONTEXT_LENGTH_HINT: &str = "shorten the prompt or use a model with a larger context window";
 
@@ -75,8 +74,6 @@ fn contains_pattern(haystack: &str, pattern: &str) -> bool {
 /// A failure caused by the conversation outgrowing the model's context window.
 pub fn is_context_length(info: &ErrorInfo) -> bool {
     info.reason_code == ReasonCode::ContextLength
-        || (info.reason_code == ReasonCode::ModelError
-            && info.message.starts_with(CONTEXT_LENGTH_PREFIX))
 }
 
 /// Failures where neither a retry nor the structurer can help: the endpoint cannot be reached or
@@ -100,11 +97,10 @@ pub fn is_fatal(info: &ErrorInfo) -> bool {
 /// Model failures a bounded retry can clear: a local server still loading the model, a rate
 /// limit, a transient server error. A context-length failure would only fail again.
 pub fn is_retryable_model_failure(info: &ErrorInfo) -> bool {
-    match info.reason_code {
-        ReasonCode::UnknownModel | ReasonCode::RateLimited => true,
-        ReasonCode::ModelError => !is_context_length(info),
-        _ => false,
-    }
+    matches!(
+        info.reason_code,
+        ReasonCode::UnknownModel | ReasonCode::RateLimited | ReasonCode::ModelError
+    )
 }
 
 fn context_length_error(text: &str) -> ErrorInfo {
@@ -455,10 +451,11 @@ mod tests {
                 .as_ref()
                 .is_some_and(is_context_length)
         );
-        // The older encoding (model_error with the prefix) is still recognised.
-        let old = ErrorInfo::new(ReasonCode::ModelError, "context length exceeded: too long");
-        assert!(is_context_length(&old));
-        assert!(!is_retryable_model_failure(&old));
+        // Classification reads the code, never the message: a model_error that merely says
+        // "context length" is a model error.
+        let worded = ErrorInfo::new(ReasonCode::ModelError, "context length exceeded: too long");
+        assert!(!is_context_length(&worded));
+        assert!(is_retryable_model_failure(&worded));
         let plain = ErrorInfo::new(ReasonCode::ModelError, "server exploded");
         assert!(!is_context_length(&plain));
     }

@@ -99,12 +99,10 @@ impl Provider for AnyProvider {
         match self {
             Self::Local(p) => p.preflight().await,
             Self::Docker(p, origin) => match p.preflight().await {
-                Err(ProviderError::Missing { program, hint }) if program.contains("image") => {
-                    Err(ProviderError::Unavailable {
-                        message: format!("{origin} names an image the Docker engine does not have"),
-                        hint: format!("{hint}; or point the profile at an existing image"),
-                    })
-                }
+                Err(ProviderError::MissingImage { hint, .. }) => Err(ProviderError::Unavailable {
+                    message: format!("{origin} names an image the Docker engine does not have"),
+                    hint: format!("{hint}; or point the profile at an existing image"),
+                }),
                 other => other,
             },
         }

@@ -13,8 +13,9 @@ use warren_config::Config;
 use warren_domain::{ErrorInfo, SandboxId, SandboxName, UserFacing};
 use warren_provider::Provider;
 use warren_store::StateStore;
-use warren_store::Store;
+use warren_store::{Store, StoreError};
 
+use crate::error::EngineError;
 use crate::events::{EventStream, StreamEnd, join_error};
 use crate::jobs::{JobContext, MonitorJob};
 use crate::recorder::WakeObserver;
@@ -81,23 +82,20 @@ impl<P: Provider + 'static> Engine<P> {
         warren_store::default_db_path(&self.inner.data_dir)
     }
 
-    /// A store connection of the caller's own (the store is used on one thread at a time).
-    pub fn open_store(&self) -> Result<Store, ErrorInfo> {
-        Store::open(&self.db_path()).map_err(|e| e.to_error_info())
+    /// A store connection of the caller's own.
+    pub fn open_store(&self) -> Result<Store, StoreError> {
+        Store::open(&self.db_path())
     }
 
     /// Checks and records a one-shot run, then starts its supervisor; returns once the record
     /// exists. Nothing is created when this fails.
-    pub async fn start_run(&self, req: RunRequest) -> Result<RunHandle, ErrorInfo> {
+    pub async fn start_run(&self, req: RunRequest) -> Result<RunHandle, EngineError> {
         let started = Instant::now();
         let prepared_run = prepare_run(&self.inner.provider, &req).await?;
         let engine = self.clone();
         let new = prepared_run.new.clone();
         let record = tokio::task::spawn_blocking(move || {
-            engine
-                .open_store()?
-                .create_sandbox(new)
-                .map_err(|e| e.to_error_info())
+            Ok::<_, EngineError>(engine.open_store()?.create_sandbox(new)?)
         })
         .await
         .map_err(join_error)??;
@@ -113,7 +111,7 @@ impl<P: Provider + 'static> Engine<P> {
         let runtime = tokio::runtime::Handle::current();
         let task = tokio::task::spawn_blocking(move || {
             let result = runtime.block_on(async {
-                let store = engine.open_store()?;
+                let store = engine.open_store().map_err(|e| e.to_error_info())?;
                 let ctx = JobContext {
                     provider: &engine.inner.provider,
                     config: &req.config,
@@ -155,7 +153,7 @@ impl<P: Provider + 'static> Engine<P> {
     /// Runs a job as a detached supervisor (a monitor process, or a server's task): the job
     /// under the lease, then, for a launched sandbox whose prompt ran cleanly, its warm OpenCode
     /// server until it idles out or `cancel` fires.
-    pub async fn run_monitor(&self, job: MonitorJob, cancel: Cancel) -> Result<(), ErrorInfo> {
+    pub async fn run_monitor(&self, job: MonitorJob, cancel: Cancel) -> Result<(), EngineError> {
         let engine = self.clone();
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
@@ -169,5 +167,6 @@ impl<P: Provider + 'static> Engine<P> {
         })
         .await
         .map_err(join_error)?
+        .map_err(EngineError::from)
     }
 }

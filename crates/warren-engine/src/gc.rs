@@ -6,10 +6,11 @@
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use warren_domain::{ErrorInfo, SandboxState, UserFacing};
+use warren_domain::SandboxState;
 use warren_provider::Provider;
 use warren_store::StateStore;
 
+use crate::error::EngineError;
 use crate::ops::Lifecycle;
 use crate::recorder::NullObserver;
 
@@ -27,19 +28,15 @@ pub struct GcReport {
 }
 
 impl<P: Provider> Lifecycle<'_, P> {
-    pub fn gc(&self) -> Result<GcReport, ErrorInfo> {
+    pub fn gc(&self) -> Result<GcReport, EngineError> {
         let mut report = GcReport::default();
-        for lease in self
-            .store
-            .expire_dead_leases()
-            .map_err(|e| e.to_error_info())?
-        {
+        for lease in self.store.expire_dead_leases()? {
             report.expired_leases.push(format!(
                 "{} ({} by {})",
                 lease.sandbox_id, lease.operation, lease.holder
             ));
         }
-        let records = self.store.list(true).map_err(|e| e.to_error_info())?;
+        let records = self.store.list(true)?;
         let mut live_dirs = std::collections::HashSet::new();
         let mut next: Option<std::time::Duration> = None;
         let mut requeue = |after: Option<std::time::Duration>| {
@@ -70,12 +67,7 @@ impl<P: Provider> Lifecycle<'_, P> {
                 requeue(std::time::Duration::try_from(retention - age).ok());
                 continue;
             }
-            if self
-                .store
-                .lease(&record.id)
-                .map_err(|e| e.to_error_info())?
-                .is_some()
-            {
+            if self.store.lease(&record.id)?.is_some() {
                 requeue(Some(crate::supervisor::SUPERVISOR_LEASE_TTL));
                 continue;
             }

@@ -160,7 +160,9 @@ impl<P: Provider> JobContext<'_, P> {
             }
             MonitorJob::Exec { prompt, .. } => {
                 if record.state != SandboxState::Completed {
-                    return Err(crate::ops::wrong_state(&record.name, record.state, "exec"));
+                    return Err(
+                        crate::ops::wrong_state(&record.name, record.state, "exec").to_error_info()
+                    );
                 }
                 // The agent continues on what the user sees now: send the host's changes first.
                 crate::provision::resync(rec, &record, &dirs)?;

@@ -8,6 +8,7 @@
 mod agent;
 pub mod cancel;
 pub mod engine;
+pub mod error;
 pub mod events;
 pub mod export;
 pub mod gc;
@@ -31,6 +32,7 @@ pub mod warm_control;
 
 pub use cancel::Cancel;
 pub use engine::{Engine, RunHandle};
+pub use error::EngineError;
 pub use events::{EventStream, StreamEnd};
 pub use export::{ExportTarget, Exported};
 pub use gc::GcReport;

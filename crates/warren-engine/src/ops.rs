@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cancel::Cancel;
+use crate::error::EngineError;
 use warren_config::Config;
-use warren_domain::{ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, UserFacing};
+use warren_domain::{ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState};
 use warren_provider::Provider;
 use warren_store::{NewSandbox, SandboxRecord, StateStore, Store};
 
@@ -44,9 +45,8 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         provider: &'a P,
         config: &'a Config,
         data_dir: &'a Path,
-    ) -> Result<Self, ErrorInfo> {
-        let store =
-            Store::open(&warren_store::default_db_path(data_dir)).map_err(|e| e.to_error_info())?;
+    ) -> Result<Self, EngineError> {
+        let store = Store::open(&warren_store::default_db_path(data_dir))?;
         Ok(Self {
             provider,
             config,
@@ -56,15 +56,15 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
     }
 
     /// The sandbox named `name`, as recorded. Pure: a read never changes a record.
-    pub fn find(&self, name: &str) -> Result<SandboxRecord, ErrorInfo> {
+    pub fn find(&self, name: &str) -> Result<SandboxRecord, EngineError> {
         let name = SandboxName::parse(name)
             .map_err(|e| ErrorInfo::new(ReasonCode::InvalidArgument, e.to_string()))?;
-        self.store.get_by_name(&name).map_err(|e| e.to_error_info())
+        Ok(self.store.get_by_name(&name)?)
     }
 
     /// Every sandbox (destroyed ones with `all`), as recorded. Pure.
-    pub fn list(&self, all: bool) -> Result<Vec<SandboxRecord>, ErrorInfo> {
-        self.store.list(all).map_err(|e| e.to_error_info())
+    pub fn list(&self, all: bool) -> Result<Vec<SandboxRecord>, EngineError> {
+        Ok(self.store.list(all)?)
     }
 
     /// Checks everything, records the sandbox and starts its monitor; returns once the monitor has
@@ -73,7 +73,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         &self,
         req: LaunchRequest,
         launcher: &dyn SupervisorLauncher,
-    ) -> Result<SandboxRecord, ErrorInfo> {
+    ) -> Result<SandboxRecord, EngineError> {
         let role_model = match &req.role {
             Some(name) => self
                 .config
@@ -93,18 +93,15 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         )
         .await?;
         ensure_branch_free(&prepared.repo, &format!("warren/{}", req.name))?;
-        let record = self
-            .store
-            .create_sandbox(NewSandbox {
-                id: SandboxId::new(),
-                name: req.name.clone(),
-                repo: prepared.repo.root.clone(),
-                provider: self.provider.name().to_owned(),
-                model: Some(prepared.model.to_string()),
-                prompt: req.prompt.clone(),
-                role: req.role.clone(),
-            })
-            .map_err(|e| e.to_error_info())?;
+        let record = self.store.create_sandbox(NewSandbox {
+            id: SandboxId::new(),
+            name: req.name.clone(),
+            repo: prepared.repo.root.clone(),
+            provider: self.provider.name().to_owned(),
+            model: Some(prepared.model.to_string()),
+            prompt: req.prompt.clone(),
+            role: req.role.clone(),
+        })?;
         let job = MonitorJob::Launch {
             id: record.id.to_string(),
             prompt: req.prompt,
@@ -123,7 +120,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         prompt: &str,
         role: Option<String>,
         launcher: &dyn SupervisorLauncher,
-    ) -> Result<SandboxRecord, ErrorInfo> {
+    ) -> Result<SandboxRecord, EngineError> {
         if let Some(role) = &role {
             self.config
                 .role(role)
@@ -133,11 +130,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         if record.state != SandboxState::Completed {
             return Err(wrong_state(&record.name, record.state, "exec"));
         }
-        if let Some(lease) = self
-            .store
-            .lease(&record.id)
-            .map_err(|e| e.to_error_info())?
-        {
+        if let Some(lease) = self.store.lease(&record.id)? {
             return Err(busy(&record.name, &lease.holder, &lease.operation));
         }
         let before = record.state_changed_at;
@@ -152,7 +145,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             Handoff::Accepted => Box::new(WarmMonitor(
                 warm_control::warm_info(&dirs).map(|i| i.monitor),
             )),
-            Handoff::Refused(error) => return Err(error),
+            Handoff::Refused(error) => return Err(error.into()),
             Handoff::NoWarmMonitor => launcher.launch(&job, self.config)?,
         };
         let store = &self.store;
@@ -172,35 +165,37 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         id: &SandboxId,
         monitor: &mut dyn LaunchedSupervisor,
         started: impl Fn(SandboxState) -> bool,
-    ) -> Result<SandboxRecord, ErrorInfo> {
+    ) -> Result<SandboxRecord, EngineError> {
         loop {
-            let record = self.store.get(id).map_err(|e| e.to_error_info())?;
+            let record = self.store.get(id)?;
             if started(record.state) {
                 if let (SandboxState::Error, Some(error)) = (record.state, &record.error) {
-                    return Err(error.clone());
+                    return Err(error.clone().into());
                 }
                 // Reap the monitor if it is already done, so it does not linger as a zombie.
                 let _ = monitor.exited();
                 return Ok(record);
             }
             if let Some(status) = monitor.exited() {
-                let record = self.store.get(id).map_err(|e| e.to_error_info())?;
+                let record = self.store.get(id)?;
                 if started(record.state) {
                     continue;
                 }
-                return Err(record.error.clone().unwrap_or_else(|| {
-                    ErrorInfo::new(
-                        ReasonCode::SandboxFailed,
-                        format!("the monitor exited ({status}) before the sandbox started"),
-                    )
-                    .with_hint(format!(
-                        "see {}",
-                        SandboxDirs::new(self.data_dir, id)
-                            .root
-                            .join("monitor.log")
-                            .display()
-                    ))
-                }));
+                return Err(EngineError::Failed(record.error.clone().unwrap_or_else(
+                    || {
+                        ErrorInfo::new(
+                            ReasonCode::SandboxFailed,
+                            format!("the monitor exited ({status}) before the sandbox started"),
+                        )
+                        .with_hint(format!(
+                            "see {}",
+                            SandboxDirs::new(self.data_dir, id)
+                                .root
+                                .join("monitor.log")
+                                .display()
+                        ))
+                    },
+                )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -212,14 +207,14 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         name: &str,
         target: Option<ExportTarget>,
         observer: &mut dyn RunObserver,
-    ) -> Result<Exported, ErrorInfo> {
+    ) -> Result<Exported, EngineError> {
         let record = self.find(name)?;
         self.with_lease(&record, "export", |me, cancel| {
             if !matches!(record.state, SandboxState::Completed | SandboxState::Error) {
                 return Err(wrong_state(&record.name, record.state, "export"));
             }
             let sync = sync_report(&record)?;
-            let repo = warren_sync::inspect_repo(&record.repo).map_err(|e| e.to_error_info())?;
+            let repo = warren_sync::inspect_repo(&record.repo)?;
             let target =
                 target.unwrap_or_else(|| ExportTarget::Branch(format!("warren/{}", record.name)));
             if let ExportTarget::Branch(branch) = &target {
@@ -252,7 +247,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
                 Err(e) => {
                     // The sandbox is intact; only this export failed.
                     let _ = rec.transition(SandboxState::Completed, Some(&e.message));
-                    Err(e)
+                    Err(e.into())
                 }
             }
         })
@@ -263,7 +258,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         &self,
         name: &str,
         observer: &mut dyn RunObserver,
-    ) -> Result<warren_sync::PartialSyncReport, ErrorInfo> {
+    ) -> Result<warren_sync::PartialSyncReport, EngineError> {
         let record = self.find(name)?;
         self.with_lease(&record, "sync", |me, cancel| {
             if record.state != SandboxState::Completed {
@@ -276,12 +271,12 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
                 observer,
                 cancel,
             };
-            crate::provision::resync(&mut rec, &record, &dirs)
+            Ok(crate::provision::resync(&mut rec, &record, &dirs)?)
         })
     }
 
     /// Writes the changed files into `dir` and a manifest of deletions, without git.
-    pub fn pull(&self, name: &str, dir: &Path) -> Result<warren_sync::PullReport, ErrorInfo> {
+    pub fn pull(&self, name: &str, dir: &Path) -> Result<warren_sync::PullReport, EngineError> {
         let record = self.find(name)?;
         self.with_lease(&record, "pull", |me, _| {
             if !matches!(record.state, SandboxState::Completed | SandboxState::Error) {
@@ -289,7 +284,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             }
             let dirs = SandboxDirs::new(me.data_dir, &record.id);
             let changes = collect(me.config, &dirs)?;
-            warren_sync::pull_to_dir(&dirs.workspace, &changes, dir).map_err(|e| e.to_error_info())
+            Ok(warren_sync::pull_to_dir(&dirs.workspace, &changes, dir)?)
         })
     }
 
@@ -301,27 +296,20 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         force: bool,
         export_first: bool,
         observer: &mut dyn RunObserver,
-    ) -> Result<SandboxRecord, ErrorInfo> {
+    ) -> Result<SandboxRecord, EngineError> {
         let mut record = self.find(name)?;
         if record.state == SandboxState::Destroyed {
             return Ok(record);
         }
-        if let Some(lease) = self
-            .store
-            .lease(&record.id)
-            .map_err(|e| e.to_error_info())?
-        {
+        if let Some(lease) = self.store.lease(&record.id)? {
             if !force {
-                return Err(busy(&record.name, &lease.holder, &lease.operation).with_hint(format!(
-                    "wait for it ('warren logs {} -f'), or stop it with 'warren teardown {} --force'",
-                    record.name, record.name
-                )));
+                return Err(busy(&record.name, &lease.holder, &lease.operation));
             }
             // Asked to stop, a supervisor ends its agent and keeps its work (a one-shot run
             // still exports it); one that does not stop in time is killed. Either way its
             // lease ends, and the teardown below takes it over.
             crate::reconcile::stop_holder(&self.store, &record.id);
-            record = self.store.get(&record.id).map_err(|e| e.to_error_info())?;
+            record = self.store.get(&record.id)?;
             if record.state == SandboxState::Destroyed {
                 return Ok(record);
             }
@@ -338,16 +326,11 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         }
         if export_first && !active {
             self.export(name, None, observer)?;
-            record = self.store.get(&record.id).map_err(|e| e.to_error_info())?;
+            record = self.store.get(&record.id)?;
         } else if !force && record.sync.is_some() && self.unexported_changes(&record)? {
-            return Err(ErrorInfo::new(
-                ReasonCode::UnexportedChanges,
-                format!("sandbox {} holds changes that were never exported; tearing it down would lose them", record.name),
-            )
-            .with_hint(format!(
-                "export them first ('warren export {n}' or 'warren teardown {n} --export'), or discard them with --force",
-                n = record.name
-            )));
+            return Err(EngineError::UnexportedChanges {
+                name: record.name.clone(),
+            });
         }
         let detail = force.then_some("stopped and removed by teardown --force");
         self.with_lease(&record, "teardown", |me, cancel| {
@@ -359,21 +342,20 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
                 cancel,
             };
             remove_sandbox(&mut rec, &record.repo, &dirs, detail)?;
-            me.store.get(&record.id).map_err(|e| e.to_error_info())
+            Ok(me.store.get(&record.id)?)
         })
     }
 
     /// True when the workspace differs from its baseline and no export happened since the last
     /// agent run finished.
-    pub fn unexported_changes(&self, record: &SandboxRecord) -> Result<bool, ErrorInfo> {
+    pub fn unexported_changes(&self, record: &SandboxRecord) -> Result<bool, EngineError> {
         let dirs = SandboxDirs::new(self.data_dir, &record.id);
         if !dirs.workspace.is_dir() {
             return Ok(false);
         }
         let last_work = self
             .store
-            .transitions(&record.id)
-            .map_err(|e| e.to_error_info())?
+            .transitions(&record.id)?
             .into_iter()
             .filter(|t| t.from == SandboxState::Running)
             .map(|t| t.at)
@@ -391,8 +373,8 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         &self,
         record: &SandboxRecord,
         operation: &str,
-        body: impl FnOnce(&Self, Cancel) -> Result<T, ErrorInfo>,
-    ) -> Result<T, ErrorInfo> {
+        body: impl FnOnce(&Self, Cancel) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
         let lease = HeldLease::acquire(&self.store, &record.id, operation, SUPERVISOR_LEASE_TTL)?;
         let result = body(self, Cancel::new());
         lease.release(&self.store);
@@ -400,27 +382,22 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
     }
 }
 
-fn busy(name: &SandboxName, holder: &str, operation: &str) -> ErrorInfo {
-    ErrorInfo::new(
-        ReasonCode::SandboxBusy,
-        format!("sandbox {name} is busy: {operation} is held by {holder}"),
-    )
-    .with_hint("wait for it to finish, or run 'warren gc' if its holder died")
+fn busy(name: &SandboxName, holder: &str, operation: &str) -> EngineError {
+    EngineError::Busy {
+        name: name.clone(),
+        holder: holder.to_owned(),
+        operation: operation.to_owned(),
+    }
 }
 
-pub(crate) fn wrong_state(name: &SandboxName, state: SandboxState, op: &str) -> ErrorInfo {
-    let hint = match state {
-        SandboxState::Running | SandboxState::Provisioning | SandboxState::New => {
-            format!(
-                "wait for the agent to finish ('warren logs {name} -f'), or stop it with 'warren teardown {name} --force'"
-            )
-        }
-        SandboxState::Destroyed => "it was torn down; launch a new one".to_owned(),
-        _ => format!("see 'warren status {name}'"),
-    };
-    ErrorInfo::new(
-        ReasonCode::WrongState,
-        format!("cannot {op} sandbox {name}: it is {state}"),
-    )
-    .with_hint(hint)
+pub(crate) fn wrong_state(
+    name: &SandboxName,
+    state: SandboxState,
+    operation: &'static str,
+) -> EngineError {
+    EngineError::WrongState {
+        name: name.clone(),
+        state,
+        operation,
+    }
 }

@@ -9,6 +9,7 @@ use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
 use warren_provider::Provider;
 use warren_sync::RepoInfo;
 
+use crate::error::EngineError;
 use crate::preflight::probe_endpoint;
 use crate::tools::Tools;
 
@@ -65,15 +66,12 @@ pub async fn prepare<P: Provider>(
 }
 
 /// Refuses a branch that already exists: warren never overwrites one.
-pub fn ensure_branch_free(repo: &RepoInfo, branch: &str) -> Result<(), ErrorInfo> {
-    if warren_sync::branch_exists(repo, branch).map_err(|e| e.to_error_info())? {
-        return Err(ErrorInfo::new(
-            ReasonCode::BranchExists,
-            format!("branch {branch} already exists in {}", repo.root.display()),
-        )
-        .with_hint(format!(
-            "choose another name (--name or --branch), or delete it with 'git branch -D {branch}'"
-        )));
+pub fn ensure_branch_free(repo: &RepoInfo, branch: &str) -> Result<(), EngineError> {
+    if warren_sync::branch_exists(repo, branch)? {
+        return Err(EngineError::BranchExists {
+            branch: branch.to_owned(),
+            repo: repo.root.clone(),
+        });
     }
     Ok(())
 }

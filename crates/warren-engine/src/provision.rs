@@ -44,17 +44,10 @@ pub(crate) fn provision(
 /// The sync report a provisioned sandbox recorded.
 pub fn sync_report(record: &SandboxRecord) -> Result<SyncInReport, ErrorInfo> {
     let value = record.sync.clone().ok_or_else(|| {
-        ErrorInfo::new(
-            ReasonCode::SyncFailed,
-            format!(
-                "sandbox {} was never synced: it has no workspace to work on",
-                record.name
-            ),
-        )
-        .with_hint(format!(
-            "tear it down with 'warren teardown {} --force'",
-            record.name
-        ))
+        crate::error::EngineError::NeverSynced {
+            name: record.name.clone(),
+        }
+        .to_error_info()
     })?;
     serde_json::from_value(value).map_err(|e| {
         ErrorInfo::new(

@@ -11,6 +11,7 @@ use warren_domain::{ErrorInfo, ReasonCode, SandboxId, SandboxName, Usage};
 use warren_provider::Provider;
 use warren_store::NewSandbox;
 
+use crate::error::EngineError;
 use crate::prepare::{Prepared, ensure_branch_free, prepare};
 use crate::task::TaskOutcome;
 
@@ -81,7 +82,7 @@ pub(crate) struct PreparedRun {
 pub(crate) async fn prepare_run<P: Provider>(
     provider: &P,
     req: &RunRequest,
-) -> Result<PreparedRun, ErrorInfo> {
+) -> Result<PreparedRun, EngineError> {
     let config = &req.config;
     let role_model = match &req.role {
         Some(name) => config

@@ -237,8 +237,8 @@ impl Provider for DockerProvider {
         })?;
         match docker.inspect_image(&self.settings.image).await {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) => Err(ProviderError::Missing {
-                program: format!("the sandbox image {}", self.settings.image),
+            Err(e) if is_status(&e, 404) => Err(ProviderError::MissingImage {
+                image: self.settings.image.clone(),
                 hint: "run 'warren image build' (it needs the base image from scripts/build-base-image.sh)".into(),
             }),
             Err(e) => Err(ProviderError::Create(format!(

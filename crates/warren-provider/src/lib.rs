@@ -127,6 +127,9 @@ pub struct CreateTimings {
 pub enum ProviderError {
     #[error("{program} is not installed or not on PATH")]
     Missing { program: String, hint: String },
+    /// The backend has no image by this name (a container backend's sandbox image).
+    #[error("the sandbox image {image} does not exist")]
+    MissingImage { image: String, hint: String },
     /// Something the backend needs is not there (a daemon, an image), said in full.
     #[error("{message}")]
     Unavailable { message: String, hint: String },
@@ -145,14 +148,18 @@ pub enum ProviderError {
 impl UserFacing for ProviderError {
     fn reason_code(&self) -> ReasonCode {
         match self {
-            Self::Missing { .. } | Self::Unavailable { .. } => ReasonCode::MissingDependency,
+            Self::Missing { .. } | Self::MissingImage { .. } | Self::Unavailable { .. } => {
+                ReasonCode::MissingDependency
+            }
             Self::Create(_) | Self::Exec { .. } | Self::Destroy(_) => ReasonCode::SandboxFailed,
         }
     }
 
     fn hint(&self) -> Option<String> {
         match self {
-            Self::Missing { hint, .. } | Self::Unavailable { hint, .. } => Some(hint.clone()),
+            Self::Missing { hint, .. }
+            | Self::MissingImage { hint, .. }
+            | Self::Unavailable { hint, .. } => Some(hint.clone()),
             _ => None,
         }
     }

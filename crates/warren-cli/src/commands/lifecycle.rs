@@ -9,7 +9,7 @@ use warren_provider_local::LocalProvider;
 use warren_store::StateStore;
 
 use super::read::{Follow, follow_events};
-use super::{checks, data_dir, load_config, with_lifecycle};
+use super::{CmdResult, checks, data_dir, load_config, with_lifecycle};
 use crate::cli::{
     ExecArgs, ExportArgs, GlobalArgs, LaunchArgs, MonitorArgs, PullArgs, TeardownArgs,
 };
@@ -18,13 +18,13 @@ use crate::provider::AnyProvider;
 use crate::supervisor::{MONITOR_CONFIG_ENV, ProcessLauncher, cancel_on_signals};
 
 /// The config that applies to an existing sandbox: its repository's `.warren.toml` included.
-fn config_for(global: &GlobalArgs, name: &str) -> Result<Config, ErrorInfo> {
+fn config_for(global: &GlobalArgs, name: &str) -> CmdResult<Config> {
     let base = load_config(None, Vec::new())?.config;
     let repo = with_lifecycle(global, &base, |lc| Ok(lc.find(name)?.repo))?;
     Ok(load_config(repo.is_dir().then_some(repo.as_path()), Vec::new())?.config)
 }
 
-pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> Result<i32, ErrorInfo> {
+pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> CmdResult<i32> {
     let name = checks::sandbox_name(&args.name)?;
     if let Some(prompt) = &args.prompt {
         checks::prompt(prompt, "--prompt \"fix the failing test\"")?;
@@ -75,7 +75,7 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> Result<i32, ErrorI
     Ok(0)
 }
 
-pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<i32, ErrorInfo> {
+pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> CmdResult<i32> {
     checks::sandbox_name(&args.name)?;
     checks::prompt(
         &args.prompt,
@@ -111,7 +111,7 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<i32, ErrorInfo>
     follow_events(&lc, &args.name, last_seq, Follow::Prompt, &mut printer).await
 }
 
-pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<i32, ErrorInfo> {
+pub fn export(global: &GlobalArgs, args: ExportArgs) -> CmdResult<i32> {
     checks::sandbox_name(&args.name)?;
     // The destination is checked before the engine takes the lease and moves the sandbox to
     // `saving`: a refused export changes nothing.
@@ -129,7 +129,7 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<i32, ErrorInfo> {
     let spinner = Spinner::start(global.json, &format!("exporting {}", args.name));
     let mut printer = EventPrinter::new(false);
     let result = with_lifecycle(global, &config, |lc| {
-        lc.export(&args.name, target, &mut printer)
+        Ok(lc.export(&args.name, target, &mut printer)?)
     });
     spinner.finish();
     let exported = result?;
@@ -168,11 +168,11 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<i32, ErrorInfo> {
     Ok(0)
 }
 
-pub fn sync(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
+pub fn sync(global: &GlobalArgs, name: &str) -> CmdResult<i32> {
     checks::sandbox_name(name)?;
     let config = config_for(global, name)?;
     let mut printer = EventPrinter::new(false);
-    let report = with_lifecycle(global, &config, |lc| lc.sync(name, &mut printer))?;
+    let report = with_lifecycle(global, &config, |lc| Ok(lc.sync(name, &mut printer)?))?;
     if global.json {
         println!("{}", json!({ "sync": report }));
     } else {
@@ -192,11 +192,11 @@ pub fn sync(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
     Ok(0)
 }
 
-pub fn pull(global: &GlobalArgs, args: PullArgs) -> Result<i32, ErrorInfo> {
+pub fn pull(global: &GlobalArgs, args: PullArgs) -> CmdResult<i32> {
     checks::sandbox_name(&args.name)?;
     checks::pull_dir(&args.to)?;
     let config = config_for(global, &args.name)?;
-    let report = with_lifecycle(global, &config, |lc| lc.pull(&args.name, &args.to))?;
+    let report = with_lifecycle(global, &config, |lc| Ok(lc.pull(&args.name, &args.to)?))?;
     if global.json {
         println!("{}", json!({ "pull": report }));
     } else {
@@ -211,12 +211,12 @@ pub fn pull(global: &GlobalArgs, args: PullArgs) -> Result<i32, ErrorInfo> {
     Ok(0)
 }
 
-pub async fn teardown(global: &GlobalArgs, args: TeardownArgs) -> Result<i32, ErrorInfo> {
+pub async fn teardown(global: &GlobalArgs, args: TeardownArgs) -> CmdResult<i32> {
     checks::sandbox_name(&args.name)?;
     let config = config_for(global, &args.name)?;
     let mut printer = EventPrinter::new(false);
     let record = with_lifecycle(global, &config, |lc| {
-        lc.teardown(&args.name, args.force, args.export, &mut printer)
+        Ok(lc.teardown(&args.name, args.force, args.export, &mut printer)?)
     })?;
     if record.provider == "docker" {
         remove_sandbox_containers(&config, record.id.as_str()).await;
@@ -251,7 +251,7 @@ async fn remove_sandbox_containers(config: &Config, sandbox_id: &str) {
 /// A container younger than this is never an orphan: its record may not be written yet.
 const ORPHAN_GRACE_SECS: i64 = 60;
 
-pub async fn gc(global: &GlobalArgs, volumes: bool) -> Result<i32, ErrorInfo> {
+pub async fn gc(global: &GlobalArgs, volumes: bool) -> CmdResult<i32> {
     let config = load_config(None, Vec::new())?.config;
     let (report, owners) =
         with_lifecycle(global, &config, |lc| Ok((lc.gc()?, container_owners(lc)?)))?;
@@ -304,9 +304,7 @@ pub(crate) struct ContainerOwners {
     settled: std::collections::HashSet<String>,
 }
 
-pub(crate) fn container_owners(
-    lc: &Lifecycle<'_, AnyProvider>,
-) -> Result<ContainerOwners, ErrorInfo> {
+pub(crate) fn container_owners(lc: &Lifecycle<'_, AnyProvider>) -> CmdResult<ContainerOwners> {
     let mut owners = ContainerOwners {
         live: Default::default(),
         settled: Default::default(),
@@ -360,10 +358,7 @@ pub(crate) async fn docker_sweep(
     (removed, volumes_removed)
 }
 
-pub async fn image_build(
-    global: &GlobalArgs,
-    args: crate::cli::ImageBuildArgs,
-) -> Result<i32, ErrorInfo> {
+pub async fn image_build(global: &GlobalArgs, args: crate::cli::ImageBuildArgs) -> CmdResult<i32> {
     let config = load_config(None, Vec::new())?.config;
     let tag = match (&args.tag, &args.profile) {
         (Some(tag), _) => tag.clone(),
@@ -411,7 +406,7 @@ pub async fn image_build(
     Ok(0)
 }
 
-pub async fn monitor(global: &GlobalArgs, args: MonitorArgs) -> Result<i32, ErrorInfo> {
+pub async fn monitor(global: &GlobalArgs, args: MonitorArgs) -> CmdResult<i32> {
     let job: MonitorJob = serde_json::from_str(&args.job).map_err(|e| {
         ErrorInfo::new(ReasonCode::InvalidArgument, format!("bad monitor job: {e}"))
             .with_hint("__monitor is started by 'warren launch' and 'warren exec', not by hand")

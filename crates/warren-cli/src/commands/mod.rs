@@ -1,5 +1,6 @@
 //! One function per command: turn parsed arguments into engine calls and render what comes back.
-//! Every failure is an `ErrorInfo`, rendered once, with the exit code of its class.
+//! Every failure stays typed until `dispatch`, where it becomes an `ErrorInfo` once (with the
+//! hints that name this CLI's commands), rendered with the exit code of its class.
 
 mod checks;
 mod lifecycle;
@@ -44,12 +45,48 @@ pub async fn dispatch(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(error) => {
-            let error = checks::with_hint(error);
+            let error = checks::with_hint(error.into_info());
             print_error(&error, json);
             error.reason_code.exit_class().code()
         }
     }
 }
+
+/// A command's failure: an engine error (typed) or one already in wire form (a check, config).
+#[derive(Debug)]
+pub(crate) enum CliError {
+    Engine(warren_engine::EngineError),
+    Info(ErrorInfo),
+}
+
+impl CliError {
+    pub(crate) fn into_info(self) -> ErrorInfo {
+        match self {
+            Self::Engine(e) => crate::hints::engine_error(&e),
+            Self::Info(info) => info,
+        }
+    }
+}
+
+impl From<warren_engine::EngineError> for CliError {
+    fn from(e: warren_engine::EngineError) -> Self {
+        Self::Engine(e)
+    }
+}
+
+impl From<ErrorInfo> for CliError {
+    fn from(info: ErrorInfo) -> Self {
+        Self::Info(info)
+    }
+}
+
+impl From<warren_store::StoreError> for CliError {
+    fn from(e: warren_store::StoreError) -> Self {
+        Self::Engine(e.into())
+    }
+}
+
+pub(crate) type CmdResult<T> = Result<T, CliError>;
 
 pub(crate) fn data_dir(global: &GlobalArgs) -> Result<PathBuf, ErrorInfo> {
     global
@@ -86,8 +123,8 @@ pub(crate) fn load_config(
 pub(crate) fn with_lifecycle<T>(
     global: &GlobalArgs,
     config: &Config,
-    body: impl FnOnce(&Lifecycle<'_, AnyProvider>) -> Result<T, ErrorInfo>,
-) -> Result<T, ErrorInfo> {
+    body: impl FnOnce(&Lifecycle<'_, AnyProvider>) -> CmdResult<T>,
+) -> CmdResult<T> {
     let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = data_dir(global)?;
     let lifecycle = Lifecycle::open(&provider, config, &data_dir)?;

@@ -12,7 +12,7 @@ use warren_engine::{Assessment, Lifecycle, RunObserver, SandboxDirs, assess};
 use warren_provider_local::LocalProvider;
 use warren_store::{SandboxRecord, StateStore};
 
-use super::{checks, load_config, with_lifecycle};
+use super::{CliError, CmdResult, checks, load_config, with_lifecycle};
 use crate::cli::{GlobalArgs, LogsArgs};
 use crate::output::EventPrinter;
 use crate::provider::AnyProvider;
@@ -22,7 +22,7 @@ fn rfc3339(t: &time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-pub async fn list(global: &GlobalArgs, all: bool) -> Result<i32, ErrorInfo> {
+pub async fn list(global: &GlobalArgs, all: bool) -> CmdResult<i32> {
     let config = load_config(None, Vec::new())?.config;
     let (records, owners) = with_lifecycle(global, &config, |lc| {
         // Listing is when users look: apply retention and drop dead leases first, so what they
@@ -87,7 +87,7 @@ fn changed_files(
         .collect())
 }
 
-pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
+pub fn status(global: &GlobalArgs, name: &str) -> CmdResult<i32> {
     checks::sandbox_name(name)?;
     let config = load_config(None, Vec::new())?.config;
     with_lifecycle(global, &config, |lc| {
@@ -178,7 +178,7 @@ pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
 }
 
 /// Prints recorded events; with `follow`, keeps printing new ones until the sandbox is idle.
-pub async fn logs(global: &GlobalArgs, args: &LogsArgs) -> Result<i32, ErrorInfo> {
+pub async fn logs(global: &GlobalArgs, args: &LogsArgs) -> CmdResult<i32> {
     checks::sandbox_name(&args.name)?;
     let config = load_config(None, Vec::new())?.config;
     let provider = AnyProvider::Local(LocalProvider::new());
@@ -211,7 +211,7 @@ pub(crate) async fn follow_events(
     since: u64,
     follow: Follow,
     printer: &mut EventPrinter,
-) -> Result<i32, ErrorInfo> {
+) -> CmdResult<i32> {
     let mut seq = since;
     let mut finished: Option<Option<ErrorInfo>> = None;
     let mut last_detail: Option<String> = None;
@@ -242,14 +242,14 @@ pub(crate) async fn follow_events(
         let verdict = assess(&record, lease.as_ref(), time::OffsetDateTime::now_utc());
         let busy = needs_supervisor(record.state) || lease.is_some();
         if follow != Follow::No && verdict == Assessment::SupervisorLost && events.is_empty() {
-            return Err(lost(&record));
+            return Err(lost(&record).into());
         }
         if follow == Follow::No || (!busy && events.is_empty()) {
             return match follow {
                 Follow::Prompt => match finished {
                     Some(None) => Ok(0),
                     Some(Some(e)) => Ok(e.reason_code.exit_class().code()),
-                    None => Err(ErrorInfo::new(
+                    None => Err(CliError::from(ErrorInfo::new(
                         ReasonCode::Stopped,
                         format!(
                             "the prompt did not finish: sandbox {} is {}{}",
@@ -263,7 +263,7 @@ pub(crate) async fn follow_events(
                     .with_hint(format!(
                         "see 'warren logs {n}' for what stopped it; its work is kept if the sandbox still exists ('warren status {n}')",
                         n = record.name
-                    ))),
+                    )))),
                 },
                 _ => Ok(match (&record.state, &record.error) {
                     (SandboxState::Error, Some(e)) if follow != Follow::No => {
@@ -292,7 +292,7 @@ fn lost(record: &SandboxRecord) -> ErrorInfo {
     crate::hints::for_sandbox(error, &record.name)
 }
 
-pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
+pub fn open(global: &GlobalArgs, name: &str) -> CmdResult<i32> {
     checks::sandbox_name(name)?;
     let config = load_config(None, Vec::new())?.config;
     with_lifecycle(global, &config, |lc| {
@@ -305,7 +305,8 @@ pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
             .with_hint(format!(
                 "its record stays ('warren status {}'); launch a new sandbox to work on",
                 r.name
-            )));
+            ))
+            .into());
         }
         let dirs = SandboxDirs::new(lc.data_dir, &r.id);
         let exec = format!("warren exec {} \"<your follow-up prompt>\"", r.name);
@@ -344,7 +345,7 @@ pub fn open(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
     })
 }
 
-pub fn config_show(json: bool, repo: Option<&Path>) -> Result<i32, ErrorInfo> {
+pub fn config_show(json: bool, repo: Option<&Path>) -> CmdResult<i32> {
     let repo = repo.map(checks::repo_dir).transpose()?;
     let loaded = load_config(repo.as_deref(), Vec::new())?;
     if json {

@@ -1,16 +1,15 @@
 //! `warren run`: the one-shot main job, hosted by the engine like every other operation. The
 //! CLI streams the run's recorded events as they are written and owns the signals.
 
-use warren_domain::ErrorInfo;
 use warren_engine::{Engine, RunObserver, RunRequest};
 
-use super::{checks, data_dir, load_config};
+use super::{CmdResult, checks, data_dir, load_config};
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::output::{EventPrinter, print_summary};
 use crate::provider::AnyProvider;
 use crate::supervisor::cancel_on_signals;
 
-pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
+pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult<i32> {
     let name = args.name.as_deref().map(checks::sandbox_name).transpose()?;
     checks::prompt(&args.prompt, "warren run \"fix the failing test\"")?;
     let mut flags = Vec::new();
