@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use warren_domain::{ErrorInfo, ReasonCode, SandboxState, UserFacing};
+use warren_domain::{ErrorInfo, GatewayUsage, ReasonCode, SandboxState, UserFacing};
 use warren_engine::{Lifecycle, RunObserver, SandboxDirs};
 use warren_provider_local::LocalProvider;
 use warren_store::SandboxRecord;
@@ -99,10 +99,16 @@ pub fn status(global: &GlobalArgs, name: &str) -> Result<i32, ErrorInfo> {
             Vec::new()
         });
         let warm = warren_engine::warm_control::warm_info(&SandboxDirs::new(lc.data_dir, &r.id));
+        // What the gateway metered, beside what OpenCode reported (`sandbox.usage`).
+        let events = lc
+            .store
+            .events(&r.id, 0, None)
+            .map_err(|e| e.to_error_info())?;
+        let gateway_usage = GatewayUsage::from_events(events.iter().map(|e| &e.event));
         if global.json {
             println!(
                 "{}",
-                json!({ "sandbox": r, "lease": lease, "warm_server": warm, "changed_files": changes })
+                json!({ "sandbox": r, "lease": lease, "warm_server": warm, "changed_files": changes, "gateway_usage": gateway_usage })
             );
             return Ok(0);
         }
