@@ -314,6 +314,15 @@ async fn the_gateway_meters_the_agent_and_the_structurer_and_status_adds_them_up
         status["sandbox"]["usage"]["input"].as_u64().unwrap() > 0,
         "{status}"
     );
+
+    let human = stderr(&fx.warren(&["logs", "metered"]).await);
+    assert!(
+        human.lines().any(
+            |l| l.starts_with("· model scripted (structurer): HTTP 200 in ")
+                && l.ends_with(" ms, 300 tokens in, 40 out")
+        ),
+        "{human}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
