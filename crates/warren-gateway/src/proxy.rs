@@ -235,13 +235,14 @@ fn transport_failure(
     record.status = StatusCode::BAD_GATEWAY.as_u16();
     record.latency_ms = millis(started);
     record.error = Some(cause.clone());
-    shared.meter(record);
     if error.is_connect() || error.is_timeout() {
         tracing::debug!(url = %url, error = %cause, "model endpoint unreachable");
+        // The notice that stops the run first, then the record (as for an error status).
         shared.notify(GatewayNotice::UpstreamUnreachable {
             url: url.to_owned(),
             error: cause.clone(),
         });
+        shared.meter(record);
         return json_error(
             StatusCode::BAD_GATEWAY,
             "gateway_upstream_unreachable",
@@ -251,6 +252,7 @@ fn transport_failure(
     // The connection was made but broke before a response (reset, closed early). That can be
     // transient, so no notice: the agent's own retry decides whether the run is doomed.
     tracing::debug!(url = %url, error = %cause, "model endpoint request failed");
+    shared.meter(record);
     json_error(
         StatusCode::BAD_GATEWAY,
         "gateway_upstream_error",

@@ -213,6 +213,11 @@ async fn an_unreachable_upstream_is_metered_as_the_502_the_sandbox_got() {
     )
     .await;
     assert_eq!(resp.status(), 502);
+    // The notice that stops the run comes first.
+    assert!(matches!(
+        fx.next_notice().await,
+        GatewayNotice::UpstreamUnreachable { .. }
+    ));
     let record = fx.next_record().await;
     assert_eq!(record.status, 502);
     assert_eq!((record.input_tokens, record.output_tokens), (None, None));
