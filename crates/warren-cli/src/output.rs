@@ -136,6 +136,34 @@ impl EventPrinter {
                 s.dim(&format!("  (event) {}", one_line(&raw.to_string(), 120)))
             }
             AgentEvent::Gateway { message } => s.dim(&format!("· gateway: {message}")),
+            AgentEvent::ModelRequest {
+                source,
+                endpoint,
+                model,
+                status,
+                input_tokens,
+                output_tokens,
+                latency_ms,
+                error,
+            } => {
+                let what = model.as_deref().unwrap_or(endpoint);
+                let mut line = format!(
+                    "· model {what} ({}): HTTP {status} in {latency_ms} ms",
+                    source.as_str()
+                );
+                if input_tokens.is_some() || output_tokens.is_some() {
+                    line.push_str(&format!(
+                        ", {} tokens in, {} out",
+                        input_tokens.unwrap_or(0),
+                        output_tokens.unwrap_or(0)
+                    ));
+                }
+                match error {
+                    Some(error) => s.red(&format!("{line}: {}", one_line(error, 120))),
+                    None if *status >= 400 => s.red(&line),
+                    None => s.dim(&line),
+                }
+            }
             AgentEvent::Exported {
                 branch,
                 files_changed,

@@ -34,6 +34,25 @@ impl Usage {
     }
 }
 
+/// Who sent a request through the model gateway: the agent in the sandbox, or warren's own
+/// structurer (the outcome contract's extraction call). Each gateway serves one source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestSource {
+    #[default]
+    Agent,
+    Structurer,
+}
+
+impl RequestSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Structurer => "structurer",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolStatus {
@@ -106,6 +125,28 @@ pub enum AgentEvent {
     Unknown { raw: serde_json::Value },
     /// The model gateway saw something the run should know about (e.g. an unreachable upstream).
     Gateway { message: String },
+    /// One request the model gateway forwarded, metered there from the upstream's answer (not
+    /// from what the agent reports about itself).
+    ModelRequest {
+        source: RequestSource,
+        /// What was asked for: `chat/completions`, `models`, `models/<id>`.
+        endpoint: String,
+        /// The `model` of the request body, when it had one.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        model: Option<String>,
+        /// The HTTP status the requester got (502 when the upstream could not be reached).
+        status: u16,
+        /// The upstream's `usage`, when its answer reported one.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        input_tokens: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        output_tokens: Option<u64>,
+        /// From receiving the request to the end of the response body.
+        latency_ms: u64,
+        /// Why the exchange did not complete (no connection, a broken or cut-short body).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        error: Option<String>,
+    },
     /// A retryable failure: the agent runs again after `delay_ms`.
     Retrying {
         attempt: u32,
@@ -155,12 +196,51 @@ impl AgentEvent {
             Self::AgentError { .. } => "agent_error",
             Self::Unknown { .. } => "unknown",
             Self::Gateway { .. } => "gateway",
+            Self::ModelRequest { .. } => "model_request",
             Self::Retrying { .. } => "retrying",
             Self::Queued { .. } => "queued",
             Self::Outcome { .. } => "outcome",
             Self::Exported { .. } => "exported",
             Self::Finished { .. } => "finished",
         }
+    }
+}
+
+/// What the model gateway metered for a sandbox, added up from its `model_request` events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayUsage {
+    pub requests: u64,
+    pub input: u64,
+    pub output: u64,
+    /// Requests that got a status >= 400 or did not complete.
+    pub errors: u64,
+}
+
+impl GatewayUsage {
+    pub fn add(&mut self, event: &AgentEvent) {
+        if let AgentEvent::ModelRequest {
+            status,
+            input_tokens,
+            output_tokens,
+            error,
+            ..
+        } = event
+        {
+            self.requests += 1;
+            self.input += input_tokens.unwrap_or(0);
+            self.output += output_tokens.unwrap_or(0);
+            if *status >= 400 || error.is_some() {
+                self.errors += 1;
+            }
+        }
+    }
+
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a AgentEvent>) -> Self {
+        let mut usage = Self::default();
+        for event in events {
+            usage.add(event);
+        }
+        usage
     }
 }
 
@@ -193,5 +273,50 @@ mod tests {
         assert_eq!(json["text"], "hi");
         let back: EventRecord = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, rec);
+    }
+
+    fn request(status: u16, tokens: Option<(u64, u64)>, error: Option<&str>) -> AgentEvent {
+        AgentEvent::ModelRequest {
+            source: RequestSource::Structurer,
+            endpoint: "chat/completions".into(),
+            model: Some("m".into()),
+            status,
+            input_tokens: tokens.map(|t| t.0),
+            output_tokens: tokens.map(|t| t.1),
+            latency_ms: 12,
+            error: error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn model_requests_serialise_with_their_source_and_add_up() {
+        let json = serde_json::to_value(request(200, Some((7, 3)), None)).unwrap_or_default();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "type": "model_request", "source": "structurer", "endpoint": "chat/completions",
+                "model": "m", "status": 200, "input_tokens": 7, "output_tokens": 3, "latency_ms": 12,
+            })
+        );
+        let failed = serde_json::to_value(request(502, None, Some("refused"))).unwrap_or_default();
+        assert!(failed.get("input_tokens").is_none(), "{failed}");
+
+        let events = [
+            request(200, Some((7, 3)), None),
+            request(200, Some((100, 20)), None),
+            request(429, None, None),
+            request(502, None, Some("refused")),
+            request(200, None, Some("cut short")),
+            AgentEvent::Text { text: "x".into() },
+        ];
+        assert_eq!(
+            GatewayUsage::from_events(&events),
+            GatewayUsage {
+                requests: 5,
+                input: 107,
+                output: 23,
+                errors: 3
+            }
+        );
     }
 }

@@ -7,6 +7,6 @@ pub mod ids;
 pub mod lifecycle;
 
 pub use error::{ErrorInfo, ExitClass, ReasonCode, UserFacing, cause_chain};
-pub use event::{AgentEvent, EventRecord, ToolStatus, Usage};
+pub use event::{AgentEvent, EventRecord, GatewayUsage, RequestSource, ToolStatus, Usage};
 pub use ids::{InvalidName, SandboxId, SandboxName};
 pub use lifecycle::{SandboxState, TransitionError};

@@ -2,7 +2,7 @@
 //! (optionally continuing a session), supervision until it ends, and nothing left running after.
 //! Moves the record `→ running → completed`; infrastructure failures come back as `Err`.
 
-use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -89,19 +89,15 @@ pub(crate) async fn run_agent<P: Provider>(
                 }
             };
             result.sandbox_create_ms = ms(t.elapsed());
-            let cancel = rec.cancel.clone();
             let watched = match sandbox.exec(&launch.exec_spec()) {
-                Ok(child) => {
-                    watch_run(child, rec, &req, &mut result, |store, id| {
-                        stop_signal(&mut notices, store, id, cancel)
-                    })
-                    .await
-                }
+                Ok(child) => watch_run(child, rec, &req, &mut result, &mut notices).await,
                 Err(e) => Err(e.to_error_info()),
             };
             // Nothing may keep running in the sandbox while its files are read.
             let _ = sandbox.destroy().await;
             gateway.shutdown().await;
+            // After shutdown every forwarded request has its record, cut short or not.
+            record_metered(&mut notices, |event| rec.emit(event));
             watched?
         }
         Host::Warm(slot) => {
@@ -115,8 +111,9 @@ pub(crate) async fn run_agent<P: Provider>(
                 &mut result,
             )
             .await?;
-            // Whatever the gateway said between prompts belongs to no run.
-            while server.notices.try_recv().is_ok() {}
+            // Whatever the gateway said between prompts belongs to no run, but the requests it
+            // forwarded meanwhile were still the sandbox's.
+            record_metered(&mut server.notices, |event| rec.emit(event));
             let child = warren_agent::attach::attach(AttachRequest {
                 socket: dirs.run.join(&server.socket),
                 session_id: req.session_id.clone(),
@@ -129,14 +126,7 @@ pub(crate) async fn run_agent<P: Provider>(
                 )
             });
             let watched = match child {
-                Ok(child) => {
-                    let notices = &mut server.notices;
-                    let cancel = rec.cancel.clone();
-                    watch_run(child, rec, &req, &mut result, |store, id| {
-                        stop_signal(notices, store, id, cancel)
-                    })
-                    .await
-                }
+                Ok(child) => watch_run(child, rec, &req, &mut result, &mut server.notices).await,
                 Err(e) => Err(e),
             };
             match watched {
@@ -261,18 +251,15 @@ async fn start_gateway(
 }
 
 /// Moves the record to `running`, then supervises the agent process to its end: events recorded
-/// as they come, the session id and usage stored, the last text kept for the outcome contract.
-async fn watch_run<'s, A, Fut>(
+/// as they come (the agent's, and the gateway's metered requests), the session id and usage
+/// stored, the last text kept for the outcome contract. The gateway's notices can stop the run.
+async fn watch_run(
     child: ExecChild,
-    rec: &'s mut Recorder<'_>,
+    rec: &mut Recorder<'_>,
     req: &AgentRequest<'_>,
     result: &mut AgentResult,
-    abort: A,
-) -> Result<AgentRun, ErrorInfo>
-where
-    A: FnOnce(&'s Store, SandboxId) -> Fut,
-    Fut: Future<Output = ErrorInfo>,
-{
+    notices: &mut UnboundedReceiver<GatewayNotice>,
+) -> Result<AgentRun, ErrorInfo> {
     let mut child = child;
     if let Err(e) = rec.transition(SandboxState::Running, None) {
         let _ = child.kill().await;
@@ -280,10 +267,20 @@ where
     }
     let t = Instant::now();
     let mut session_recorded = req.session_id.is_some();
-    let (store, id) = (rec.store, rec.id.clone());
+    let (store, id, cancel) = (rec.store, rec.id.clone(), rec.cancel.clone());
+    // The agent's events and the gateway's records are both recorded while the run is watched;
+    // one task polls both, and the lock is never held across an await.
+    let shared = Mutex::new(rec);
+    let emit = |event: AgentEvent| {
+        shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .emit(event);
+    };
     let (mut step_text, mut final_text) = (String::new(), String::new());
     let mut first_event: Option<Duration> = None;
-    let run = supervise(child, req.limits, abort(store, id.clone()), |event| {
+    let abort = stop_signal(notices, store, id.clone(), cancel, &emit);
+    let run = supervise(child, req.limits, abort, |event| {
         first_event.get_or_insert_with(|| t.elapsed());
         match &event {
             AgentEvent::StepStart { .. } => step_text.clear(),
@@ -300,9 +297,11 @@ where
         if let AgentEvent::StepFinish { usage, .. } = &event {
             let _ = store.add_usage(&id, usage);
         }
-        rec.emit(event);
+        emit(event);
     })
     .await;
+    // The run's last requests ended before it did; their records are waiting.
+    record_metered(notices, emit);
     result.agent_ms = ms(t.elapsed());
     result.opencode_ready_ms = first_event.map_or(0.0, ms);
     result.final_text = final_text;
@@ -316,21 +315,38 @@ async fn stop_signal(
     store: &Store,
     id: SandboxId,
     cancel: crate::cancel::Cancel,
+    emit: &impl Fn(AgentEvent),
 ) -> ErrorInfo {
     tokio::select! {
-        info = fatal_notice(notices, store, id) => info,
+        info = fatal_notice(notices, store, id, emit) => info,
         why = cancel.cancelled() => why,
     }
 }
 
-/// Resolves when the gateway reports something the run cannot recover from.
+/// Records the requests the gateway metered that are waiting in `notices`; other notices there
+/// came too late to matter and are dropped.
+pub(crate) fn record_metered(
+    notices: &mut UnboundedReceiver<GatewayNotice>,
+    mut emit: impl FnMut(AgentEvent),
+) {
+    while let Ok(notice) = notices.try_recv() {
+        if let GatewayNotice::ModelRequest(record) = notice {
+            emit(record.to_event());
+        }
+    }
+}
+
+/// Resolves when the gateway reports something the run cannot recover from; records the requests
+/// it metered meanwhile.
 async fn fatal_notice(
     notices: &mut UnboundedReceiver<GatewayNotice>,
     store: &Store,
     id: SandboxId,
+    emit: &impl Fn(AgentEvent),
 ) -> ErrorInfo {
     while let Some(notice) = notices.recv().await {
         match notice {
+            GatewayNotice::ModelRequest(record) => emit(record.to_event()),
             GatewayNotice::UpstreamUnreachable { url, error } => {
                 return ErrorInfo::new(
                     ReasonCode::ModelUnreachable,

@@ -14,11 +14,14 @@ use warren_agent::contract::{
     parse_outcome,
 };
 use warren_config::{Config, RoleConfig};
-use warren_domain::{AgentEvent, ErrorInfo, SandboxName, SandboxState, Usage, UserFacing};
+use warren_domain::{
+    AgentEvent, ErrorInfo, RequestSource, SandboxName, SandboxState, Usage, UserFacing,
+};
+use warren_gateway::GatewayConfig;
 use warren_provider::Provider;
 use warren_store::{PoolTry, StateStore};
 
-use crate::agent::{AgentRequest, AgentResult, Host, run_agent};
+use crate::agent::{AgentRequest, AgentResult, Host, record_metered, run_agent};
 use crate::paths::SandboxDirs;
 use crate::prepare::Prepared;
 use crate::recorder::Recorder;
@@ -157,7 +160,7 @@ pub(crate) async fn run_task<P: Provider>(
                 if round > 0 || last.final_text.trim().is_empty() {
                     continue;
                 }
-                match structure(prepared, config, &last.final_text, &spec).await {
+                match structure(prepared, config, dirs, rec, &last.final_text, &spec).await {
                     Ok(parsed) => (parsed, "structurer"),
                     Err(e) => {
                         tracing::info!("the structurer could not recover an outcome: {e}");
@@ -217,9 +220,16 @@ fn finish(
     }
 }
 
+/// The structurer call, through a model gateway of its own for the call's duration: its model
+/// may be on another endpoint than the agent's (`structurer.model`), and a gateway serves one
+/// upstream. Same policy and credential handling as the agent's, and its requests are metered
+/// and recorded as the structurer's. The socket is in the sandbox's host-only directory, so the
+/// agent cannot reach it.
 async fn structure(
     prepared: &Prepared,
     config: &Config,
+    dirs: &SandboxDirs,
+    rec: &mut Recorder<'_>,
     narrative: &str,
     spec: &ContractSpec,
 ) -> Result<Outcome, ErrorInfo> {
@@ -245,16 +255,29 @@ async fn structure(
             prepared.api_key.clone(),
         ),
     };
-    call_structurer(StructurerRequest {
-        base_url: &base_url,
-        api_key: api_key.as_deref(),
+    let mut cfg = GatewayConfig::new(
+        dirs.root
+            .join(format!("structurer-{}.sock", std::process::id())),
+        base_url,
+    );
+    cfg.api_key = api_key;
+    cfg.connect_timeout = prepared.connect_timeout;
+    cfg.source = RequestSource::Structurer;
+    let mut gateway = warren_gateway::start(cfg)
+        .await
+        .map_err(|e| e.to_error_info())?;
+    let mut notices = gateway.take_notices();
+    let result = call_structurer(StructurerRequest {
+        gateway_socket: gateway.socket_path(),
         model: &model,
         narrative,
         spec,
         timeout: Duration::from_secs(config.structurer.timeout_secs.max(1)),
     })
-    .await
-    .map_err(|e| ErrorInfo::new(warren_domain::ReasonCode::ModelError, e.to_string()))
+    .await;
+    gateway.shutdown().await;
+    record_metered(&mut notices, |event| rec.emit(event));
+    result.map_err(|e| ErrorInfo::new(warren_domain::ReasonCode::ModelError, e.to_string()))
 }
 
 /// Runs the agent, one attempt at a time, carrying the session and adding up usage.

@@ -1,10 +1,13 @@
 //! The model gateway: a sandbox has no network, so this HTTP/1.1 reverse proxy on a Unix socket is
 //! its only path to a model endpoint. It holds the real credential on the host, refuses anything
 //! that is not a model API call, and tells the engine about upstream failures as they happen so a
-//! doomed run can fail fast instead of waiting for the agent to give up.
+//! doomed run can fail fast instead of waiting for the agent to give up. It also meters every
+//! request it forwards (status, latency, the upstream's token counts), so what a sandbox used is
+//! known from the traffic, not only from the agent's own report.
 
 mod error;
 mod headers;
+mod meter;
 mod policy;
 mod proxy;
 mod server;
@@ -20,6 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use error::GatewayError;
+pub use meter::MeteredRequest;
+pub use warren_domain::RequestSource;
 
 /// How long to wait for a TCP/TLS connection to the upstream before declaring it unreachable.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,6 +39,8 @@ pub struct GatewayConfig {
     /// The real credential, sent upstream as `Authorization: Bearer <key>`. Never logged.
     pub api_key: Option<String>,
     pub connect_timeout: Duration,
+    /// Who the requests through this gateway come from, as its [`MeteredRequest`]s say.
+    pub source: RequestSource,
 }
 
 impl GatewayConfig {
@@ -43,6 +50,7 @@ impl GatewayConfig {
             upstream_base_url: upstream_base_url.into(),
             api_key: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            source: RequestSource::Agent,
         }
     }
 }
@@ -55,6 +63,7 @@ impl fmt::Debug for GatewayConfig {
             .field("upstream_base_url", &self.upstream_base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("connect_timeout", &self.connect_timeout)
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -70,6 +79,10 @@ pub enum GatewayNotice {
     UpstreamStatus { status: u16, body: String },
     /// A request the policy refused.
     Blocked { method: String, path: String },
+    /// A forwarded request, metered. Exactly one per forwarded request, sent when its response
+    /// body has ended (or failed, or was cut short), so after [`GatewayHandle::shutdown`] every
+    /// request's record is in the channel.
+    ModelRequest(MeteredRequest),
 }
 
 /// A snapshot of the gateway's counters.
@@ -151,6 +164,7 @@ pub async fn start(cfg: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
         display_base: redact_userinfo(base),
         authorization,
         notices: notice_tx,
+        source: cfg.source,
         counters: Counters::default(),
     });
     let (stop_tx, stop_rx) = oneshot::channel();

@@ -1,13 +1,14 @@
 //! Forwarding one sandbox request to the upstream and its response back, streaming the response
-//! body as it arrives (OpenCode reads SSE token by token) and turning upstream failures into
-//! notices the engine can act on.
+//! body as it arrives (OpenCode reads SSE token by token), metering it on the way, and turning
+//! upstream failures into notices the engine can act on.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -15,7 +16,8 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::{Counters, GatewayNotice, headers, policy};
+use crate::meter::{Meter, MeteredRequest, millis, request_model};
+use crate::{Counters, GatewayNotice, RequestSource, headers, policy};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -33,6 +35,7 @@ pub(crate) struct Shared {
     pub(crate) display_base: String,
     pub(crate) authorization: Option<HeaderValue>,
     pub(crate) notices: UnboundedSender<GatewayNotice>,
+    pub(crate) source: RequestSource,
     pub(crate) counters: Counters,
 }
 
@@ -51,23 +54,28 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     Counters::add(&shared.counters.requests, 1);
-    let response = forward(&shared, req).await;
+    let response = forward(&shared, req, started).await;
     tracing::debug!(
         method = %method,
         path = %path,
         status = response.status().as_u16(),
-        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        ms = millis(started),
         "model gateway request"
     );
     Ok(response)
 }
 
-async fn forward(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn forward(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Response<ProxyBody> {
     let Some(rest) = policy::allowed_rest(req.method(), req.uri()) else {
         return blocked(shared, req.method(), &policy::display_target(req.uri()));
     };
     let url = policy::upstream_url(&shared.base_url, rest, req.uri().query());
     let display_url = format!("{}/{rest}", shared.display_base);
+    let endpoint = rest.to_owned();
 
     let declared_len = req
         .headers()
@@ -91,6 +99,17 @@ async fn forward(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Proxy
         }
     };
     Counters::add(&shared.counters.bytes_up, body.len() as u64);
+    // From here on the request is forwarded, so it is metered, whatever happens.
+    let mut record = MeteredRequest {
+        source: shared.source,
+        endpoint,
+        model: request_model(&body),
+        status: 0,
+        input_tokens: None,
+        output_tokens: None,
+        latency_ms: 0,
+        error: None,
+    };
 
     let headers = headers::upstream_request_headers(&parts.headers, shared.authorization.as_ref());
     let mut upstream = shared
@@ -102,7 +121,7 @@ async fn forward(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Proxy
     }
     let response = match upstream.send().await {
         Ok(response) => response,
-        Err(e) => return transport_failure(shared, &display_url, &e),
+        Err(e) => return transport_failure(shared, &display_url, &e, record, started),
     };
 
     let status = response.status();
@@ -141,20 +160,45 @@ async fn forward(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Proxy
         });
     }
 
-    let down = Arc::clone(shared);
-    let body = StreamBody::new(futures_util::stream::iter(prefix).chain(stream).map(
-        move |chunk| match chunk {
-            Ok(bytes) => {
-                Counters::add(&down.counters.bytes_down, bytes.len() as u64);
-                Ok(Frame::data(bytes))
-            }
-            Err(e) => Err(BoxError::from(e)),
-        },
-    ));
-    let mut out = Response::new(body.boxed_unsync());
+    record.status = status.as_u16();
+    let content_type = response_headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let meter = Meter::new(Arc::clone(shared), started, record, content_type);
+    let body = metered(futures_util::stream::iter(prefix).chain(stream), meter);
+    let mut out = Response::new(StreamBody::new(body).boxed_unsync());
     *out.status_mut() = status;
     *out.headers_mut() = response_headers;
     out
+}
+
+/// The upstream body, frame by frame as it arrives, with each chunk shown to the meter on its way
+/// through and the record sent when the body ends (or breaks, or is dropped unfinished).
+fn metered(
+    upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+    mut meter: Meter,
+) -> impl Stream<Item = Result<Frame<Bytes>, BoxError>> + Send + 'static {
+    let mut upstream = Box::pin(upstream);
+    futures_util::stream::poll_fn(move |cx| {
+        Poll::Ready(match std::task::ready!(upstream.as_mut().poll_next(cx)) {
+            Some(Ok(bytes)) => {
+                Counters::add(&meter.shared().counters.bytes_down, bytes.len() as u64);
+                meter.observe(&bytes);
+                Some(Ok(Frame::data(bytes)))
+            }
+            Some(Err(e)) => {
+                meter.finish(Some(format!(
+                    "the upstream's answer broke off: {}",
+                    error_chain(&e)
+                )));
+                Some(Err(BoxError::from(e)))
+            }
+            None => {
+                meter.finish(None);
+                None
+            }
+        })
+    })
 }
 
 fn blocked(shared: &Shared, method: &Method, target: &str) -> Response<ProxyBody> {
@@ -179,15 +223,26 @@ fn too_large() -> Response<ProxyBody> {
     )
 }
 
-fn transport_failure(shared: &Shared, url: &str, error: &reqwest::Error) -> Response<ProxyBody> {
+fn transport_failure(
+    shared: &Shared,
+    url: &str,
+    error: &reqwest::Error,
+    mut record: MeteredRequest,
+    started: Instant,
+) -> Response<ProxyBody> {
     Counters::add(&shared.counters.upstream_errors, 1);
     let cause = error_chain(error);
+    record.status = StatusCode::BAD_GATEWAY.as_u16();
+    record.latency_ms = millis(started);
+    record.error = Some(cause.clone());
     if error.is_connect() || error.is_timeout() {
         tracing::debug!(url = %url, error = %cause, "model endpoint unreachable");
+        // The notice that stops the run first, then the record (as for an error status).
         shared.notify(GatewayNotice::UpstreamUnreachable {
             url: url.to_owned(),
             error: cause.clone(),
         });
+        shared.meter(record);
         return json_error(
             StatusCode::BAD_GATEWAY,
             "gateway_upstream_unreachable",
@@ -197,6 +252,7 @@ fn transport_failure(shared: &Shared, url: &str, error: &reqwest::Error) -> Resp
     // The connection was made but broke before a response (reset, closed early). That can be
     // transient, so no notice: the agent's own retry decides whether the run is doomed.
     tracing::debug!(url = %url, error = %cause, "model endpoint request failed");
+    shared.meter(record);
     json_error(
         StatusCode::BAD_GATEWAY,
         "gateway_upstream_error",

@@ -125,6 +125,12 @@ pub(crate) async fn chat_completions(
             &facts,
             index,
         );
+        let usage = match &decision {
+            Decision::Serve(turn) if turn.fault.is_none() && (!stream || include_usage) => {
+                Some(wire::usage(turn, raw_len))
+            }
+            _ => None,
+        };
         state.records.push(RecordedRequest {
             index,
             model: facts.model.clone(),
@@ -133,6 +139,7 @@ pub(crate) async fn chat_completions(
             stream,
             body,
             outcome: outcome.clone(),
+            usage,
         });
         tracing::info!(
             "request {index}: model={:?} tools={} stream={stream} -> {outcome}",

@@ -21,6 +21,11 @@ pub struct RecordedRequest {
     pub body: Value,
     /// How the script answered.
     pub outcome: Outcome,
+    /// The token usage the answer reported: set for a complete reply, plain or streamed with
+    /// `stream_options.include_usage` (as OpenAI-compatible servers do); unset for faults,
+    /// rejections and streams that did not ask for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::scenario::Usage>,
 }
 
 /// How the script answered one request.

@@ -50,6 +50,11 @@ async fn streams_text_in_several_chunks_with_usage() {
 
     assert_eq!(server.requests().len(), 1);
     assert_eq!(server.requests()[0].turn(), Some(0));
+    let recorded = server.requests()[0].usage.unwrap();
+    assert_eq!(
+        (recorded.prompt_tokens, recorded.completion_tokens),
+        (prompt, completion)
+    );
     assert_eq!(server.remaining_turn_uses(), 0);
 }
 
@@ -86,6 +91,14 @@ async fn no_usage_chunk_unless_asked_and_scripted_usage_is_reported() {
         chunks.last().unwrap()["usage"],
         json!({"prompt_tokens": 1234, "completion_tokens": 56, "total_tokens": 1290})
     );
+
+    // The record says what usage each answer reported: none without `include_usage`.
+    let reported: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| r.usage.map(|u| (u.prompt_tokens, u.completion_tokens)))
+        .collect();
+    assert_eq!(reported, [None, Some((1234, 56))]);
 }
 
 #[tokio::test]

@@ -1,8 +1,10 @@
 //! The structurer: when the agent told its result in prose but gave no valid outcome object, one
 //! tool-less chat-completions call to a fast model extracts the object from that narrative. It
-//! runs on the host with the real credential (not through OpenCode or the sandbox's gateway),
-//! bounded by a short timeout, and is told to leave unknown fields null rather than invent them.
+//! goes through a model gateway like the agent's own traffic (the gateway holds the credential,
+//! polices and meters the call; this side never sees a key), bounded by a short timeout, and the
+//! model is told to leave unknown fields null rather than invent them.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -19,12 +21,15 @@ const NARRATIVE_LIMIT: usize = 16 * 1024;
 /// How much of an error body a message quotes.
 const BODY_SNIPPET: usize = 300;
 
-/// One structurer call. No `Debug`: it carries the credential.
-#[derive(Clone, Copy)]
+/// The gateway serves the OpenAI-compatible API under `/v1` on its socket; the host name is
+/// never resolved (the socket decides where requests go).
+const GATEWAY_URL: &str = "http://model-gateway/v1/chat/completions";
+
+/// One structurer call.
+#[derive(Debug, Clone, Copy)]
 pub struct StructurerRequest<'a> {
-    /// The OpenAI-compatible base, e.g. `http://127.0.0.1:PORT/v1`.
-    pub base_url: &'a str,
-    pub api_key: Option<&'a str>,
+    /// The Unix socket of the model gateway to call through (on the host).
+    pub gateway_socket: &'a Path,
     pub model: &'a str,
     /// The agent's final text.
     pub narrative: &'a str,
@@ -53,36 +58,35 @@ pub async fn call_structurer(req: StructurerRequest<'_>) -> Result<Outcome, Cont
 }
 
 async fn request(req: &StructurerRequest<'_>) -> Result<Outcome, ContractError> {
-    let base =
-        reqwest::Url::parse(req.base_url).map_err(|e| failure(format!("invalid base URL: {e}")))?;
-    let shown = redacted(&base);
-    let url = format!("{}/chat/completions", base.as_str().trim_end_matches('/'));
-    // Like the gateway's client: the endpoint is configured explicitly, so no environment proxy
-    // and no redirects (which could carry the credential elsewhere).
+    // No environment proxy and no redirects: the gateway is the only way out.
     let client = reqwest::Client::builder()
+        .unix_socket(req.gateway_socket)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(req.timeout)
         .build()
         .map_err(|e| failure(format!("cannot build the HTTP client: {e}")))?;
-    let mut call = client.post(&url).json(&body(req));
-    if let Some(key) = req.api_key {
-        call = call.bearer_auth(key);
-    }
-    let response = call
+    let response = client
+        .post(GATEWAY_URL)
+        .json(&body(req))
         .send()
         .await
-        .map_err(|e| failure(format!("request to {shown} failed: {}", error_chain(&e))))?;
+        .map_err(|e| {
+            failure(format!(
+                "request through the model gateway failed: {}",
+                error_chain(&e)
+            ))
+        })?;
     let status = response.status();
     let text = response.text().await.map_err(|e| {
         failure(format!(
-            "reading the answer from {shown} failed: {}",
+            "reading the answer through the model gateway failed: {}",
             error_chain(&e)
         ))
     })?;
     if !status.is_success() {
         return Err(failure(format!(
-            "{shown} answered {status}: {}",
+            "the model endpoint answered {status}: {}",
             snippet(&text)
         )));
     }
@@ -156,15 +160,6 @@ fn snippet(text: &str) -> String {
     out
 }
 
-/// The base URL as messages may show it: userinfo can hold a password.
-fn redacted(url: &reqwest::Url) -> String {
-    let mut url = url.clone();
-    // Both setters only fail for URLs that cannot have userinfo; nothing to hide then.
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.as_str().trim_end_matches('/').to_owned()
-}
-
 /// reqwest's own message repeats the full URL; the causes say what went wrong.
 fn error_chain(error: &reqwest::Error) -> String {
     let mut parts = warren_domain::cause_chain(error);
@@ -231,6 +226,7 @@ mod tests {
             "id": "x",
             "object": "chat.completion",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 40, "completion_tokens": 12, "total_tokens": 52},
         })
     }
 
@@ -241,15 +237,34 @@ mod tests {
         }
     }
 
+    /// A model gateway in front of the upstream at `base`, holding `key`, as the engine starts
+    /// one for the structurer.
+    struct Gateway {
+        _dir: tempfile::TempDir,
+        handle: warren_gateway::GatewayHandle,
+    }
+
+    async fn gateway(base: &str, key: Option<&str>) -> Gateway {
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("tempdir: {e}"),
+        };
+        let mut cfg = warren_gateway::GatewayConfig::new(dir.path().join("gw.sock"), base);
+        cfg.api_key = key.map(str::to_owned);
+        cfg.source = warren_domain::RequestSource::Structurer;
+        match warren_gateway::start(cfg).await {
+            Ok(handle) => Gateway { _dir: dir, handle },
+            Err(e) => panic!("gateway: {e}"),
+        }
+    }
+
     fn request<'a>(
-        base: &'a str,
-        key: Option<&'a str>,
+        gateway: &'a Gateway,
         spec: &'a ContractSpec,
         narrative: &'a str,
     ) -> StructurerRequest<'a> {
         StructurerRequest {
-            base_url: base,
-            api_key: key,
+            gateway_socket: gateway.handle.socket_path(),
             model: "fast-model",
             narrative,
             spec,
@@ -263,7 +278,8 @@ mod tests {
         let (base, seen) = server(completion(answer), Duration::ZERO).await;
         let spec = spec();
         let narrative = "I fixed the parser in src/parse.rs and the tests pass.";
-        let outcome = call_structurer(request(&base, Some("sk-real"), &spec, narrative)).await;
+        let mut gw = gateway(&base, Some("sk-real")).await;
+        let outcome = call_structurer(request(&gw, &spec, narrative)).await;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => panic!("structurer failed: {e}"),
@@ -279,6 +295,20 @@ mod tests {
             Err(e) => panic!("lock: {e}"),
         };
         assert_eq!(seen.len(), 1);
+        // The gateway metered the call as the structurer's.
+        let metered = loop {
+            match gw.handle.notices().try_recv() {
+                Ok(warren_gateway::GatewayNotice::ModelRequest(r)) => break r,
+                Ok(_) => {}
+                Err(e) => panic!("no metering record: {e}"),
+            }
+        };
+        assert_eq!(metered.source, warren_domain::RequestSource::Structurer);
+        assert_eq!(metered.model.as_deref(), Some("fast-model"));
+        assert_eq!(
+            (metered.status, metered.input_tokens, metered.output_tokens),
+            (200, Some(40), Some(12))
+        );
         let (headers, body) = &seen[0];
         assert_eq!(
             headers.get("authorization").and_then(|v| v.to_str().ok()),
@@ -313,7 +343,8 @@ mod tests {
 ```"#;
         let (base, seen) = server(completion(answer), Duration::ZERO).await;
         let spec = spec();
-        let outcome = call_structurer(request(&(base + "/"), None, &spec, "Which branch?")).await;
+        let gw = gateway(&(base + "/"), None).await;
+        let outcome = call_structurer(request(&gw, &spec, "Which branch?")).await;
         assert_eq!(
             outcome.map(|o| o.outcome).ok(),
             Some(OutcomeKind::NeedsInfo)
@@ -333,9 +364,8 @@ mod tests {
         )
         .await;
         let spec = spec();
-        let err = call_structurer(request(&base, None, &spec, "done"))
-            .await
-            .err();
+        let gw = gateway(&base, None).await;
+        let err = call_structurer(request(&gw, &spec, "done")).await.err();
         assert!(
             matches!(err, Some(ContractError::Structurer { .. })),
             "{err:?}"
@@ -344,9 +374,8 @@ mod tests {
         // A field the narrative did not state comes back null, and that must not pass.
         let null = r#"{"outcome": "COMPLETE", "summary": "done", "files_changed": null}"#;
         let (base, _) = server(completion(null), Duration::ZERO).await;
-        let err = call_structurer(request(&base, None, &spec, "done"))
-            .await
-            .err();
+        let gw = gateway(&base, None).await;
+        let err = call_structurer(request(&gw, &spec, "done")).await.err();
         match err {
             Some(ContractError::Structurer { message }) => {
                 assert!(message.contains("files_changed"), "{message}")
@@ -359,9 +388,8 @@ mod tests {
     async fn http_errors_and_hangs_are_structurer_errors() {
         let (base, _) = server(json!({"error": "nope"}), Duration::ZERO).await;
         let spec = spec();
-        let err = call_structurer(request(&(base.clone() + "/missing"), None, &spec, "x"))
-            .await
-            .err();
+        let gw = gateway(&(base.clone() + "/missing"), None).await;
+        let err = call_structurer(request(&gw, &spec, "x")).await.err();
         match err {
             Some(ContractError::Structurer { message }) => {
                 assert!(message.contains("404"), "{message}")
@@ -370,7 +398,8 @@ mod tests {
         }
 
         let (base, _) = server(completion("{}"), Duration::from_secs(30)).await;
-        let mut req = request(&base, None, &spec, "x");
+        let gw = gateway(&base, None).await;
+        let mut req = request(&gw, &spec, "x");
         req.timeout = Duration::from_millis(300);
         let err = call_structurer(req).await.err();
         assert!(

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use warren_domain::{AgentEvent, ErrorInfo, ReasonCode, SandboxState, UserFacing};
+use warren_domain::{AgentEvent, ErrorInfo, GatewayUsage, ReasonCode, SandboxState, UserFacing};
 use warren_engine::reconcile::needs_supervisor;
 use warren_engine::{Assessment, Lifecycle, RunObserver, SandboxDirs, assess};
 use warren_provider_local::LocalProvider;
@@ -107,10 +107,13 @@ pub fn status(global: &GlobalArgs, name: &str) -> CmdResult<i32> {
         let busy = lease.is_some();
         let lost = assess(&r, lease.as_ref(), time::OffsetDateTime::now_utc())
             == Assessment::SupervisorLost;
+        // What the gateway metered, beside what OpenCode reported (`sandbox.usage`).
+        let events = lc.store.events(&r.id, 0, None)?;
+        let gateway_usage = GatewayUsage::from_events(events.iter().map(|e| &e.event));
         if global.json {
             println!(
                 "{}",
-                json!({ "sandbox": r, "lease": lease, "busy": busy, "supervisor_lost": lost, "warm_server": warm, "changed_files": changes })
+                json!({ "sandbox": r, "lease": lease, "busy": busy, "supervisor_lost": lost, "warm_server": warm, "changed_files": changes, "gateway_usage": gateway_usage })
             );
             return Ok(0);
         }

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::harness::{Fixture, bash_turn, json_lines, stderr, stdout, text_turn};
+use super::harness::{Fixture, bash_turn, json_lines, status, stderr, stdout, text_turn};
 
 fn write_turn(path: &str, content: &str) -> Value {
     json!({ "tool_calls": [{ "name": "write", "arguments": { "filePath": path, "content": content } }] })
@@ -241,6 +241,87 @@ async fn narration_without_json_is_recovered_by_the_structurer() {
         structurer.body["stream"],
         json!(true),
         "the structurer call is not streamed"
+    );
+}
+
+/// Every model request of a sandbox goes through a gateway and is metered there: the agent's and
+/// the structurer's, each tagged, with the tokens the model reported; `status` adds them up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_meters_the_agent_and_the_structurer_and_status_adds_them_up() {
+    let fx = fixture(
+        json!({ "turns": [
+            { "text": "I reviewed the change carefully and I approve it; the tests cover the fix.",
+              "usage": { "prompt_tokens": 1000, "completion_tokens": 50 } },
+            { "when": { "has_tools": false, "last_user_contains": "I approve it" },
+              "text": "{\"outcome\": \"COMPLETE\", \"summary\": \"approved\", \"verdict\": \"approve\"}",
+              "usage": { "prompt_tokens": 300, "completion_tokens": 40 } },
+        ]}),
+        CONTRACT,
+    )
+    .await;
+    let out = fx
+        .run("metered", &["--json", "--role", "reviewer"], "review it")
+        .await;
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(summary(&out)["outcome"]["via"], "structurer");
+
+    let events = recorded_events(&fx, "metered").await;
+    let metered: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "model_request" && e["endpoint"] == "chat/completions")
+        .collect();
+    let by = |source: &str| -> Vec<&Value> {
+        metered
+            .iter()
+            .copied()
+            .filter(|e| e["source"] == source)
+            .collect()
+    };
+    let structurer = by("structurer");
+    assert_eq!(structurer.len(), 1, "{metered:#?}");
+    assert_eq!(structurer[0]["model"], "scripted");
+    assert_eq!(structurer[0]["status"], 200);
+    assert_eq!(structurer[0]["input_tokens"], 300);
+    assert_eq!(structurer[0]["output_tokens"], 40);
+    assert!(structurer[0]["latency_ms"].is_u64());
+    let agent = by("agent");
+    assert!(
+        agent
+            .iter()
+            .any(|e| e["input_tokens"] == 1000 && e["output_tokens"] == 50 && e["status"] == 200),
+        "the agent's answer was not metered with its usage: {agent:#?}"
+    );
+    assert_eq!(agent.len() + structurer.len(), metered.len());
+
+    // One record per request the model served, and the totals are what the model reported
+    // (OpenCode asks streams for their usage, and the scripted model gives it, as real servers do).
+    let requests = fx.model.as_ref().unwrap().requests();
+    assert_eq!(metered.len(), requests.len(), "{requests:#?}");
+    let (input, output) = requests
+        .iter()
+        .map(|r| r.usage.expect("every answer reported its usage"))
+        .fold((0, 0), |(i, o), u| {
+            (i + u.prompt_tokens, o + u.completion_tokens)
+        });
+    let status = status(&fx, "metered").await;
+    assert_eq!(
+        status["gateway_usage"],
+        json!({ "requests": requests.len(), "input": input, "output": output, "errors": 0 }),
+        "{status}"
+    );
+    // OpenCode's own report is kept beside it, unchanged.
+    assert!(
+        status["sandbox"]["usage"]["input"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+
+    let human = stderr(&fx.warren(&["logs", "metered"]).await);
+    assert!(
+        human.lines().any(
+            |l| l.starts_with("· model scripted (structurer): HTTP 200 in ")
+                && l.ends_with(" ms, 300 tokens in, 40 out")
+        ),
+        "{human}"
     );
 }
 

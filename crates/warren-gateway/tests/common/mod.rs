@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use warren_gateway::{GatewayConfig, GatewayHandle, GatewayNotice};
+use warren_gateway::{GatewayConfig, GatewayHandle, GatewayNotice, MeteredRequest, RequestSource};
 
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -72,6 +72,15 @@ impl Fixture {
             .expect("notice channel closed")
     }
 
+    /// The next metering record, skipping other notices.
+    pub async fn next_record(&mut self) -> MeteredRequest {
+        loop {
+            if let GatewayNotice::ModelRequest(record) = self.next_notice().await {
+                return record;
+            }
+        }
+    }
+
     pub fn no_pending_notice(&mut self) -> bool {
         self.gateway.notices().try_recv().is_err()
     }
@@ -86,10 +95,20 @@ pub async fn start_gateway_with(
     api_key: Option<&str>,
     connect_timeout: Duration,
 ) -> Fixture {
+    start_gateway_as(base_url, api_key, connect_timeout, RequestSource::Agent).await
+}
+
+pub async fn start_gateway_as(
+    base_url: String,
+    api_key: Option<&str>,
+    connect_timeout: Duration,
+    source: RequestSource,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = GatewayConfig::new(dir.path().join("gateway.sock"), base_url);
     cfg.api_key = api_key.map(str::to_owned);
     cfg.connect_timeout = connect_timeout;
+    cfg.source = source;
     let gateway = warren_gateway::start(cfg).await.unwrap();
     Fixture { dir, gateway }
 }
