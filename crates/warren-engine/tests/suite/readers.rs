@@ -185,3 +185,61 @@ async fn a_second_run_with_the_same_name_is_refused_and_creates_nothing() {
     assert!(summary.success, "{:?}", summary.error);
     assert_eq!(fx.show("warren/twice", "twice.txt"), "the agent's work\n");
 }
+
+/// The sweep runs at any time, from any process, while runs start. A run's directories appear
+/// after its record does; the sweep must never take them for an orphan's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_never_removes_a_starting_runs_directories() {
+    let fx = Fixture::new();
+    // Enough settled records that one sweep takes a while between listing records and reading
+    // the directories.
+    {
+        let store = fx.store();
+        for i in 0..300 {
+            let record = fx.sandbox_in(&format!("old-{i}"), &[SandboxState::TearingDown]);
+            store
+                .transition(&record.id, SandboxState::Destroyed, None)
+                .unwrap();
+        }
+        fx.lifecycle().gc().unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sweeper = {
+        let (stop, provider, config, data) = (
+            stop.clone(),
+            fx.provider.clone(),
+            fx.config.clone(),
+            fx.data.clone(),
+        );
+        std::thread::spawn(move || {
+            let lc = warren_engine::Lifecycle::open(&provider, &config, &data).unwrap();
+            let mut removed = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                removed.extend(lc.gc().unwrap().orphan_dirs_removed);
+            }
+            removed
+        })
+    };
+    let mut failures = Vec::new();
+    for i in 0..8 {
+        let name = format!("busy-{i}");
+        let handle = fx
+            .engine
+            .start_run(fx.request(&name, "work"))
+            .await
+            .unwrap();
+        let summary = tokio::time::timeout(PATIENCE, handle.finish())
+            .await
+            .expect("the run did not end")
+            .unwrap();
+        if !summary.success {
+            failures.push((name, summary.error));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let removed = sweeper.join().unwrap();
+    assert!(
+        failures.is_empty() && removed.is_empty(),
+        "runs failed while a sweep ran: {failures:#?}; the sweep removed {removed:#?}"
+    );
+}
