@@ -70,6 +70,7 @@ async fn cancel_mid_agent_stops_it_and_keeps_its_work() {
 
     let record = fx.store().get(&id).unwrap();
     assert_eq!(record.state, SandboxState::Destroyed);
+    assert!(fx.store().lease(&id).unwrap().is_none());
     assert_eq!(
         record.error.map(|e| e.reason_code),
         Some(ReasonCode::Stopped)

@@ -75,6 +75,10 @@ async fn two_runs_at_once_each_export_exactly_their_own_work() {
         let record = store.get(&id).unwrap();
         assert_eq!(record.state, SandboxState::Destroyed);
         assert_eq!(record.branch.as_deref(), Some(branch.as_str()));
+        assert!(
+            store.lease(&id).unwrap().is_none(),
+            "{name}'s lease outlived its run"
+        );
         let calls = fx.provider.calls_for(name);
         assert!(
             matches!(calls.first(), Some(Call::Create { .. })),
@@ -143,4 +147,82 @@ async fn the_agent_is_started_as_opencode_run_under_the_init() {
     );
     assert_eq!(summary.session_id.as_deref(), Some("ses_fake"));
     assert_eq!(summary.usage.input, 100);
+}
+
+/// Runs against an endpoint with a pool of one take turns: the second waits `queued`, visibly,
+/// and its agent starts only once the first one's has ended; both finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_one_runs_agents_one_at_a_time() {
+    let fx = Fixture::new();
+    let mut config = fx.config.clone();
+    config.pools.insert(
+        "one".into(),
+        warren_config::PoolConfig { max_concurrent: 1 },
+    );
+    config.model_providers.get_mut("scripted").unwrap().pool = Some("one".into());
+    fx.provider.script(
+        "first",
+        Script::new()
+            .step_start()
+            .write("first.txt", "first\n")
+            .signal("first-mid")
+            .gate("first-go")
+            .finish(),
+    );
+    let mut req = fx.request("first", "work");
+    req.config = config.clone();
+    let first = fx.engine.start_run(req).await.unwrap();
+    fx.provider.wait_signal("first-mid", PATIENCE).await;
+
+    let mut req = fx.request("second", "work");
+    req.config = config;
+    let second = fx.engine.start_run(req).await.unwrap();
+    let store = fx.store();
+    let start = std::time::Instant::now();
+    while store.get(&second.id).unwrap().state != SandboxState::Queued {
+        assert!(start.elapsed() < PATIENCE, "the second run never queued");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Give it every chance to jump the queue.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !fx.provider
+            .calls_for("second")
+            .iter()
+            .any(|c| matches!(c, Call::Exec { .. })),
+        "the second agent started while the pool's one slot was taken"
+    );
+    let queued = store.events(&second.id, 0, None).unwrap();
+    assert!(
+        queued.iter().any(|e| matches!(
+            &e.event,
+            warren_domain::AgentEvent::Queued { pool, position: 1 } if pool == "one"
+        )),
+        "{queued:#?}"
+    );
+
+    fx.provider.open_gate("first-go");
+    let first = tokio::time::timeout(PATIENCE, first.finish())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = tokio::time::timeout(PATIENCE, second.finish())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.success, "{:?}", first.error);
+    assert!(second.success, "{:?}", second.error);
+    assert_eq!(fx.branch_changes("warren/second"), vec!["agent.txt"]);
+    // The first agent ended before the second was started.
+    let calls = fx.provider.calls();
+    let first_done = calls
+        .iter()
+        .position(|c| matches!(c, Call::Destroy { sandbox, .. } if sandbox == "first"))
+        .unwrap();
+    let second_exec = calls
+        .iter()
+        .position(|c| matches!(c, Call::Exec { sandbox, .. } if sandbox == "second"))
+        .unwrap();
+    assert!(first_done < second_exec, "{calls:#?}");
+    assert!(store.pool_usage("one").unwrap().0.is_empty());
 }

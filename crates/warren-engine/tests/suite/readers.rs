@@ -243,3 +243,38 @@ async fn a_sweep_never_removes_a_starting_runs_directories() {
         "runs failed while a sweep ran: {failures:#?}; the sweep removed {removed:#?}"
     );
 }
+
+/// A client that reconnects resumes where it left off: from any `seq`, mid-run or after, the
+/// stream yields exactly the events after it, in order, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_resumes_after_any_seq() {
+    let fx = Fixture::new();
+    fx.provider.script("resume", gated("resume"));
+    let handle = fx
+        .engine
+        .start_run(fx.request("resume", "work"))
+        .await
+        .unwrap();
+    fx.provider.wait_signal("resume-mid", PATIENCE).await;
+    let so_far = fx.store().events(&handle.id, 0, None).unwrap().len() as u64;
+    assert!(so_far >= 4, "only {so_far} events before the agent's pause");
+    let resumed = tokio::spawn(drain(handle.events(so_far / 2)));
+    fx.provider.open_gate("resume-go");
+    let id = handle.id.clone();
+    handle.finish().await.unwrap();
+
+    let all = fx.stored_events(&id).await;
+    assert_gapless(&all);
+    let resumed = resumed.await.unwrap();
+    assert_eq!(resumed, all[usize::try_from(so_far / 2).unwrap()..]);
+    for after in 0..=all.len() {
+        let end = StreamEnd::default();
+        end.finish();
+        let stream = EventStream::new(fx.engine.db_path(), id.clone(), after as u64, end);
+        assert_eq!(
+            drain(stream).await,
+            all[after..],
+            "resumed after seq {after}"
+        );
+    }
+}
