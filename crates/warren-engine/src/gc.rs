@@ -36,6 +36,15 @@ impl<P: Provider> Lifecycle<'_, P> {
                 lease.sandbox_id, lease.operation, lease.holder
             ));
         }
+        // The directories are read before the records are listed: a sandbox's record is created
+        // before its directories, so every directory seen here has its record in the list below,
+        // and a run starting meanwhile is never taken for an orphan.
+        let sandboxes = self.data_dir.join("sandboxes");
+        let dirs: Vec<_> = std::fs::read_dir(&sandboxes)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
         let records = self.store.list(true)?;
         let mut live_dirs = std::collections::HashSet::new();
         let mut next: Option<std::time::Duration> = None;
@@ -80,12 +89,7 @@ impl<P: Provider> Lifecycle<'_, P> {
                 Err(e) => tracing::warn!("gc could not tear down {}: {e}", record.name),
             }
         }
-        let sandboxes = self.data_dir.join("sandboxes");
-        for entry in std::fs::read_dir(&sandboxes)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+        for entry in dirs {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !live_dirs.contains(&name) && std::fs::remove_dir_all(entry.path()).is_ok() {
                 report

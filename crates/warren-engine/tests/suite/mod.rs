@@ -1,0 +1,6 @@
+mod cancel;
+mod concurrent;
+mod fake;
+mod harness;
+mod readers;
+mod reconcile;
