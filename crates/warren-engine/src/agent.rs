@@ -225,7 +225,7 @@ fn sandbox_and_launch(
     let launch = OpencodeLaunch {
         provider: prepared.model.provider.clone(),
         model: prepared.model.model.clone(),
-        small_model: None,
+        small_model: prepared.resolved.small_model.clone(),
         init_path: init_in,
         opencode_path: opencode_in,
         prompt: req.prompt.to_owned(),

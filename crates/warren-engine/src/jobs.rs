@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use crate::cancel::Cancel;
 use serde::{Deserialize, Serialize};
 use warren_config::Config;
-use warren_domain::{
-    AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, UserFacing,
-};
+use warren_domain::{AgentEvent, ErrorInfo, SandboxId, SandboxName, SandboxState, UserFacing};
 use warren_provider::Provider;
 use warren_store::StateStore;
 use warren_store::Store;
@@ -114,33 +112,35 @@ impl<P: Provider> JobContext<'_, P> {
         let prepared = match prepared {
             Some(p) => p,
             None => {
+                // A follow-up may name another role; its model, if it names one, wins over the
+                // sandbox's.
+                let role = match job {
+                    MonitorJob::Exec { role: Some(r), .. } => Some(r.as_str()),
+                    _ => record.role.as_deref(),
+                };
+                let role_model = match job {
+                    MonitorJob::Exec { role: Some(r), .. } => self
+                        .config
+                        .role(r)
+                        .ok()
+                        .and_then(|settings| settings.model.clone()),
+                    _ => None,
+                };
                 prepare(
                     self.provider,
                     self.config,
                     &record.repo,
-                    record.model.as_deref(),
+                    role_model.or_else(|| record.model.clone()).as_deref(),
+                    role,
                     false,
                 )
                 .await?
             }
         };
-        let role_name = match job {
-            MonitorJob::Exec { role: Some(r), .. } => Some(r.clone()),
-            _ => record.role.clone(),
-        };
-        let role = match &role_name {
-            Some(name) => Some((
-                name.as_str(),
-                self.config
-                    .role(name)
-                    .map_err(|m| ErrorInfo::new(ReasonCode::InvalidConfig, m))?,
-            )),
-            None => None,
-        };
         let (prompt, session_id) = match job {
             MonitorJob::Run { prompt, branch, .. } => {
                 let summary = self
-                    .one_shot(rec, &record.name, &prepared, prompt, branch, role)
+                    .one_shot(rec, &record.name, &prepared, prompt, branch)
                     .await;
                 return Ok(Some(summary));
             }
@@ -179,7 +179,6 @@ impl<P: Provider> JobContext<'_, P> {
                 name: &record.name,
                 prompt: &prompt,
                 session_id,
-                role,
             },
             warm,
         )
@@ -204,7 +203,6 @@ impl<P: Provider> JobContext<'_, P> {
         prepared: &Prepared,
         prompt: &str,
         branch: &str,
-        role: Option<(&str, &warren_config::RoleConfig)>,
     ) -> RunSummary {
         let started = Instant::now();
         let dirs = SandboxDirs::new(self.data_dir, &rec.id);
@@ -230,7 +228,6 @@ impl<P: Provider> JobContext<'_, P> {
                     name,
                     prompt,
                     session_id: None,
-                    role,
                 },
                 // One prompt, then the sandbox goes: a warm server would only add its boot.
                 None,

@@ -22,6 +22,7 @@ pub mod prepare;
 mod provision;
 pub mod reconcile;
 pub mod recorder;
+pub mod resolve;
 pub mod run;
 pub mod supervisor;
 mod task;

@@ -20,6 +20,7 @@ use crate::paths::SandboxDirs;
 use crate::prepare::{ensure_branch_free, prepare};
 use crate::provision::sync_report;
 use crate::recorder::{Recorder, RunObserver};
+use crate::resolve::default_branch;
 use crate::supervisor::{HeldLease, SUPERVISOR_LEASE_TTL};
 use crate::teardown::remove_sandbox;
 use crate::warm_control::{self, Handoff};
@@ -74,25 +75,16 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         req: LaunchRequest,
         launcher: &dyn SupervisorLauncher,
     ) -> Result<SandboxRecord, EngineError> {
-        let role_model = match &req.role {
-            Some(name) => self
-                .config
-                .role(name)
-                .map_err(|m| ErrorInfo::new(ReasonCode::InvalidConfig, m))?
-                .model
-                .clone(),
-            None => None,
-        };
-        let model = req.model.clone().or(role_model);
         let prepared = prepare(
             self.provider,
             self.config,
             &req.repo,
-            model.as_deref(),
+            req.model.as_deref(),
+            req.role.as_deref(),
             true,
         )
         .await?;
-        ensure_branch_free(&prepared.repo, &format!("warren/{}", req.name))?;
+        ensure_branch_free(&prepared.repo, &default_branch(&req.name))?;
         let record = self.store.create_sandbox(NewSandbox {
             id: SandboxId::new(),
             name: req.name.clone(),
@@ -216,7 +208,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             let sync = sync_report(&record)?;
             let repo = warren_sync::inspect_repo(&record.repo)?;
             let target =
-                target.unwrap_or_else(|| ExportTarget::Branch(format!("warren/{}", record.name)));
+                target.unwrap_or_else(|| ExportTarget::Branch(default_branch(&record.name)));
             if let ExportTarget::Branch(branch) = &target {
                 ensure_branch_free(&repo, branch)?;
             }

@@ -5,16 +5,19 @@ use std::path::Path;
 use std::time::Duration;
 
 use warren_config::{Config, ModelProviderConfig, ModelRef};
-use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
+use warren_domain::{ErrorInfo, UserFacing};
 use warren_provider::Provider;
 use warren_sync::RepoInfo;
 
 use crate::error::EngineError;
 use crate::preflight::probe_endpoint;
+use crate::resolve::{Resolved, resolve};
 use crate::tools::Tools;
 
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// The job's settings, resolved once.
+    pub resolved: Resolved,
     pub model: ModelRef,
     pub endpoint: ModelProviderConfig,
     /// The real credential; only the gateway ever sees it.
@@ -24,41 +27,30 @@ pub struct Prepared {
     pub connect_timeout: Duration,
 }
 
-/// `model` is `provider/model`; `None` means `model.default`.
+/// Resolves the job's settings (`model` is `provider/model`, a flag; `role` a role name) and
+/// checks the host: the provider, OpenCode and warren's init, the repository and, with `probe`,
+/// that the model endpoint answers.
 pub async fn prepare<P: Provider>(
     provider: &P,
     config: &Config,
     repo: &Path,
     model: Option<&str>,
+    role: Option<&str>,
     probe: bool,
 ) -> Result<Prepared, ErrorInfo> {
-    let raw = model
-        .map(str::to_owned)
-        .or_else(|| config.model.default.clone())
-        .ok_or_else(|| {
-            ErrorInfo::new(ReasonCode::InvalidConfig, "no model given and model.default is not set")
-                .with_hint("pass --model provider/model, or set [model] default in ~/.config/warren/config.toml")
-        })?;
-    let model = config
-        .resolve_model(&raw)
-        .map_err(|m| ErrorInfo::new(ReasonCode::InvalidConfig, m))?;
-    let endpoint = config
-        .model_providers
-        .get(&model.provider)
-        .cloned()
-        .ok_or_else(|| ErrorInfo::new(ReasonCode::Internal, "resolved model has no provider"))?;
-    let api_key = credential(&model.provider, &endpoint)?;
+    let resolved = resolve(config, model, role)?;
     provider.preflight().await.map_err(|e| e.to_error_info())?;
     let tools = Tools::locate(config.opencode.binary.as_deref())?;
     let repo = warren_sync::inspect_repo(repo).map_err(|e| e.to_error_info())?;
     let connect_timeout = Duration::from_secs(config.timeouts.connect_secs.max(1));
     if probe {
-        probe_endpoint(&endpoint.base_url, connect_timeout).await?;
+        probe_endpoint(&resolved.agent.config.base_url, connect_timeout).await?;
     }
     Ok(Prepared {
-        model,
-        endpoint,
-        api_key,
+        model: resolved.agent.model.clone(),
+        endpoint: resolved.agent.config.clone(),
+        api_key: resolved.agent.api_key.clone(),
+        resolved,
         tools,
         repo,
         connect_timeout,
@@ -74,18 +66,4 @@ pub fn ensure_branch_free(repo: &RepoInfo, branch: &str) -> Result<(), EngineErr
         });
     }
     Ok(())
-}
-
-fn credential(provider: &str, endpoint: &ModelProviderConfig) -> Result<Option<String>, ErrorInfo> {
-    if let Some(var) = &endpoint.api_key_env {
-        return match std::env::var(var) {
-            Ok(value) if !value.is_empty() => Ok(Some(value)),
-            _ => Err(ErrorInfo::new(
-                ReasonCode::InvalidConfig,
-                format!("model_providers.{provider}.api_key_env names {var}, which is not set in warren's environment"),
-            )
-            .with_hint(format!("export {var}=<your key> before running warren, or remove api_key_env if the endpoint needs no key"))),
-        };
-    }
-    Ok(endpoint.api_key.clone())
 }

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use warren_config::Config;
-use warren_domain::{ErrorInfo, ReasonCode, SandboxId, SandboxName, Usage};
+use warren_domain::{ErrorInfo, SandboxId, SandboxName, Usage};
 use warren_provider::Provider;
 use warren_store::NewSandbox;
 
 use crate::error::EngineError;
 use crate::prepare::{Prepared, ensure_branch_free, prepare};
+use crate::resolve::default_branch;
 use crate::task::TaskOutcome;
 
 #[derive(Debug, Clone)]
@@ -83,22 +84,20 @@ pub(crate) async fn prepare_run<P: Provider>(
     provider: &P,
     req: &RunRequest,
 ) -> Result<PreparedRun, EngineError> {
-    let config = &req.config;
-    let role_model = match &req.role {
-        Some(name) => config
-            .role(name)
-            .map_err(|m| ErrorInfo::new(ReasonCode::InvalidConfig, m))?
-            .model
-            .clone(),
-        None => None,
-    };
-    let model = req.model.clone().or(role_model);
-    let prepared = prepare(provider, config, &req.repo, model.as_deref(), true).await?;
+    let prepared = prepare(
+        provider,
+        &req.config,
+        &req.repo,
+        req.model.as_deref(),
+        req.role.as_deref(),
+        true,
+    )
+    .await?;
     let name = req
         .name
         .clone()
         .unwrap_or_else(|| SandboxName::generate(&req.prompt));
-    let branch = format!("warren/{name}");
+    let branch = default_branch(&name);
     ensure_branch_free(&prepared.repo, &branch)?;
     let new = NewSandbox {
         id: SandboxId::new(),

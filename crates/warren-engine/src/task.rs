@@ -13,7 +13,7 @@ use warren_agent::contract::{
     ContractSpec, Outcome, OutcomeKind, StructurerRequest, call_structurer, instruction_block,
     parse_outcome,
 };
-use warren_config::{Config, RoleConfig};
+use warren_config::Config;
 use warren_domain::{
     AgentEvent, ErrorInfo, RequestSource, SandboxName, SandboxState, Usage, UserFacing,
 };
@@ -31,7 +31,6 @@ pub(crate) struct TaskRequest<'a> {
     pub name: &'a SandboxName,
     pub prompt: &'a str,
     pub session_id: Option<String>,
-    pub role: Option<(&'a str, &'a RoleConfig)>,
 }
 
 /// What a task produced, for the summary and the record.
@@ -63,29 +62,12 @@ pub(crate) async fn run_task<P: Provider>(
     req: TaskRequest<'_>,
     warm: Option<&mut Option<WarmServer<P::Sandbox>>>,
 ) -> Result<TaskResult, ErrorInfo> {
-    let role = req.role.map(|(_, r)| r);
-    let limits = Limits {
-        hard: Duration::from_secs(
-            role.and_then(|r| r.run_secs)
-                .unwrap_or(config.timeouts.run_secs)
-                .max(1),
-        ),
-        inactivity: Duration::from_secs(
-            role.and_then(|r| r.inactivity_secs)
-                .unwrap_or(config.timeouts.inactivity_secs)
-                .max(1),
-        ),
-    };
+    let resolved = &prepared.resolved;
+    let limits = resolved.limits;
     let patterns = ClassifyPatterns {
         rate_limit: config.retry.rate_limit_patterns.clone(),
     };
-    let contract = req
-        .role
-        .filter(|(_, r)| r.contract)
-        .map(|(name, r)| ContractSpec {
-            role: name.to_owned(),
-            required_fields: r.fields.clone(),
-        });
+    let contract = resolved.contract.clone();
     let mut prompt = match &contract {
         Some(spec) => format!("{}\n\n{}", req.prompt, instruction_block(spec, false)),
         None => req.prompt.to_owned(),
@@ -96,7 +78,6 @@ pub(crate) async fn run_task<P: Provider>(
     let mut runner = Attempts {
         provider,
         prepared,
-        config,
         dirs,
         name: req.name,
         limits,
@@ -140,7 +121,10 @@ pub(crate) async fn run_task<P: Provider>(
     }
     // Round 0 reads the answer the agent already gave (then the structurer may recover it);
     // every later round is a stricter re-prompt in the same session.
-    let max_reprompts = role.map_or(0, |r| r.max_retries_on_malformed_output);
+    let max_reprompts = resolved
+        .role
+        .as_ref()
+        .map_or(0, |(_, r)| r.max_retries_on_malformed_output);
     let mut problem = String::new();
     for round in 0..=max_reprompts {
         if round > 0 {
@@ -233,28 +217,12 @@ async fn structure(
     narrative: &str,
     spec: &ContractSpec,
 ) -> Result<Outcome, ErrorInfo> {
-    let (base_url, model, api_key) = match &config.structurer.model {
-        Some(raw) => {
-            let model = config
-                .resolve_model(raw)
-                .map_err(|m| ErrorInfo::new(warren_domain::ReasonCode::InvalidConfig, m))?;
-            let endpoint = config
-                .model_providers
-                .get(&model.provider)
-                .cloned()
-                .unwrap_or_default();
-            let key = match &endpoint.api_key_env {
-                Some(var) => std::env::var(var).ok(),
-                None => endpoint.api_key.clone(),
-            };
-            (endpoint.base_url, model.model, key)
-        }
-        None => (
-            prepared.endpoint.base_url.clone(),
-            prepared.model.model.clone(),
-            prepared.api_key.clone(),
-        ),
-    };
+    let target = &prepared.resolved.structurer;
+    let (base_url, model, api_key) = (
+        target.config.base_url.clone(),
+        target.model.model.clone(),
+        target.api_key.clone(),
+    );
     let mut cfg = GatewayConfig::new(
         dirs.root
             .join(format!("structurer-{}.sock", std::process::id())),
@@ -284,7 +252,6 @@ async fn structure(
 struct Attempts<'a, P: Provider> {
     provider: &'a P,
     prepared: &'a Prepared,
-    config: &'a Config,
     dirs: &'a SandboxDirs,
     name: &'a SandboxName,
     limits: Limits,
@@ -304,19 +271,7 @@ impl<P: Provider> Attempts<'_, P> {
         prompt: &str,
     ) -> Result<AgentResult, ErrorInfo> {
         self.count += 1;
-        let pool = self
-            .config
-            .model_providers
-            .get(&self.prepared.model.provider)
-            .and_then(|p| p.pool.clone())
-            .map(|name| {
-                let max = self
-                    .config
-                    .pools
-                    .get(&name)
-                    .map_or(1, |p| p.max_concurrent.max(1));
-                (name, max)
-            });
+        let pool = self.prepared.resolved.pool.clone();
         if let Some((pool, max)) = &pool {
             wait_for_slot(rec, pool, *max).await?;
         }
