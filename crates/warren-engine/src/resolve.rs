@@ -153,3 +153,7 @@ fn credential(provider: &str, endpoint: &ModelProviderConfig) -> Result<Option<S
     }
     Ok(endpoint.api_key.clone())
 }
+
+#[cfg(test)]
+#[path = "resolve_tests.rs"]
+mod tests;
