@@ -2,6 +2,7 @@
 //! anything unrecognised kept verbatim) and what warren did around it. Every event gets a
 //! monotonic `seq` per sandbox so a reader can resume a stream without gaps or repeats.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -9,7 +10,7 @@ use crate::error::ErrorInfo;
 use crate::lifecycle::SandboxState;
 
 /// Token usage as OpenCode reports it in a step finish.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Usage {
     pub input: u64,
     pub output: u64,
@@ -34,7 +35,7 @@ impl Usage {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolStatus {
     Pending,
@@ -46,7 +47,7 @@ pub enum ToolStatus {
 }
 
 /// One event. Agent events mirror OpenCode's `run --format json` stream; the rest are warren's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentEvent {
     /// The sandbox moved to a new lifecycle state.
@@ -165,10 +166,11 @@ impl AgentEvent {
 }
 
 /// An event as stored and streamed: the sandbox, its sequence number and time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventRecord {
     pub seq: u64,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub at: OffsetDateTime,
     pub sandbox: String,
     #[serde(flatten)]

@@ -50,7 +50,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, ErrorInfo> {
         printer.event(&record);
     }
     let summary = handle.finish().await?;
-    print_summary(&summary, global.json);
+    print_summary(&summary, global.json)?;
     Ok(match &summary.error {
         None => 0,
         Some(e) => e.reason_code.exit_class().code(),
