@@ -13,7 +13,7 @@ fn file_text(schema: &serde_json::Value) -> String {
 }
 
 /// `docs/schemas/` is what the code generates: change a view and this fails until the files are
-/// regenerated with `WARREN_BLESS_SCHEMAS=1 cargo test -p warren-api` (or `warren schema --write`).
+/// regenerated with `WARREN_BLESS_SCHEMAS=1 cargo test -p warren-api`.
 #[test]
 fn committed_schemas_match_the_types() {
     let dir = schemas_dir();
