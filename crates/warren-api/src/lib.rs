@@ -32,3 +32,7 @@ use serde::{Deserialize, Serialize};
 pub struct ErrorEnvelope {
     pub error: ErrorInfo,
 }
+
+#[cfg(test)]
+#[path = "views_tests.rs"]
+mod views_tests;
