@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use warren_api::{ChangedFile, ConfigView, ListView, OpenEnvelope, OpenView, StatusView};
+use warren_api::{ChangedFile, ListView, OpenEnvelope, OpenView, StatusView};
 use warren_domain::{AgentEvent, ErrorInfo, ReasonCode, SandboxState, UserFacing};
 use warren_engine::reconcile::needs_supervisor;
 use warren_engine::{Assessment, Lifecycle, RunObserver, SandboxDirs, assess};
@@ -352,8 +352,7 @@ pub fn config_show(json: bool, repo: Option<&Path>) -> Result<i32, ErrorInfo> {
     let repo = repo.map(checks::repo_dir).transpose()?;
     let loaded = load_config(repo.as_deref(), Vec::new())?;
     if json {
-        let view: ConfigView = views::config(&loaded)?;
-        print_json(&view)?;
+        print_json(&views::config(&loaded)?)?;
         return Ok(0);
     }
     let text = toml::to_string_pretty(&loaded.config)
