@@ -4,7 +4,6 @@
 //! model to extract the object from a narrative that lacks one.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 mod parse;
 mod structurer;
@@ -12,52 +11,7 @@ mod structurer;
 pub use parse::parse_outcome;
 pub use structurer::{STRUCTURER_MARKER, StructurerRequest, call_structurer};
 
-/// How the agent's task ended, in its own judgement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OutcomeKind {
-    /// The task is done.
-    Complete,
-    /// The agent cannot proceed without an answer from the user (the question is the summary).
-    NeedsInfo,
-    /// The agent cannot do the task.
-    Error,
-}
-
-impl OutcomeKind {
-    pub const ALL: [Self; 3] = [Self::Complete, Self::NeedsInfo, Self::Error];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Complete => "COMPLETE",
-            Self::NeedsInfo => "NEEDS_INFO",
-            Self::Error => "ERROR",
-        }
-    }
-
-    /// Lenient on case and separators: models write "complete" or "needs-info" as often as the
-    /// canonical spelling, and the meaning is not in doubt.
-    pub fn parse(raw: &str) -> Option<Self> {
-        let normal = raw.trim().to_ascii_uppercase().replace(['-', ' '], "_");
-        Self::ALL.into_iter().find(|k| k.as_str() == normal)
-    }
-}
-
-impl std::fmt::Display for OutcomeKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-/// A validated outcome: the kind, a non-empty summary, and every other field the object carried
-/// (the role's required fields among them, each non-null).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
-    pub outcome: OutcomeKind,
-    pub summary: String,
-    #[serde(flatten)]
-    pub fields: serde_json::Map<String, Value>,
-}
+pub use warren_domain::outcome::{Outcome, OutcomeKind};
 
 /// What a role demands of the outcome object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -169,6 +123,7 @@ pub fn reprompt(spec: &ContractSpec, problem: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn spec() -> ContractSpec {
         ContractSpec {

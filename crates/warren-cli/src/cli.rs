@@ -61,6 +61,8 @@ pub enum Command {
     Monitor(MonitorArgs),
     /// Show the effective configuration and where each value came from
     Config(ConfigArgs),
+    /// Print the JSON Schema of a --json view (without VIEW: list the views)
+    Schema(SchemaArgs),
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +232,12 @@ pub struct LogsArgs {
     /// Only events with a sequence number greater than this
     #[arg(long, default_value_t = 0, value_name = "SEQ")]
     pub since: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// The view: event, summary, error, status, list, ... (see `warren schema`)
+    pub view: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod hints;
 mod output;
 mod provider;
 mod supervisor;
+mod views;
 
 use std::process::ExitCode;
 

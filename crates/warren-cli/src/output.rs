@@ -3,8 +3,9 @@
 
 use std::io::{IsTerminal, Write};
 
-use serde_json::json;
-use warren_domain::{AgentEvent, ErrorInfo, EventRecord, ToolStatus};
+use serde::Serialize;
+use warren_api::{ErrorEnvelope, SummaryEnvelope};
+use warren_domain::{AgentEvent, ErrorInfo, EventRecord, ReasonCode, ToolStatus};
 use warren_engine::{RunObserver, RunSummary};
 
 pub fn color_enabled() -> bool {
@@ -233,10 +234,25 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-pub fn print_summary(summary: &RunSummary, json: bool) {
+/// Prints one `--json` result on stdout: a `warren-api` view, on one line. Its keys come out
+/// sorted (serde_json's map orders them), as `--json` has always printed them; event lines are
+/// printed as they stream, in field order.
+pub fn print_json(view: &impl Serialize) -> Result<(), ErrorInfo> {
+    let value = serde_json::to_value(view).map_err(|e| {
+        ErrorInfo::new(
+            ReasonCode::Internal,
+            format!("cannot serialise the result: {e}"),
+        )
+    })?;
+    println!("{value}");
+    Ok(())
+}
+
+pub fn print_summary(summary: &RunSummary, json: bool) -> Result<(), ErrorInfo> {
     if json {
-        println!("{}", json!({ "summary": summary }));
-        return;
+        return print_json(&SummaryEnvelope {
+            summary: summary.clone(),
+        });
     }
     let style = Style {
         on: color_enabled(),
@@ -278,6 +294,7 @@ pub fn print_summary(summary: &RunSummary, json: bool) {
     if let Some(error) = &summary.error {
         eprintln!("{}", render_error(error));
     }
+    Ok(())
 }
 
 pub fn render_error(error: &ErrorInfo) -> String {
@@ -299,7 +316,11 @@ pub fn render_error(error: &ErrorInfo) -> String {
 /// Reports a failure: `{"error": ...}` alone on stdout with `--json`, a readable message on stderr.
 pub fn print_error(error: &ErrorInfo, json: bool) {
     if json {
-        println!("{}", json!({ "error": error }));
+        let envelope = ErrorEnvelope {
+            error: error.clone(),
+        };
+        // Strings, a bool and a code: serialising it cannot fail.
+        let _ = print_json(&envelope);
     } else {
         eprintln!("{}", render_error(error));
     }

@@ -2,10 +2,11 @@
 //! whether retrying can help, and an optional hint. Codes are part of warren's interface and are
 //! listed in `docs/errors.md`; never rename one.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Stable, snake_case identifiers for every user-visible failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReasonCode {
     /// The `--repo` path is not a git work tree.
@@ -163,7 +164,7 @@ impl ExitClass {
 }
 
 /// The wire form of an error: what `--json` prints under `{"error": ...}` and what the store keeps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorInfo {
     pub reason_code: ReasonCode,
     pub message: String,

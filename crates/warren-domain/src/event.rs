@@ -2,6 +2,7 @@
 //! anything unrecognised kept verbatim) and what warren did around it. Every event gets a
 //! monotonic `seq` per sandbox so a reader can resume a stream without gaps or repeats.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -9,7 +10,7 @@ use crate::error::ErrorInfo;
 use crate::lifecycle::SandboxState;
 
 /// Token usage as OpenCode reports it in a step finish.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Usage {
     pub input: u64,
     pub output: u64,
@@ -36,7 +37,7 @@ impl Usage {
 
 /// Who sent a request through the model gateway: the agent in the sandbox, or warren's own
 /// structurer (the outcome contract's extraction call). Each gateway serves one source.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestSource {
     #[default]
@@ -53,7 +54,7 @@ impl RequestSource {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolStatus {
     Pending,
@@ -65,7 +66,7 @@ pub enum ToolStatus {
 }
 
 /// One event. Agent events mirror OpenCode's `run --format json` stream; the rest are warren's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentEvent {
     /// The sandbox moved to a new lifecycle state.
@@ -207,7 +208,7 @@ impl AgentEvent {
 }
 
 /// What the model gateway metered for a sandbox, added up from its `model_request` events.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct GatewayUsage {
     pub requests: u64,
     pub input: u64,
@@ -245,10 +246,11 @@ impl GatewayUsage {
 }
 
 /// An event as stored and streamed: the sandbox, its sequence number and time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventRecord {
     pub seq: u64,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub at: OffsetDateTime,
     pub sandbox: String,
     #[serde(flatten)]

@@ -1,9 +1,12 @@
 //! Identifiers: a sandbox has an opaque id (UUIDv7, sortable by creation) and a user-chosen name
 //! that must be safe as a git branch component, a directory name and a container name.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct SandboxId(String);
 
@@ -153,6 +156,23 @@ impl crate::UserFacing for InvalidName {
         Some(match SandboxName::suggest(&self.name) {
             Some(name) => format!("use a name like {name}"),
             None => "use a name like fix-login or run.2".to_owned(),
+        })
+    }
+}
+
+/// A string with the rules [`SandboxName::parse`] enforces, as far as a pattern can say them.
+impl JsonSchema for SandboxName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SandboxName".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A sandbox name: 1 to 63 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 63,
+            "pattern": "^[a-z0-9][a-z0-9._-]*$"
         })
     }
 }

@@ -1,9 +1,10 @@
 //! The sandbox lifecycle: one table of allowed transitions. Every state write in warren goes
 //! through [`SandboxState::transition`], so no record can reach a state the table does not allow.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SandboxState {
     /// Recorded, nothing created yet.

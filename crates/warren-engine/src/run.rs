@@ -5,16 +5,17 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
 use warren_config::Config;
-use warren_domain::{ErrorInfo, SandboxId, SandboxName, Usage};
+use warren_domain::{SandboxId, SandboxName};
 use warren_provider::Provider;
 use warren_store::NewSandbox;
 
 use crate::error::EngineError;
 use crate::prepare::{Prepared, ensure_branch_free, prepare};
 use crate::resolve::default_branch;
-use crate::task::TaskOutcome;
+
+// What a run reports is defined by the protocol crate, so every front end prints the same.
+pub use warren_api::{Phases, RunSummary};
 
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -27,48 +28,6 @@ pub struct RunRequest {
     pub role: Option<String>,
     /// The settings of this run (the repository's layers included).
     pub config: Config,
-}
-
-/// Wall-clock time of each phase, for the summary and the benchmark.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Phases {
-    pub preflight_ms: f64,
-    pub sync_in_ms: f64,
-    pub gateway_ms: f64,
-    pub sandbox_create_ms: f64,
-    pub agent_ms: f64,
-    /// Part of `agent_ms`: OpenCode's boot, until its first event.
-    pub opencode_ready_ms: f64,
-    pub export_ms: f64,
-    pub teardown_ms: f64,
-    pub total_ms: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
-    pub sandbox_id: String,
-    pub name: String,
-    pub success: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub branch: Option<String>,
-    pub files_changed: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
-    pub usage: Usage,
-    /// Attempts, and the role's outcome when it asked for one.
-    pub outcome: TaskOutcome,
-    pub duration_ms: f64,
-    pub phases: Phases,
-    /// Set when the workspace was kept because its changes could not be exported.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kept_workspace: Option<PathBuf>,
-    /// OpenCode's last stderr lines and any non-JSON stdout, kept for diagnosis on failure.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub stderr_tail: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub stray_stdout: Vec<String>,
 }
 
 /// A run resolved and checked, and its record created (`new`): what its supervisor needs.

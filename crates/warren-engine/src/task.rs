@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use warren_agent::Limits;
 use warren_agent::classify::{ClassifyPatterns, is_fatal, is_retryable_model_failure};
 use warren_agent::contract::{
@@ -33,19 +32,8 @@ pub(crate) struct TaskRequest<'a> {
     pub session_id: Option<String>,
 }
 
-/// What a task produced, for the summary and the record.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TaskOutcome {
-    pub attempts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<Outcome>,
-    /// How the outcome was obtained (`fenced_block`, `structurer`, `missing`, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub via: Option<String>,
-    /// The agent's raw final text, kept when no valid outcome could be obtained.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw_output: Option<String>,
-}
+// What a task produced, for the summary and the record: a protocol type.
+pub use warren_api::TaskOutcome;
 
 pub(crate) struct TaskResult {
     pub last: AgentResult,

@@ -1,7 +1,9 @@
 //! Commands that change a sandbox: launch, exec, export, pull, teardown, gc, and the hidden
 //! monitor entry point that launch and exec start in the background.
 
-use serde_json::json;
+use warren_api::{
+    ExportEnvelope, GcView, ImageEnvelope, ImageView, PullEnvelope, SandboxEnvelope, SyncEnvelope,
+};
 use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
 use warren_engine::{Cancel, Engine, ExportTarget, LaunchRequest, Lifecycle, MonitorJob};
@@ -13,9 +15,10 @@ use super::{CmdResult, checks, data_dir, load_config, with_lifecycle};
 use crate::cli::{
     ExecArgs, ExportArgs, GlobalArgs, LaunchArgs, MonitorArgs, PullArgs, TeardownArgs,
 };
-use crate::output::{EventPrinter, Spinner};
+use crate::output::{EventPrinter, Spinner, print_json};
 use crate::provider::AnyProvider;
 use crate::supervisor::{MONITOR_CONFIG_ENV, ProcessLauncher, cancel_on_signals};
+use crate::views;
 
 /// The config that applies to an existing sandbox: its repository's `.warren.toml` included.
 fn config_for(global: &GlobalArgs, name: &str) -> CmdResult<Config> {
@@ -67,7 +70,9 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> CmdResult<i32> {
     spinner.finish();
     let record = record?;
     if global.json {
-        println!("{}", json!({ "sandbox": record }));
+        print_json(&SandboxEnvelope {
+            sandbox: views::sandbox(&record),
+        })?;
     } else {
         println!("sandbox {} is {}", record.name, record.state);
         eprintln!("follow it with: warren logs {} -f", record.name);
@@ -98,7 +103,9 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> CmdResult<i32> {
         .await?;
     if args.detach {
         if global.json {
-            println!("{}", json!({ "sandbox": record }));
+            print_json(&SandboxEnvelope {
+                sandbox: views::sandbox(&record),
+            })?;
         } else {
             println!(
                 "sandbox {} is {}; follow it with: warren logs {} -f",
@@ -143,7 +150,9 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> CmdResult<i32> {
         );
     }
     if global.json {
-        println!("{}", json!({ "export": exported }));
+        print_json(&ExportEnvelope {
+            export: views::export(&exported),
+        })?;
     } else {
         match (&exported.branch, &exported.patch) {
             (Some(branch), _) => println!(
@@ -174,7 +183,9 @@ pub fn sync(global: &GlobalArgs, name: &str) -> CmdResult<i32> {
     let mut printer = EventPrinter::new(false);
     let report = with_lifecycle(global, &config, |lc| Ok(lc.sync(name, &mut printer)?))?;
     if global.json {
-        println!("{}", json!({ "sync": report }));
+        print_json(&SyncEnvelope {
+            sync: views::sync(&report),
+        })?;
     } else {
         println!(
             "sent {} updated and {} deleted paths into {name}",
@@ -198,7 +209,9 @@ pub fn pull(global: &GlobalArgs, args: PullArgs) -> CmdResult<i32> {
     let config = config_for(global, &args.name)?;
     let report = with_lifecycle(global, &config, |lc| Ok(lc.pull(&args.name, &args.to)?))?;
     if global.json {
-        println!("{}", json!({ "pull": report }));
+        print_json(&PullEnvelope {
+            pull: views::pull(&report),
+        })?;
     } else {
         println!(
             "wrote {} changed files to {}; {} deletions listed in {}",
@@ -222,7 +235,9 @@ pub async fn teardown(global: &GlobalArgs, args: TeardownArgs) -> CmdResult<i32>
         remove_sandbox_containers(&config, record.id.as_str()).await;
     }
     if global.json {
-        println!("{}", json!({ "sandbox": record }));
+        print_json(&SandboxEnvelope {
+            sandbox: views::sandbox(&record),
+        })?;
     } else {
         println!("sandbox {} is {}", record.name, record.state);
     }
@@ -257,10 +272,11 @@ pub async fn gc(global: &GlobalArgs, volumes: bool) -> CmdResult<i32> {
         with_lifecycle(global, &config, |lc| Ok((lc.gc()?, container_owners(lc)?)))?;
     let (orphan_containers, removed_volumes) = docker_sweep(&config, &owners, volumes).await;
     if global.json {
-        println!(
-            "{}",
-            json!({ "gc": report, "orphan_containers_removed": orphan_containers, "volumes_removed": removed_volumes })
-        );
+        print_json(&GcView {
+            gc: views::gc(&report),
+            orphan_containers_removed: orphan_containers,
+            volumes_removed: removed_volumes,
+        })?;
         return Ok(0);
     }
     let line = |label: &str, items: &[String]| {
@@ -399,7 +415,9 @@ pub async fn image_build(global: &GlobalArgs, args: crate::cli::ImageBuildArgs) 
     spinner.finish();
     let id = id.map_err(|e| e.to_error_info())?;
     if global.json {
-        println!("{}", json!({ "image": { "tag": tag, "id": id } }));
+        print_json(&ImageEnvelope {
+            image: ImageView { tag, id },
+        })?;
     } else {
         println!("built {tag} ({id})");
     }

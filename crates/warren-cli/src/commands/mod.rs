@@ -6,6 +6,7 @@ mod checks;
 mod lifecycle;
 mod read;
 mod run;
+mod schema;
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Config(args) => match args.command {
             ConfigCommand::Show { repo } => read::config_show(json, repo.as_deref()),
         },
+        Command::Schema(args) => schema::schema(json, args.view.as_deref()).map_err(CliError::from),
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::json;
+use warren_api::{ChangedFile, ListView, OpenEnvelope, OpenView, StatusView};
 use warren_domain::{AgentEvent, ErrorInfo, GatewayUsage, ReasonCode, SandboxState, UserFacing};
 use warren_engine::reconcile::needs_supervisor;
 use warren_engine::{Assessment, Lifecycle, RunObserver, SandboxDirs, assess};
@@ -14,8 +14,9 @@ use warren_store::{SandboxRecord, StateStore};
 
 use super::{CliError, CmdResult, checks, load_config, with_lifecycle};
 use crate::cli::{GlobalArgs, LogsArgs};
-use crate::output::EventPrinter;
+use crate::output::{EventPrinter, print_json};
 use crate::provider::AnyProvider;
+use crate::views;
 
 fn rfc3339(t: &time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
@@ -38,7 +39,9 @@ pub async fn list(global: &GlobalArgs, all: bool) -> CmdResult<i32> {
         super::lifecycle::docker_sweep(&config, &owners, false).await;
     }
     if global.json {
-        println!("{}", json!({ "sandboxes": records }));
+        print_json(&ListView {
+            sandboxes: records.iter().map(views::sandbox).collect(),
+        })?;
         return Ok(0);
     }
     if records.is_empty() {
@@ -73,18 +76,14 @@ pub async fn list(global: &GlobalArgs, all: bool) -> CmdResult<i32> {
 fn changed_files(
     lc: &Lifecycle<'_, AnyProvider>,
     record: &SandboxRecord,
-) -> Result<Vec<serde_json::Value>, ErrorInfo> {
+) -> Result<Vec<ChangedFile>, ErrorInfo> {
     let dirs = SandboxDirs::new(lc.data_dir, &record.id);
     // While the agent runs its files are in motion; the list is for an idle sandbox.
     if !dirs.workspace.is_dir() || record.sync.is_none() || record.state == SandboxState::Running {
         return Ok(Vec::new());
     }
     let changes = warren_engine::export::collect(lc.config, &dirs)?;
-    Ok(changes
-        .changes
-        .iter()
-        .map(|c| json!({ "path": c.path.display().to_string(), "kind": format!("{:?}", c.kind).to_lowercase() }))
-        .collect())
+    Ok(changes.changes.iter().map(views::changed_file).collect())
 }
 
 pub fn status(global: &GlobalArgs, name: &str) -> CmdResult<i32> {
@@ -111,10 +110,15 @@ pub fn status(global: &GlobalArgs, name: &str) -> CmdResult<i32> {
         let events = lc.store.events(&r.id, 0, None)?;
         let gateway_usage = GatewayUsage::from_events(events.iter().map(|e| &e.event));
         if global.json {
-            println!(
-                "{}",
-                json!({ "sandbox": r, "lease": lease, "busy": busy, "supervisor_lost": lost, "warm_server": warm, "changed_files": changes, "gateway_usage": gateway_usage })
-            );
+            print_json(&StatusView {
+                sandbox: views::sandbox(&r),
+                lease: lease.as_ref().map(views::lease),
+                busy,
+                supervisor_lost: lost,
+                warm_server: warm.as_ref().map(views::warm_server),
+                changed_files: changes,
+                gateway_usage,
+            })?;
             return Ok(0);
         }
         println!("name:      {}", r.name);
@@ -157,11 +161,7 @@ pub fn status(global: &GlobalArgs, name: &str) -> CmdResult<i32> {
         if !changes.is_empty() {
             println!("changes:   {} files", changes.len());
             for c in &changes {
-                println!(
-                    "           {} {}",
-                    c["kind"].as_str().unwrap_or(""),
-                    c["path"].as_str().unwrap_or("")
-                );
+                println!("           {} {}", c.kind.as_str(), c.path);
             }
         }
         if let Some(branch) = &r.branch {
@@ -315,15 +315,20 @@ pub fn open(global: &GlobalArgs, name: &str) -> CmdResult<i32> {
         let exec = format!("warren exec {} \"<your follow-up prompt>\"", r.name);
         let warm = warren_engine::warm_control::warm_info(&dirs);
         if global.json {
-            println!(
-                "{}",
-                json!({ "open": {
-                    "name": r.name, "provider": r.provider, "state": r.state,
-                    "workspace": dirs.workspace, "session_id": r.session_id, "exec": exec,
-                    "logs": format!("warren logs {} -f", r.name),
-                    "server_socket": warm.as_ref().map(|w| &w.socket),
-                }})
-            );
+            print_json(&OpenEnvelope {
+                open: OpenView {
+                    name: r.name.clone(),
+                    provider: r.provider.clone(),
+                    state: r.state,
+                    workspace: dirs.workspace.to_string_lossy().into_owned(),
+                    session_id: r.session_id.clone(),
+                    exec,
+                    logs: format!("warren logs {} -f", r.name),
+                    server_socket: warm
+                        .as_ref()
+                        .map(|w| w.socket.to_string_lossy().into_owned()),
+                },
+            })?;
             return Ok(0);
         }
         println!("sandbox {} ({}, {})", r.name, r.provider, r.state);
@@ -352,10 +357,7 @@ pub fn config_show(json: bool, repo: Option<&Path>) -> CmdResult<i32> {
     let repo = repo.map(checks::repo_dir).transpose()?;
     let loaded = load_config(repo.as_deref(), Vec::new())?;
     if json {
-        println!(
-            "{}",
-            json!({ "config": loaded.config, "sources": loaded.sources })
-        );
+        print_json(&views::config(&loaded)?)?;
         return Ok(0);
     }
     let text = toml::to_string_pretty(&loaded.config)

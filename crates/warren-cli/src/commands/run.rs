@@ -49,7 +49,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult<i32> {
         printer.event(&record);
     }
     let summary = handle.finish().await?;
-    print_summary(&summary, global.json);
+    print_summary(&summary, global.json)?;
     Ok(match &summary.error {
         None => 0,
         Some(e) => e.reason_code.exit_class().code(),

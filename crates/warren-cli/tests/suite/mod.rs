@@ -6,5 +6,6 @@ mod lifecycle;
 mod readers;
 mod run;
 mod runtime;
+mod schemas;
 mod snapshots;
 mod warm;
