@@ -233,10 +233,9 @@ fn unauthorized() -> Response<ProxyBody> {
         "gateway_unauthorized",
         "warren gateway: this gateway requires its sandbox's token".to_owned(),
     );
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer"),
-    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }
 

@@ -50,7 +50,9 @@ fn chat(authorization: Option<&str>) -> hyper::Request<Full<Bytes>> {
         builder = builder.header("authorization", auth);
     }
     builder
-        .body(Full::new(Bytes::from_static(br#"{"model":"m","messages":[]}"#)))
+        .body(Full::new(Bytes::from_static(
+            br#"{"model":"m","messages":[]}"#,
+        )))
         .unwrap()
 }
 
@@ -59,7 +61,11 @@ async fn the_token_opens_the_gateway_and_the_real_key_goes_upstream() {
     let (upstream, log) = recording_upstream().await;
     let mut gateway = start_tcp(upstream, Some("real-key")).await;
     let addr = gateway.local_addr().expect("a TCP gateway has an address");
-    assert_ne!(addr.port(), 0, "the bound port is reported, not the asked-for 0");
+    assert_ne!(
+        addr.port(),
+        0,
+        "the bound port is reported, not the asked-for 0"
+    );
     assert!(gateway.socket_path().as_os_str().is_empty());
 
     let resp = send_tcp(addr, chat(Some(&format!("Bearer {TOKEN}")))).await;
@@ -124,7 +130,10 @@ async fn requests_without_the_right_token_get_401_and_go_nowhere() {
         .append("authorization", "Bearer other".parse().unwrap());
     assert_eq!(send_tcp(addr, twice).await.status(), 401);
 
-    assert!(log.lock().unwrap().is_empty(), "a refused request reached the upstream");
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "a refused request reached the upstream"
+    );
     let stats = gateway.stats();
     assert_eq!((stats.requests, stats.bytes_up), (7, 0));
     // Nothing to meter and nothing that could stop the run.
@@ -135,15 +144,26 @@ async fn requests_without_the_right_token_get_401_and_go_nowhere() {
 #[tokio::test]
 async fn a_guessable_token_is_refused_at_start() {
     for token in ["short", "has a space in it ....", ""] {
-        let cfg = GatewayConfig::tcp("127.0.0.1:0".parse().unwrap(), token, "http://127.0.0.1:1/v1");
+        let cfg = GatewayConfig::tcp(
+            "127.0.0.1:0".parse().unwrap(),
+            token,
+            "http://127.0.0.1:1/v1",
+        );
         let err = warren_gateway::start(cfg).await.err();
-        assert!(matches!(err, Some(GatewayError::InvalidToken)), "{token:?}: {err:?}");
+        assert!(
+            matches!(err, Some(GatewayError::InvalidToken)),
+            "{token:?}: {err:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn the_token_stays_out_of_debug_output() {
-    let cfg = GatewayConfig::tcp("127.0.0.1:0".parse().unwrap(), TOKEN, "http://127.0.0.1:1/v1");
+    let cfg = GatewayConfig::tcp(
+        "127.0.0.1:0".parse().unwrap(),
+        TOKEN,
+        "http://127.0.0.1:1/v1",
+    );
     let shown = format!("{cfg:?}");
     assert!(!shown.contains(TOKEN), "{shown}");
     assert!(shown.contains("127.0.0.1:0"), "{shown}");

@@ -163,7 +163,11 @@ mod tests {
         })
     }
 
-    fn body(spec: &SandboxSpec, settings: &DockerSettings, volumes: &[VolumeMount]) -> ContainerCreateBody {
+    fn body(
+        spec: &SandboxSpec,
+        settings: &DockerSettings,
+        volumes: &[VolumeMount],
+    ) -> ContainerCreateBody {
         let dirs = spec.host_dirs.clone().unwrap_or_else(|| HostDirs {
             workspace: "/x".into(),
             home: "/x".into(),

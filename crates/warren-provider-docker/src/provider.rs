@@ -266,9 +266,10 @@ impl Provider for DockerProvider {
             provider: "docker",
             what,
         };
-        let dirs = spec.host_dirs.as_ref().ok_or_else(|| {
-            unsupported("run a sandbox without host directories to bind".into())
-        })?;
+        let dirs = spec
+            .host_dirs
+            .as_ref()
+            .ok_or_else(|| unsupported("run a sandbox without host directories to bind".into()))?;
         let run_dir = match (&spec.gateway, spec.run_dir()) {
             (GatewayAttachment::UnixSocket { .. }, Some(dir)) => dir.to_path_buf(),
             _ => {

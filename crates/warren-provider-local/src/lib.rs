@@ -91,7 +91,11 @@ impl Provider for LocalProvider {
             .ok_or_else(|| unsupported("run a sandbox without host directories to bind"))?;
         let run_dir = match (&spec.gateway, spec.run_dir()) {
             (GatewayAttachment::UnixSocket { .. }, Some(dir)) => dir,
-            _ => return Err(unsupported("reach a gateway by anything but a Unix socket: the sandbox has no network")),
+            _ => {
+                return Err(unsupported(
+                    "reach a gateway by anything but a Unix socket: the sandbox has no network",
+                ));
+            }
         };
         for dir in [&dirs.workspace, &dirs.home, &run_dir.to_path_buf()] {
             if !dir.is_dir() {
@@ -118,14 +122,8 @@ impl Provider for LocalProvider {
             }
             tools.push((host_path.clone(), tool.sandbox_path.clone()));
         }
-        let base = BwrapCommand::for_spec(
-            &bwrap,
-            dirs,
-            run_dir,
-            &tools,
-            &host_root_binds(),
-            &masks(),
-        );
+        let base =
+            BwrapCommand::for_spec(&bwrap, dirs, run_dir, &tools, &host_root_binds(), &masks());
         let sandbox = LocalSandbox {
             base,
             children: Arc::new(Mutex::new(Vec::new())),

@@ -269,7 +269,10 @@ pub enum ProviderError {
     /// The provider cannot do what the spec or the call asks (a host-path provider asked to
     /// upload, a spec without host directories given to a provider that binds them).
     #[error("the {provider} provider cannot {what}")]
-    Unsupported { provider: &'static str, what: String },
+    Unsupported {
+        provider: &'static str,
+        what: String,
+    },
 }
 
 impl UserFacing for ProviderError {
@@ -350,10 +353,7 @@ pub trait Sandbox: Send + Sync {
     /// The sandbox directory `dir` as a tar stream, produced while it is read. What comes out is
     /// untrusted: the engine unpacks it with warren-sync's hostile-safe writer. Needed from
     /// [`Mounts::None`] providers; the engine calls it only when nothing runs in the sandbox.
-    fn download(
-        &self,
-        dir: &str,
-    ) -> impl Future<Output = Result<TarStream, ProviderError>> + Send {
+    fn download(&self, dir: &str) -> impl Future<Output = Result<TarStream, ProviderError>> + Send {
         let what = format!("download {dir}: it shares host directories instead");
         async move {
             Err(ProviderError::Unsupported {
