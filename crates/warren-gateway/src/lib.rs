@@ -75,7 +75,7 @@ pub struct GatewayConfig {
 impl GatewayConfig {
     /// A gateway on a Unix socket.
     pub fn new(socket_path: impl Into<PathBuf>, upstream_base_url: impl Into<String>) -> Self {
-        Self::listening(GatewayListen::Unix(socket_path.into()), upstream_base_url)
+        Self::on(GatewayListen::Unix(socket_path.into()), upstream_base_url)
     }
 
     /// A gateway on TCP that requires `token` as a bearer credential.
@@ -85,10 +85,11 @@ impl GatewayConfig {
         upstream_base_url: impl Into<String>,
     ) -> Self {
         let token = token.into();
-        Self::listening(GatewayListen::Tcp { address, token }, upstream_base_url)
+        Self::on(GatewayListen::Tcp { address, token }, upstream_base_url)
     }
 
-    fn listening(listen: GatewayListen, upstream_base_url: impl Into<String>) -> Self {
+    /// A gateway listening on `listen`.
+    pub fn on(listen: GatewayListen, upstream_base_url: impl Into<String>) -> Self {
         Self {
             listen,
             upstream_base_url: upstream_base_url.into(),
