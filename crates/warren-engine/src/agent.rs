@@ -91,7 +91,8 @@ pub(crate) async fn run_agent<P: Provider>(
             let (mut gateway, attachment) = match mounts {
                 Mounts::HostPaths => {
                     let path = socket_path(dirs);
-                    let gateway = start_gateway(prepared, GatewayListen::Unix(path.clone())).await?;
+                    let gateway =
+                        start_gateway(prepared, GatewayListen::Unix(path.clone())).await?;
                     (gateway, GatewayAttachment::UnixSocket { host_path: path })
                 }
                 Mounts::None => start_tcp_gateway(prepared, &provider.tcp_gateway()).await?,
@@ -122,7 +123,9 @@ pub(crate) async fn run_agent<P: Provider>(
             // The agent has ended (or was killed): its work comes back before the sandbox goes,
             // whatever the outcome, so nothing it did is lost.
             let downloaded = match mounts {
-                Mounts::None => crate::transfer::download_all(&sandbox, dirs, &req.sync_limits).await,
+                Mounts::None => {
+                    crate::transfer::download_all(&sandbox, dirs, &req.sync_limits).await
+                }
                 Mounts::HostPaths => Ok(()),
             };
             // Nothing may keep running in the sandbox while its files are read.
@@ -131,7 +134,10 @@ pub(crate) async fn run_agent<P: Provider>(
             // After shutdown every forwarded request has its record, cut short or not.
             record_metered(&mut notices, |event| rec.emit(event));
             if let (Err(_), Err(e)) = (&watched, &downloaded) {
-                tracing::warn!("the sandbox's files could not be brought back: {}", e.message);
+                tracing::warn!(
+                    "the sandbox's files could not be brought back: {}",
+                    e.message
+                );
             }
             let watched = watched?;
             downloaded?;

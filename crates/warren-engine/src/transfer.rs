@@ -54,7 +54,10 @@ async fn upload<S: Sandbox>(sandbox: &S, host: &Path, inside: &str) -> Result<()
             "cannot pack {} for the sandbox: {e}",
             host.display()
         ))),
-        Err(e) => Err(failed(format!("the packer of {} failed: {e}", host.display()))),
+        Err(e) => Err(failed(format!(
+            "the packer of {} failed: {e}",
+            host.display()
+        ))),
     }
 }
 

@@ -1,3 +1,9 @@
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that cannot set up its files should stop at once"
+)]
+
 use std::os::unix::fs::PermissionsExt;
 
 use warren_domain::{ReasonCode, UserFacing};
