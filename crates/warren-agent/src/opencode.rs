@@ -39,13 +39,48 @@ pub struct OpencodeLaunch {
     pub prompt: String,
     /// Continue this OpenCode session instead of starting a new one.
     pub session_id: Option<String>,
-    /// The gateway socket's file name inside the run directory.
-    pub gateway_socket: String,
+    /// How OpenCode reaches the model gateway.
+    pub gateway: GatewayRoute,
+}
+
+/// How OpenCode inside the sandbox reaches the model gateway.
+#[derive(Clone, PartialEq, Eq)]
+pub enum GatewayRoute {
+    /// The gateway socket's file name inside the run directory. warren's init relays loopback
+    /// port [`GATEWAY_PORT`] to it, and OpenCode sends a placeholder key the gateway replaces.
+    Socket(String),
+    /// A gateway the sandbox dials over TCP (`host:port`), for sandboxes that share no file
+    /// system with warren. OpenCode talks to it directly, with the sandbox's token as its API
+    /// key (`Authorization: Bearer <token>`): the gateway checks it, strips it and injects the
+    /// real credential. No relay: the init only runs the agent.
+    Tcp { address: String, token: String },
+}
+
+// By hand: the token opens the sandbox's gateway, so it stays out of logs.
+impl std::fmt::Debug for GatewayRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Socket(name) => f.debug_tuple("Socket").field(name).finish(),
+            Self::Tcp { address, .. } => f
+                .debug_struct("Tcp")
+                .field("address", address)
+                .field("token", &"<redacted>")
+                .finish(),
+        }
+    }
 }
 
 impl OpencodeLaunch {
     pub fn config_json(&self) -> String {
-        let base_url = format!("http://127.0.0.1:{GATEWAY_PORT}/v1");
+        let (base_url, api_key) = match &self.gateway {
+            GatewayRoute::Socket(_) => (
+                format!("http://127.0.0.1:{GATEWAY_PORT}/v1"),
+                PLACEHOLDER_API_KEY,
+            ),
+            GatewayRoute::Tcp { address, token } => {
+                (format!("http://{address}/v1"), token.as_str())
+            }
+        };
         let mut models = serde_json::Map::new();
         models.insert(self.model.clone(), json!({ "name": self.model }));
         if let Some(small) = &self.small_model {
@@ -58,7 +93,7 @@ impl OpencodeLaunch {
                 self.provider.clone(): {
                     "npm": "@ai-sdk/openai-compatible",
                     "name": format!("{} (via warren gateway)", self.provider),
-                    "options": { "baseURL": base_url, "apiKey": PLACEHOLDER_API_KEY },
+                    "options": { "baseURL": base_url, "apiKey": api_key },
                     "models": models,
                 }
             },
@@ -82,7 +117,7 @@ impl OpencodeLaunch {
 
     /// A one-shot `opencode run`: boots OpenCode, runs the prompt, exits.
     pub fn exec_spec(&self) -> ExecSpec {
-        let mut argv = self.init_argv(&[self.gateway_relay()]);
+        let mut argv = self.init_argv(&[], self.gateway_relay());
         argv.extend([self.opencode_path.clone(), "run".into()]);
         self.push_run_args(&mut argv);
         self.spec(argv)
@@ -95,7 +130,7 @@ impl OpencodeLaunch {
             "--expose".to_owned(),
             format!("{SANDBOX_RUN_DIR}/{server_socket}={SERVER_PORT}"),
         ];
-        let mut argv = self.init_argv(&[self.gateway_relay(), expose]);
+        let mut argv = self.init_argv(&[expose], self.gateway_relay());
         argv.extend([
             self.opencode_path.clone(),
             "serve".into(),
@@ -107,18 +142,19 @@ impl OpencodeLaunch {
         self.spec(argv)
     }
 
-    fn gateway_relay(&self) -> [String; 2] {
-        [
-            "--relay".to_owned(),
-            format!(
-                "{GATEWAY_PORT}={SANDBOX_RUN_DIR}/{socket}",
-                socket = self.gateway_socket
-            ),
-        ]
+    fn gateway_relay(&self) -> Option<[String; 2]> {
+        match &self.gateway {
+            GatewayRoute::Socket(socket) => Some([
+                "--relay".to_owned(),
+                format!("{GATEWAY_PORT}={SANDBOX_RUN_DIR}/{socket}"),
+            ]),
+            GatewayRoute::Tcp { .. } => None,
+        }
     }
 
-    fn init_argv(&self, options: &[[String; 2]]) -> Vec<String> {
+    fn init_argv(&self, options: &[[String; 2]], relay: Option<[String; 2]>) -> Vec<String> {
         let mut argv = vec![self.init_path.clone()];
+        argv.extend(relay.into_iter().flatten());
         argv.extend(options.iter().flatten().cloned());
         argv.push("--".into());
         argv
@@ -167,8 +203,28 @@ mod tests {
             opencode_path: "/run/warren-bin/opencode".into(),
             prompt: "-rf everything".into(),
             session_id: None,
-            gateway_socket: gateway_socket_name(7),
+            gateway: GatewayRoute::Socket(gateway_socket_name(7)),
         }
+    }
+
+    #[test]
+    fn over_tcp_opencode_dials_the_gateway_with_the_token_and_no_relay_runs() {
+        let mut launch = launch();
+        launch.gateway = GatewayRoute::Tcp {
+            address: "10.0.0.5:41000".into(),
+            token: "tok-0123456789abcdef".into(),
+        };
+        let cfg: serde_json::Value =
+            serde_json::from_str(&launch.config_json()).unwrap_or_default();
+        let options = &cfg["provider"]["scripted"]["options"];
+        assert_eq!(options["baseURL"], "http://10.0.0.5:41000/v1");
+        assert_eq!(options["apiKey"], "tok-0123456789abcdef");
+        let argv = launch.exec_spec().argv;
+        assert_eq!(
+            argv[..3],
+            ["/run/warren-bin/init", "--", "/run/warren-bin/opencode"]
+        );
+        assert!(!format!("{launch:?}").contains("tok-0123456789abcdef"));
     }
 
     #[test]

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use warren_provider::{ExecSpec, Provider, Sandbox, SandboxSpec, ToolMount};
+use warren_provider::{
+    ExecSpec, GatewayAttachment, HostDirs, Provider, Sandbox, SandboxSpec, Tool, ToolSource,
+};
 use warren_provider_local::LocalProvider;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -105,15 +107,19 @@ fn true_in_sandbox(root: &Path, init: &Path) -> (SandboxSpec, ExecSpec) {
     let spec = SandboxSpec {
         id: warren_domain::SandboxId::new(),
         name: warren_domain::SandboxName::parse("bench").unwrap(),
-        workspace: root.join("workspace"),
-        home: root.join("home"),
-        run_dir: root.join("run"),
-        tools: vec![ToolMount {
-            host_path: init.to_path_buf(),
+        host_dirs: Some(HostDirs {
+            workspace: root.join("workspace"),
+            home: root.join("home"),
+        }),
+        gateway: GatewayAttachment::UnixSocket {
+            host_path: root.join("run").join("gateway.sock"),
+        },
+        tools: vec![Tool {
             sandbox_path: "/run/warren-tools/warren-sandbox-init".into(),
+            source: ToolSource::Host(init.to_path_buf()),
         }],
     };
-    for d in [&spec.workspace, &spec.home, &spec.run_dir] {
+    for d in [root.join("workspace"), root.join("home"), root.join("run")] {
         std::fs::create_dir_all(d).unwrap();
     }
     let exec = ExecSpec {

@@ -7,7 +7,8 @@ use std::path::Path;
 use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
 use warren_provider::{
-    CreateTimings, ExecChild, ExecSpec, Provider, ProviderError, Sandbox, SandboxSpec,
+    CreateTimings, ExecChild, ExecSpec, Mounts, Provider, ProviderError, Sandbox, SandboxSpec,
+    TarStream, TcpGateway,
 };
 use warren_provider_docker::{DockerProvider, DockerSandbox, DockerSettings, repo_key};
 use warren_provider_local::{LocalProvider, LocalSandbox};
@@ -95,6 +96,20 @@ impl Provider for AnyProvider {
         }
     }
 
+    fn mounts(&self) -> Mounts {
+        match self {
+            Self::Local(p) => p.mounts(),
+            Self::Docker(p, _) => p.mounts(),
+        }
+    }
+
+    fn tcp_gateway(&self) -> TcpGateway {
+        match self {
+            Self::Local(p) => p.tcp_gateway(),
+            Self::Docker(p, _) => p.tcp_gateway(),
+        }
+    }
+
     async fn preflight(&self) -> Result<(), ProviderError> {
         match self {
             Self::Local(p) => p.preflight().await,
@@ -127,6 +142,20 @@ impl Sandbox for AnySandbox {
         match self {
             Self::Local(s) => s.exec(spec),
             Self::Docker(s) => s.exec(spec),
+        }
+    }
+
+    async fn upload(&self, dir: &str, archive: TarStream) -> Result<(), ProviderError> {
+        match self {
+            Self::Local(s) => s.upload(dir, archive).await,
+            Self::Docker(s) => s.upload(dir, archive).await,
+        }
+    }
+
+    async fn download(&self, dir: &str) -> Result<TarStream, ProviderError> {
+        match self {
+            Self::Local(s) => s.download(dir).await,
+            Self::Docker(s) => s.download(dir).await,
         }
     }
 

@@ -9,12 +9,15 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use warren_agent::attach::AttachRequest;
 use warren_agent::classify::{ClassifyPatterns, classify_failure_with};
 use warren_agent::opencode::gateway_socket_name;
-use warren_agent::{AgentRun, Limits, OpencodeLaunch, supervise};
+use warren_agent::{AgentRun, GatewayRoute, Limits, OpencodeLaunch, supervise};
 use warren_domain::{
     AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, Usage, UserFacing,
 };
-use warren_gateway::{GatewayConfig, GatewayHandle, GatewayNotice};
-use warren_provider::{ExecChild, Provider, Sandbox, SandboxSpec, ToolMount};
+use warren_gateway::{GatewayConfig, GatewayHandle, GatewayListen, GatewayNotice};
+use warren_provider::{
+    ExecChild, GatewayAttachment, HostDirs, IMAGE_TOOLS_DIR, Mounts, Provider, Sandbox,
+    SandboxSpec, TcpGateway, Tool, ToolSource,
+};
 use warren_store::{StateStore, Store};
 
 use crate::paths::SandboxDirs;
@@ -31,6 +34,8 @@ pub(crate) struct AgentRequest<'a> {
     pub session_id: Option<String>,
     pub limits: Limits,
     pub patterns: &'a ClassifyPatterns,
+    /// What a sandbox without a shared file system may hand back (`sync.*` limits).
+    pub sync_limits: warren_sync::Limits,
 }
 
 #[derive(Debug, Default)]
@@ -71,13 +76,28 @@ pub(crate) async fn run_agent<P: Provider>(
     host: Host<'_, P::Sandbox>,
 ) -> Result<AgentResult, ErrorInfo> {
     let mut result = AgentResult::default();
-    let (spec, launch) = sandbox_and_launch(prepared, rec, dirs, &req);
+    let mounts = provider.mounts();
+    // A warm server is reached through a socket in the run directory, which a sandbox without a
+    // shared file system does not have: such a sandbox runs every prompt one-shot.
+    let host = match (host, mounts) {
+        (Host::Warm(_), Mounts::None) => Host::Cold,
+        (host, _) => host,
+    };
     // The warm server of a clean prompt goes back to its slot once the outcome is known.
     let mut kept = None;
     let run = match host {
         Host::Cold => {
             let t = Instant::now();
-            let mut gateway = start_gateway(prepared, dirs).await?;
+            let (mut gateway, attachment) = match mounts {
+                Mounts::HostPaths => {
+                    let path = socket_path(dirs);
+                    let gateway =
+                        start_gateway(prepared, GatewayListen::Unix(path.clone())).await?;
+                    (gateway, GatewayAttachment::UnixSocket { host_path: path })
+                }
+                Mounts::None => start_tcp_gateway(prepared, &provider.tcp_gateway()).await?,
+            };
+            let (spec, launch) = sandbox_and_launch(prepared, rec, dirs, &req, mounts, attachment);
             let mut notices = gateway.take_notices();
             result.gateway_ms = ms(t.elapsed());
             let t = Instant::now();
@@ -88,19 +108,46 @@ pub(crate) async fn run_agent<P: Provider>(
                     return Err(e.to_error_info());
                 }
             };
+            if mounts == Mounts::None
+                && let Err(e) = crate::transfer::upload_all(&sandbox, dirs).await
+            {
+                let _ = sandbox.destroy().await;
+                gateway.shutdown().await;
+                return Err(e);
+            }
             result.sandbox_create_ms = ms(t.elapsed());
             let watched = match sandbox.exec(&launch.exec_spec()) {
                 Ok(child) => watch_run(child, rec, &req, &mut result, &mut notices).await,
                 Err(e) => Err(e.to_error_info()),
+            };
+            // The agent has ended (or was killed): its work comes back before the sandbox goes,
+            // whatever the outcome, so nothing it did is lost.
+            let downloaded = match mounts {
+                Mounts::None => {
+                    crate::transfer::download_all(&sandbox, dirs, &req.sync_limits).await
+                }
+                Mounts::HostPaths => Ok(()),
             };
             // Nothing may keep running in the sandbox while its files are read.
             let _ = sandbox.destroy().await;
             gateway.shutdown().await;
             // After shutdown every forwarded request has its record, cut short or not.
             record_metered(&mut notices, |event| rec.emit(event));
-            watched?
+            if let (Err(_), Err(e)) = (&watched, &downloaded) {
+                tracing::warn!(
+                    "the sandbox's files could not be brought back: {}",
+                    e.message
+                );
+            }
+            let watched = watched?;
+            downloaded?;
+            watched
         }
         Host::Warm(slot) => {
+            let attachment = GatewayAttachment::UnixSocket {
+                host_path: socket_path(dirs),
+            };
+            let (spec, launch) = sandbox_and_launch(prepared, rec, dirs, &req, mounts, attachment);
             let mut server = warm_server(
                 provider,
                 prepared,
@@ -189,36 +236,63 @@ async fn warm_server<P: Provider>(
         server.shutdown().await;
     }
     let t = Instant::now();
-    let gateway = start_gateway(prepared, dirs).await?;
+    let gateway = start_gateway(prepared, GatewayListen::Unix(socket_path(dirs))).await?;
     result.gateway_ms = ms(t.elapsed());
     let server = WarmServer::start(provider, spec, launch, upstream, gateway).await?;
     result.sandbox_create_ms = ms(server.boot);
     Ok(server)
 }
 
-/// The sandbox every run of this sandbox uses, and OpenCode's launch for this prompt.
+/// The sandbox every run of this sandbox uses, and OpenCode's launch for this prompt. A host-path
+/// provider binds the host's directories and tools; one without a shared file system gets
+/// neither (the engine uploads the files, the tools are in its image).
 fn sandbox_and_launch(
     prepared: &Prepared,
     rec: &Recorder<'_>,
     dirs: &SandboxDirs,
     req: &AgentRequest<'_>,
+    mounts: Mounts,
+    gateway: GatewayAttachment,
 ) -> (SandboxSpec, OpencodeLaunch) {
-    let opencode_in = format!("{SANDBOX_TOOLS_DIR}/opencode");
-    let init_in = format!("{SANDBOX_TOOLS_DIR}/warren-sandbox-init");
+    let (dir, host_dirs, opencode, init) = match mounts {
+        Mounts::HostPaths => (
+            SANDBOX_TOOLS_DIR,
+            Some(HostDirs {
+                workspace: dirs.workspace.clone(),
+                home: dirs.home.clone(),
+            }),
+            ToolSource::Host(prepared.tools.opencode.clone()),
+            ToolSource::Host(prepared.tools.init.clone()),
+        ),
+        Mounts::None => (IMAGE_TOOLS_DIR, None, ToolSource::Image, ToolSource::Image),
+    };
+    let opencode_in = format!("{dir}/opencode");
+    let init_in = format!("{dir}/warren-sandbox-init");
+    let route = match &gateway {
+        GatewayAttachment::UnixSocket { host_path } => GatewayRoute::Socket(
+            host_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+        GatewayAttachment::Tcp { address, token } => GatewayRoute::Tcp {
+            address: address.clone(),
+            token: token.clone(),
+        },
+    };
     let spec = SandboxSpec {
         id: rec.id.clone(),
         name: req.name.clone(),
-        workspace: dirs.workspace.clone(),
-        home: dirs.home.clone(),
-        run_dir: dirs.run.clone(),
+        host_dirs,
+        gateway,
         tools: vec![
-            ToolMount {
-                host_path: prepared.tools.opencode.clone(),
+            Tool {
                 sandbox_path: opencode_in.clone().into(),
+                source: opencode,
             },
-            ToolMount {
-                host_path: prepared.tools.init.clone(),
+            Tool {
                 sandbox_path: init_in.clone().into(),
+                source: init,
             },
         ],
     };
@@ -230,24 +304,50 @@ fn sandbox_and_launch(
         opencode_path: opencode_in,
         prompt: req.prompt.to_owned(),
         session_id: req.session_id.clone(),
-        gateway_socket: gateway_socket_name(std::process::id()),
+        gateway: route,
     };
     (spec, launch)
 }
 
+/// This process's gateway socket in the sandbox's run directory.
+fn socket_path(dirs: &SandboxDirs) -> std::path::PathBuf {
+    dirs.run.join(gateway_socket_name(std::process::id()))
+}
+
 async fn start_gateway(
     prepared: &Prepared,
-    dirs: &SandboxDirs,
+    listen: GatewayListen,
 ) -> Result<GatewayHandle, ErrorInfo> {
-    let mut cfg = GatewayConfig::new(
-        dirs.run.join(gateway_socket_name(std::process::id())),
-        prepared.endpoint.base_url.clone(),
-    );
+    let mut cfg = GatewayConfig::on(listen, prepared.endpoint.base_url.clone());
     cfg.api_key = prepared.api_key.clone();
     cfg.connect_timeout = prepared.connect_timeout;
     warren_gateway::start(cfg)
         .await
         .map_err(|e| e.to_error_info())
+}
+
+/// A gateway on TCP for a sandbox that cannot see a host socket, with a fresh random token it
+/// alone is given; the address it is told is the bound one (the real port).
+async fn start_tcp_gateway(
+    prepared: &Prepared,
+    plan: &TcpGateway,
+) -> Result<(GatewayHandle, GatewayAttachment), ErrorInfo> {
+    let token = format!(
+        "wgw-{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let listen = GatewayListen::Tcp {
+        address: plan.listen,
+        token: token.clone(),
+    };
+    let gateway = start_gateway(prepared, listen).await?;
+    let bound = gateway.local_addr().unwrap_or(plan.listen);
+    let address = match &plan.advertise_host {
+        Some(host) => format!("{host}:{}", bound.port()),
+        None => bound.to_string(),
+    };
+    Ok((gateway, GatewayAttachment::Tcp { address, token }))
 }
 
 /// Moves the record to `running`, then supervises the agent process to its end: events recorded

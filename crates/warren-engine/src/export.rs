@@ -40,13 +40,18 @@ pub struct Exported {
     pub head_moved_to: Option<String>,
 }
 
-/// The sandbox's changes relative to its baseline, with the configured size limits.
-pub fn collect(config: &Config, dirs: &SandboxDirs) -> Result<ChangeSet, ErrorInfo> {
-    let limits = warren_sync::Limits {
+/// The configured caps on what a sandbox may hand back (`sync.*`).
+pub(crate) fn sync_limits(config: &Config) -> warren_sync::Limits {
+    warren_sync::Limits {
         max_file_bytes: config.sync.max_file_bytes,
         max_total_bytes: config.sync.max_total_bytes,
         max_files: usize::try_from(config.sync.max_files).unwrap_or(usize::MAX),
-    };
+    }
+}
+
+/// The sandbox's changes relative to its baseline, with the configured size limits.
+pub fn collect(config: &Config, dirs: &SandboxDirs) -> Result<ChangeSet, ErrorInfo> {
+    let limits = sync_limits(config);
     warren_sync::collect_changes(&dirs.workspace, &dirs.baseline, &limits)
         .map_err(|e| e.to_error_info())
 }

@@ -28,6 +28,7 @@ pub mod supervisor;
 mod task;
 mod teardown;
 pub mod tools;
+mod transfer;
 mod warm;
 pub mod warm_control;
 

@@ -274,6 +274,7 @@ impl<P: Provider> Attempts<'_, P> {
                 session_id: self.session.clone(),
                 limits: self.limits,
                 patterns: self.patterns,
+                sync_limits: crate::export::sync_limits(self.config),
             },
             match &mut self.warm {
                 Some(slot) => Host::Warm(slot),

@@ -19,6 +19,14 @@ pub enum GatewayError {
     #[error("cannot listen on the model gateway socket {}: {reason}", path.display())]
     Bind { path: PathBuf, reason: String },
 
+    /// The gateway's TCP address could not be bound.
+    #[error("cannot listen for the model gateway on {address}: {reason}")]
+    BindTcp { address: String, reason: String },
+
+    /// A TCP gateway's token is too short to be unguessable or cannot be sent in a header.
+    #[error("the model gateway's sandbox token must be at least 16 printable ASCII characters")]
+    InvalidToken,
+
     /// The HTTP client for the upstream could not be built (TLS backend initialisation).
     #[error("cannot build the model gateway's HTTP client: {0}")]
     Client(String),
@@ -28,8 +36,8 @@ impl UserFacing for GatewayError {
     fn reason_code(&self) -> ReasonCode {
         match self {
             Self::InvalidUpstreamUrl { .. } | Self::InvalidApiKey => ReasonCode::InvalidConfig,
-            Self::Bind { .. } => ReasonCode::SandboxFailed,
-            Self::Client(_) => ReasonCode::Internal,
+            Self::Bind { .. } | Self::BindTcp { .. } => ReasonCode::SandboxFailed,
+            Self::Client(_) | Self::InvalidToken => ReasonCode::Internal,
         }
     }
 
@@ -41,7 +49,7 @@ impl UserFacing for GatewayError {
             Self::InvalidApiKey => {
                 Some("check the API key for stray newlines or non-ASCII characters".into())
             }
-            Self::Bind { .. } | Self::Client(_) => None,
+            Self::Bind { .. } | Self::BindTcp { .. } | Self::Client(_) | Self::InvalidToken => None,
         }
     }
 }

@@ -62,6 +62,25 @@ pub(crate) fn upstream_request_headers(
     out
 }
 
+/// Whether `incoming` carries exactly one `Authorization: Bearer <token>`. Compared in constant
+/// time, so the answer's timing says nothing about how much of a guess was right.
+pub(crate) fn carries_token(incoming: &HeaderMap, token: &str) -> bool {
+    let mut values = incoming.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Some(given) = value.as_bytes().strip_prefix(b"Bearer ") else {
+        return false;
+    };
+    let expected = token.as_bytes();
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// The upstream response headers to pass back to the sandbox.
 pub(crate) fn downstream_response_headers(upstream: &HeaderMap) -> HeaderMap {
     let listed = connection_listed(upstream);

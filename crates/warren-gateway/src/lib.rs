@@ -1,5 +1,6 @@
 //! The model gateway: a sandbox has no network, so this HTTP/1.1 reverse proxy on a Unix socket is
-//! its only path to a model endpoint. It holds the real credential on the host, refuses anything
+//! its only path to a model endpoint (or, for a sandbox that shares no file system with warren, a
+//! TCP listener that answers only requests carrying the sandbox's own token). It holds the real credential on the host, refuses anything
 //! that is not a model API call, and tells the engine about upstream failures as they happen so a
 //! doomed run can fail fast instead of waiting for the agent to give up. It also meters every
 //! request it forwards (status, latency, the upstream's token counts), so what a sandbox used is
@@ -29,10 +30,38 @@ pub use warren_domain::RequestSource;
 /// How long to wait for a TCP/TLS connection to the upstream before declaring it unreachable.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where a gateway listens.
+#[derive(Clone, PartialEq, Eq)]
+pub enum GatewayListen {
+    /// A Unix socket. The parent directory must exist; a stale socket file there is replaced.
+    /// Whoever can open the socket may use the gateway: the directory is the access control.
+    Unix(PathBuf),
+    /// A TCP address (port 0: any free port). Every request must carry
+    /// `Authorization: Bearer <token>`, or it is answered 401 and never forwarded. The token is
+    /// stripped like any sandbox credential; the real one is injected as for a socket.
+    Tcp {
+        address: std::net::SocketAddr,
+        token: String,
+    },
+}
+
+// By hand, so the token cannot leak through `{:?}`.
+impl fmt::Debug for GatewayListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unix(path) => f.debug_tuple("Unix").field(path).finish(),
+            Self::Tcp { address, .. } => f
+                .debug_struct("Tcp")
+                .field("address", address)
+                .field("token", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct GatewayConfig {
-    /// Where to listen. The parent directory must exist; a stale socket file there is replaced.
-    pub socket_path: PathBuf,
+    pub listen: GatewayListen,
     /// The model endpoint's base URL including its own version path, e.g.
     /// `https://api.example.com/v1`.
     pub upstream_base_url: String,
@@ -44,9 +73,25 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// A gateway on a Unix socket.
     pub fn new(socket_path: impl Into<PathBuf>, upstream_base_url: impl Into<String>) -> Self {
+        Self::on(GatewayListen::Unix(socket_path.into()), upstream_base_url)
+    }
+
+    /// A gateway on TCP that requires `token` as a bearer credential.
+    pub fn tcp(
+        address: std::net::SocketAddr,
+        token: impl Into<String>,
+        upstream_base_url: impl Into<String>,
+    ) -> Self {
+        let token = token.into();
+        Self::on(GatewayListen::Tcp { address, token }, upstream_base_url)
+    }
+
+    /// A gateway listening on `listen`.
+    pub fn on(listen: GatewayListen, upstream_base_url: impl Into<String>) -> Self {
         Self {
-            socket_path: socket_path.into(),
+            listen,
             upstream_base_url: upstream_base_url.into(),
             api_key: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -59,7 +104,7 @@ impl GatewayConfig {
 impl fmt::Debug for GatewayConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GatewayConfig")
-            .field("socket_path", &self.socket_path)
+            .field("listen", &self.listen)
             .field("upstream_base_url", &self.upstream_base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("connect_timeout", &self.connect_timeout)
@@ -128,7 +173,9 @@ impl Counters {
 /// A running gateway. Dropping it without [`GatewayHandle::shutdown`] still stops it and removes
 /// the socket file, so an early return in the engine cannot leave a listener behind.
 pub struct GatewayHandle {
+    /// Empty for a TCP gateway.
     socket_path: PathBuf,
+    local_addr: Option<std::net::SocketAddr>,
     shared: Arc<proxy::Shared>,
     notices: mpsc::UnboundedReceiver<GatewayNotice>,
     stop: Option<oneshot::Sender<()>>,
@@ -156,7 +203,19 @@ pub async fn start(cfg: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
         .build()
         .map_err(|e| GatewayError::Client(e.to_string()))?;
 
-    let listener = server::bind(&cfg.socket_path)?;
+    if let GatewayListen::Tcp { token, .. } = &cfg.listen
+        && !token_is_usable(token)
+    {
+        return Err(GatewayError::InvalidToken);
+    }
+    let (listener, socket_path, local_addr) = match &cfg.listen {
+        GatewayListen::Unix(path) => (server::bind(path)?, path.clone(), None),
+        GatewayListen::Tcp { address, .. } => {
+            let listener = server::bind_tcp(*address).await?;
+            let local = listener.local_addr();
+            (listener, PathBuf::new(), local)
+        }
+    };
     let (notice_tx, notices) = mpsc::unbounded_channel();
     let shared = Arc::new(proxy::Shared {
         client,
@@ -165,22 +224,32 @@ pub async fn start(cfg: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
         authorization,
         notices: notice_tx,
         source: cfg.source,
+        token: match &cfg.listen {
+            GatewayListen::Tcp { token, .. } => Some(token.clone()),
+            GatewayListen::Unix(_) => None,
+        },
         counters: Counters::default(),
     });
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(server::serve(listener, Arc::clone(&shared), stop_rx));
     tracing::debug!(
-        socket = %cfg.socket_path.display(),
+        listen = ?cfg.listen,
         upstream = %shared.display_base,
         "model gateway listening"
     );
     Ok(GatewayHandle {
-        socket_path: cfg.socket_path,
+        socket_path,
+        local_addr,
         shared,
         notices,
         stop: Some(stop_tx),
         task: Some(task),
     })
+}
+
+/// A token must be long enough not to be guessed and fit in a header as it is.
+fn token_is_usable(token: &str) -> bool {
+    token.len() >= 16 && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn validate_upstream(url: &str) -> Result<reqwest::Url, GatewayError> {
@@ -210,8 +279,14 @@ fn redact_userinfo(mut url: reqwest::Url) -> String {
 }
 
 impl GatewayHandle {
+    /// The Unix socket's path; empty for a TCP gateway (see [`GatewayHandle::local_addr`]).
     pub fn socket_path(&self) -> &Path {
         &self.socket_path
+    }
+
+    /// The bound address of a TCP gateway (its real port when port 0 was asked for).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.local_addr
     }
 
     /// The stream of notices. Notices queue up until read.
@@ -252,6 +327,9 @@ impl Drop for GatewayHandle {
 }
 
 fn remove_socket(path: &Path) {
+    if path.as_os_str().is_empty() {
+        return;
+    }
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) notices: UnboundedSender<GatewayNotice>,
     pub(crate) source: RequestSource,
     pub(crate) counters: Counters,
+    /// A TCP gateway's per-sandbox token: requests without it are refused before anything else.
+    pub(crate) token: Option<String>,
 }
 
 impl Shared {
@@ -54,7 +56,15 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     Counters::add(&shared.counters.requests, 1);
-    let response = forward(&shared, req, started).await;
+    let response = if shared
+        .token
+        .as_deref()
+        .is_some_and(|token| !headers::carries_token(req.headers(), token))
+    {
+        unauthorized()
+    } else {
+        forward(&shared, req, started).await
+    };
     tracing::debug!(
         method = %method,
         path = %path,
@@ -213,6 +223,20 @@ fn blocked(shared: &Shared, method: &Method, target: &str) -> Response<ProxyBody
         "gateway_policy",
         format!("blocked by warren's model gateway: {method} {target} is not a model API call"),
     )
+}
+
+/// Nothing is forwarded, metered or noticed: a request without the token did not come from the
+/// sandbox, and telling the engine about it would let anyone who can connect stop the run.
+fn unauthorized() -> Response<ProxyBody> {
+    let mut response = json_error(
+        StatusCode::UNAUTHORIZED,
+        "gateway_unauthorized",
+        "warren gateway: this gateway requires its sandbox's token".to_owned(),
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 fn too_large() -> Response<ProxyBody> {

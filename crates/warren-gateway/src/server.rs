@@ -1,5 +1,6 @@
-//! The Unix socket side: preparing the socket file the sandbox sees and running the accept loop,
-//! so that shutdown can end every connection (including long SSE streams) at once.
+//! The listening side: preparing the socket file the sandbox sees (or binding a TCP address) and
+//! running the accept loop, so that shutdown can end every connection (including long SSE
+//! streams) at once.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
@@ -9,14 +10,40 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::error::GatewayError;
 use crate::proxy::{self, Shared};
 
-pub(crate) fn bind(path: &Path) -> Result<UnixListener, GatewayError> {
+/// What the gateway accepts connections on.
+pub(crate) enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr().ok(),
+            Self::Unix(_) => None,
+        }
+    }
+}
+
+pub(crate) async fn bind_tcp(address: std::net::SocketAddr) -> Result<Listener, GatewayError> {
+    TcpListener::bind(address)
+        .await
+        .map(Listener::Tcp)
+        .map_err(|e| GatewayError::BindTcp {
+            address: address.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+pub(crate) fn bind(path: &Path) -> Result<Listener, GatewayError> {
     let fail = |reason: String| GatewayError::Bind {
         path: path.to_owned(),
         reason,
@@ -40,11 +67,26 @@ pub(crate) fn bind(path: &Path) -> Result<UnixListener, GatewayError> {
     // limited by the directory, which only warren and the sandbox can see.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
         .map_err(|e| fail(format!("cannot set socket permissions: {e}")))?;
-    Ok(listener)
+    Ok(Listener::Unix(listener))
+}
+
+fn spawn_connection<S>(connections: &mut JoinSet<()>, stream: S, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    connections.spawn(async move {
+        let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), req));
+        if let Err(e) = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+        {
+            tracing::debug!(error = %e, "model gateway connection ended with an error");
+        }
+    });
 }
 
 pub(crate) async fn serve(
-    listener: UnixListener,
+    listener: Listener,
     shared: Arc<Shared>,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -52,18 +94,13 @@ pub(crate) async fn serve(
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let shared = Arc::clone(&shared);
-                    connections.spawn(async move {
-                        let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), req));
-                        if let Err(e) = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await
-                        {
-                            tracing::debug!(error = %e, "model gateway connection ended with an error");
-                        }
-                    });
+            accepted = accept(&listener) => match accepted {
+                Ok(Accepted::Unix(stream)) => {
+                    spawn_connection(&mut connections, stream, Arc::clone(&shared));
+                }
+                Ok(Accepted::Tcp(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    spawn_connection(&mut connections, stream, Arc::clone(&shared));
                 }
                 Err(e) => {
                     // Typically EMFILE; back off instead of spinning on a listener that keeps failing.
@@ -77,4 +114,16 @@ pub(crate) async fn serve(
     }
     drop(listener);
     connections.shutdown().await;
+}
+
+enum Accepted {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
+    match listener {
+        Listener::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+        Listener::Tcp(l) => l.accept().await.map(|(s, _)| Accepted::Tcp(s)),
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 
-use warren_provider::{SANDBOX_HOME, SANDBOX_RUN_DIR, SANDBOX_WORKSPACE, SandboxSpec};
+use warren_provider::{HostDirs, SANDBOX_HOME, SANDBOX_RUN_DIR, SANDBOX_WORKSPACE, SandboxSpec};
 
 use crate::DockerSettings;
 use crate::labels;
@@ -45,25 +45,34 @@ pub(crate) fn sandbox_labels(spec: &SandboxSpec, owner: &str) -> HashMap<String,
     ])
 }
 
+/// What a container binds from the host, checked by the provider before the request is built.
+pub(crate) struct HostBinds<'a> {
+    pub dirs: &'a HostDirs,
+    pub run_dir: &'a std::path::Path,
+    /// (host path, sandbox path) of each tool taken from the host; tools the image carries need
+    /// no bind.
+    pub tools: Vec<(std::path::PathBuf, String)>,
+}
+
 /// The create request. Mounts are given as `Mounts` (not `Binds`) so host paths with ':' or ','
 /// are not misparsed; the engine orders them by depth, so the binds under /run land on the /run
 /// tmpfs after it is mounted, and the read-only root is applied after all of them.
 pub(crate) fn container_body(
     spec: &SandboxSpec,
+    binds: &HostBinds<'_>,
     settings: &DockerSettings,
     run_as: RunAs,
     volumes: &[VolumeMount],
 ) -> ContainerCreateBody {
     let mut mounts = vec![
-        bind(&spec.workspace, SANDBOX_WORKSPACE, false),
-        bind(&spec.home, SANDBOX_HOME, false),
-        bind(&spec.run_dir, SANDBOX_RUN_DIR, false),
+        bind(&binds.dirs.workspace, SANDBOX_WORKSPACE, false),
+        bind(&binds.dirs.home, SANDBOX_HOME, false),
+        bind(binds.run_dir, SANDBOX_RUN_DIR, false),
     ];
-    // The image has its own copies under /opt/warren/bin, but the engine names tools by their
-    // sandbox path and stays provider-neutral: bind each where it asks, read-only.
-    for tool in &spec.tools {
-        let target = tool.sandbox_path.to_string_lossy();
-        mounts.push(bind(&tool.host_path, &target, true));
+    // The image has its own copies under /opt/warren/bin, but a host-path spec names the host's
+    // tools (the ones warren was built with): bind each where it asks, read-only.
+    for (host, target) in &binds.tools {
+        mounts.push(bind(host, target, true));
     }
     for volume in volumes {
         mounts.push(Mount {
@@ -134,20 +143,41 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
     use warren_domain::{SandboxId, SandboxName};
-    use warren_provider::ToolMount;
+    use warren_provider::{GatewayAttachment, Tool, ToolSource};
 
     fn spec() -> anyhow::Result<SandboxSpec> {
         Ok(SandboxSpec {
             id: SandboxId::from_stored("0190abc"),
             name: SandboxName::parse("fix-bug")?,
-            workspace: "/data/ws".into(),
-            home: "/data/home".into(),
-            run_dir: "/data/run".into(),
-            tools: vec![ToolMount {
-                host_path: "/opt/oc".into(),
+            host_dirs: Some(HostDirs {
+                workspace: "/data/ws".into(),
+                home: "/data/home".into(),
+            }),
+            gateway: GatewayAttachment::UnixSocket {
+                host_path: "/data/run/gateway-1.sock".into(),
+            },
+            tools: vec![Tool {
                 sandbox_path: PathBuf::from("/run/warren-tools/opencode"),
+                source: ToolSource::Host("/opt/oc".into()),
             }],
         })
+    }
+
+    fn body(
+        spec: &SandboxSpec,
+        settings: &DockerSettings,
+        volumes: &[VolumeMount],
+    ) -> ContainerCreateBody {
+        let dirs = spec.host_dirs.clone().unwrap_or_else(|| HostDirs {
+            workspace: "/x".into(),
+            home: "/x".into(),
+        });
+        let binds = HostBinds {
+            dirs: &dirs,
+            run_dir: std::path::Path::new("/data/run"),
+            tools: vec![("/opt/oc".into(), "/run/warren-tools/opencode".into())],
+        };
+        container_body(spec, &binds, settings, run_as(), volumes)
     }
 
     fn run_as() -> RunAs {
@@ -166,7 +196,7 @@ mod tests {
             pids_limit: Some(512),
             ..Default::default()
         };
-        let body = container_body(&spec()?, &settings, run_as(), &[]);
+        let body = body(&spec()?, &settings, &[]);
         let host = body.host_config.clone().unwrap_or_default();
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
@@ -223,7 +253,7 @@ mod tests {
             name: "warren-vol-a-b".into(),
             rel: "node_modules".into(),
         };
-        let body = container_body(&spec()?, &settings, run_as(), &[volume]);
+        let body = body(&spec()?, &settings, &[volume]);
         let mounts = body.host_config.and_then(|h| h.mounts).unwrap_or_default();
         assert!(
             mounts

@@ -13,10 +13,11 @@ use bollard::query_parameters::{
 use tokio::sync::OnceCell;
 
 use warren_provider::{
-    CreateTimings, ExecChild, ExecSpec, Provider, ProviderError, Sandbox, SandboxSpec,
+    CreateTimings, ExecChild, ExecSpec, GatewayAttachment, Mounts, Provider, ProviderError,
+    Sandbox, SandboxSpec, ToolSource,
 };
 
-use crate::container::{HOST_DOCKER_SOCKET, container_body};
+use crate::container::{HOST_DOCKER_SOCKET, HostBinds, container_body};
 use crate::exec::{self, is_status};
 use crate::names::container_name;
 use crate::ownership::{RunAs, chown_tree};
@@ -162,11 +163,12 @@ impl DockerProvider {
         &self,
         docker: &Docker,
         spec: &SandboxSpec,
+        binds: &HostBinds<'_>,
         run_as: RunAs,
     ) -> Result<DockerSandbox, String> {
         let volumes = volumes::ensure(docker, &self.settings, &spec.id, run_as).await?;
         let name = container_name(&self.settings.owner, spec.name.as_str());
-        let body = container_body(spec, &self.settings, run_as, &volumes);
+        let body = container_body(spec, binds, &self.settings, run_as, &volumes);
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
         let created = docker
             .create_container(Some(options), body)
@@ -227,6 +229,12 @@ impl Provider for DockerProvider {
         "docker"
     }
 
+    /// The container has no network (`network_mode: none`), so the gateway must be a bound
+    /// socket, and the daemon runs on this host: bind mounts are the way in.
+    fn mounts(&self) -> Mounts {
+        Mounts::HostPaths
+    }
+
     async fn preflight(&self) -> Result<(), ProviderError> {
         let docker = self.docker().await.map_err(|e| engine_missing(&e))?;
         docker.ping().await.map_err(|source| {
@@ -254,7 +262,24 @@ impl Provider for DockerProvider {
     ) -> Result<(DockerSandbox, CreateTimings), ProviderError> {
         let started = Instant::now();
         let docker = self.docker().await.map_err(|e| engine_missing(&e))?;
-        for dir in [&spec.workspace, &spec.home, &spec.run_dir] {
+        let unsupported = |what: String| ProviderError::Unsupported {
+            provider: "docker",
+            what,
+        };
+        let dirs = spec
+            .host_dirs
+            .as_ref()
+            .ok_or_else(|| unsupported("run a sandbox without host directories to bind".into()))?;
+        let run_dir = match (&spec.gateway, spec.run_dir()) {
+            (GatewayAttachment::UnixSocket { .. }, Some(dir)) => dir.to_path_buf(),
+            _ => {
+                return Err(unsupported(
+                    "reach a gateway by anything but a Unix socket: the container has no network"
+                        .into(),
+                ));
+            }
+        };
+        for dir in [&dirs.workspace, &dirs.home, &run_dir] {
             if !dir.is_dir() {
                 return Err(ProviderError::Create(format!(
                     "{} does not exist or is not a directory",
@@ -263,24 +288,25 @@ impl Provider for DockerProvider {
             }
         }
         // Tools are often symlinks (node_modules/.bin/opencode): bind what they point to, so the
-        // mount never depends on how the engine treats a symlinked source.
-        let mut spec = spec.clone();
-        for tool in &mut spec.tools {
-            tool.host_path = std::fs::canonicalize(&tool.host_path).map_err(|e| {
+        // mount never depends on how the engine treats a symlinked source. Tools the image
+        // carries need nothing.
+        let mut tools = Vec::new();
+        for tool in &spec.tools {
+            let ToolSource::Host(host_path) = &tool.source else {
+                continue;
+            };
+            let real = std::fs::canonicalize(host_path).map_err(|e| {
                 ProviderError::Create(format!(
                     "{} (to be mounted at {}): {e}",
-                    tool.host_path.display(),
+                    host_path.display(),
                     tool.sandbox_path.display()
                 ))
             })?;
+            tools.push((real, tool.sandbox_path.to_string_lossy().into_owned()));
         }
         let run_as = RunAs::for_current_process();
         if run_as.chown {
-            let dirs = [
-                spec.workspace.clone(),
-                spec.home.clone(),
-                spec.run_dir.clone(),
-            ];
+            let dirs = [dirs.workspace.clone(), dirs.home.clone(), run_dir.clone()];
             tokio::task::spawn_blocking(move || {
                 dirs.iter().try_for_each(|d| {
                     chown_tree(d, run_as.uid, run_as.gid).map_err(|e| (d.clone(), e))
@@ -300,7 +326,16 @@ impl Provider for DockerProvider {
             );
         }
         let sandbox = self
-            .create_container(docker, &spec, run_as)
+            .create_container(
+                docker,
+                spec,
+                &HostBinds {
+                    dirs,
+                    run_dir: &run_dir,
+                    tools,
+                },
+                run_as,
+            )
             .await
             .map_err(ProviderError::Create)?;
         let timings = CreateTimings {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use warren_provider::{ExecSpec, SANDBOX_HOME, SANDBOX_RUN_DIR, SANDBOX_WORKSPACE, SandboxSpec};
+use warren_provider::{ExecSpec, HostDirs, SANDBOX_HOME, SANDBOX_RUN_DIR, SANDBOX_WORKSPACE};
 
 use crate::{Mask, RootEntry};
 
@@ -30,9 +30,12 @@ fn s(p: &Path) -> String {
 }
 
 impl BwrapCommand {
+    /// `tools` are (host path, sandbox path) pairs, bound read-only.
     pub fn for_spec(
         program: &Path,
-        spec: &SandboxSpec,
+        dirs: &HostDirs,
+        run_dir: &Path,
+        tools: &[(PathBuf, PathBuf)],
         roots: &[RootEntry],
         masks: &[Mask],
     ) -> Self {
@@ -63,11 +66,11 @@ impl BwrapCommand {
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
         ]);
         push(&["--dir", "/home"]);
-        push(&["--bind", &s(&spec.workspace), SANDBOX_WORKSPACE]);
-        push(&["--bind", &s(&spec.home), SANDBOX_HOME]);
-        push(&["--bind", &s(&spec.run_dir), SANDBOX_RUN_DIR]);
-        for tool in &spec.tools {
-            push(&["--ro-bind", &s(&tool.host_path), &s(&tool.sandbox_path)]);
+        push(&["--bind", &s(&dirs.workspace), SANDBOX_WORKSPACE]);
+        push(&["--bind", &s(&dirs.home), SANDBOX_HOME]);
+        push(&["--bind", &s(run_dir), SANDBOX_RUN_DIR]);
+        for (host, inside) in tools {
+            push(&["--ro-bind", &s(host), &s(inside)]);
         }
         push(&["--hostname", "warren-sandbox"]);
         Self {

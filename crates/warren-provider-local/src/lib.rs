@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use warren_provider::{
-    CreateTimings, ExecChild, ExecSpec, Provider, ProviderError, Sandbox, SandboxSpec,
+    CreateTimings, ExecChild, ExecSpec, GatewayAttachment, Mounts, Provider, ProviderError,
+    Sandbox, SandboxSpec, ToolSource,
 };
 
 pub use bwrap::{BwrapCommand, find_bwrap};
@@ -63,6 +64,10 @@ impl Provider for LocalProvider {
         "local"
     }
 
+    fn mounts(&self) -> Mounts {
+        Mounts::HostPaths
+    }
+
     async fn preflight(&self) -> Result<(), ProviderError> {
         match &self.bwrap {
             Some(path) if path.is_file() => Ok(()),
@@ -76,7 +81,23 @@ impl Provider for LocalProvider {
     ) -> Result<(LocalSandbox, CreateTimings), ProviderError> {
         let started = Instant::now();
         let bwrap = self.bwrap.clone().ok_or_else(missing_bwrap)?;
-        for dir in [&spec.workspace, &spec.home, &spec.run_dir] {
+        let unsupported = |what: &str| ProviderError::Unsupported {
+            provider: "local",
+            what: what.to_owned(),
+        };
+        let dirs = spec
+            .host_dirs
+            .as_ref()
+            .ok_or_else(|| unsupported("run a sandbox without host directories to bind"))?;
+        let run_dir = match (&spec.gateway, spec.run_dir()) {
+            (GatewayAttachment::UnixSocket { .. }, Some(dir)) => dir,
+            _ => {
+                return Err(unsupported(
+                    "reach a gateway by anything but a Unix socket: the sandbox has no network",
+                ));
+            }
+        };
+        for dir in [&dirs.workspace, &dirs.home, &run_dir.to_path_buf()] {
             if !dir.is_dir() {
                 return Err(ProviderError::Create(format!(
                     "{} does not exist or is not a directory",
@@ -84,16 +105,25 @@ impl Provider for LocalProvider {
                 )));
             }
         }
+        let mut tools = Vec::new();
         for tool in &spec.tools {
-            if !tool.host_path.exists() {
+            let ToolSource::Host(host_path) = &tool.source else {
+                return Err(unsupported(&format!(
+                    "take {} from an image: it binds host files",
+                    tool.sandbox_path.display()
+                )));
+            };
+            if !host_path.exists() {
                 return Err(ProviderError::Create(format!(
                     "{} (to be mounted at {}) does not exist",
-                    tool.host_path.display(),
+                    host_path.display(),
                     tool.sandbox_path.display()
                 )));
             }
+            tools.push((host_path.clone(), tool.sandbox_path.clone()));
         }
-        let base = BwrapCommand::for_spec(&bwrap, spec, &host_root_binds(), &masks());
+        let base =
+            BwrapCommand::for_spec(&bwrap, dirs, run_dir, &tools, &host_root_binds(), &masks());
         let sandbox = LocalSandbox {
             base,
             children: Arc::new(Mutex::new(Vec::new())),

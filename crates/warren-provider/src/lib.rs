@@ -1,9 +1,16 @@
 //! The provider contract. The engine creates sandboxes and runs processes in them only through
 //! [`Provider`] and [`Sandbox`], so a new backend (Docker, a cluster) plugs in without the engine
 //! or the other providers knowing about it. Providers never depend on each other.
+//!
+//! The contract does not assume the sandbox shares warren's file system. A provider declares
+//! [`Mounts`]: with [`Mounts::HostPaths`] the workspace, HOME, the gateway's socket directory and
+//! the tools are bound from the host (nothing is copied: the fast path); with [`Mounts::None`]
+//! (a pod on another node) the engine moves the workspace and HOME as tar streams through
+//! [`Sandbox::upload`] and [`Sandbox::download`], reaches the gateway over TCP with a token
+//! ([`GatewayAttachment::Tcp`]) and expects the tools in the image ([`ToolSource::Image`]).
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -11,26 +18,135 @@ use tokio::io::AsyncRead;
 
 use warren_domain::{ReasonCode, SandboxId, SandboxName, UserFacing};
 
-/// Host-side directories the provider binds into the sandbox. The engine owns their contents.
+/// What the engine asks a provider to create. How much of it names host paths depends on the
+/// provider's [`Mounts`]: a provider that can bind host directories gets them (the fast path,
+/// nothing is copied); one that shares no file system with warren (a cluster node) gets none,
+/// and the engine moves the workspace and HOME through [`Sandbox::upload`] and
+/// [`Sandbox::download`] instead.
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
     pub id: SandboxId,
     pub name: SandboxName,
+    /// `Some` exactly when the provider declared [`Mounts::HostPaths`]: the directories to bind
+    /// at [`SANDBOX_WORKSPACE`] and [`SANDBOX_HOME`]. `None`: both start empty (and writable by
+    /// the agent) and the engine fills them by upload.
+    pub host_dirs: Option<HostDirs>,
+    /// How the sandbox reaches its model gateway.
+    pub gateway: GatewayAttachment,
+    /// The programs the sandbox runs (the agent binary, warren's init), each where the engine
+    /// will start it and where it comes from.
+    pub tools: Vec<Tool>,
+}
+
+impl SandboxSpec {
+    /// The host directory a [`GatewayAttachment::UnixSocket`] lives in, which a host-path
+    /// provider binds at [`SANDBOX_RUN_DIR`]; `None` for a TCP attachment.
+    pub fn run_dir(&self) -> Option<&Path> {
+        match &self.gateway {
+            GatewayAttachment::UnixSocket { host_path } => host_path.parent(),
+            GatewayAttachment::Tcp { .. } => None,
+        }
+    }
+}
+
+/// Host directories a [`Mounts::HostPaths`] provider binds into the sandbox, writable. The engine
+/// owns their contents.
+#[derive(Debug, Clone)]
+pub struct HostDirs {
     /// The private copy of the repository; the only writable place the agent's work lives.
     pub workspace: PathBuf,
     /// The sandbox's private HOME (OpenCode's config, data and session store).
     pub home: PathBuf,
-    /// Holds the model gateway's socket; bound at [`SANDBOX_RUN_DIR`].
-    pub run_dir: PathBuf,
-    /// Read-only host files the sandbox needs (the agent binary, warren's init).
-    pub tools: Vec<ToolMount>,
 }
 
-#[derive(Debug, Clone)]
-pub struct ToolMount {
-    pub host_path: PathBuf,
-    pub sandbox_path: PathBuf,
+/// Whether a provider's sandboxes can see host directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mounts {
+    /// Host directories are bound in (bubblewrap, Docker on the same host): the spec carries
+    /// [`HostDirs`], the gateway is a Unix socket in a bound directory, tools are bound from the
+    /// host. Nothing is copied.
+    HostPaths,
+    /// The sandbox shares no file system with warren (a pod on another node): files move as tar
+    /// streams through [`Sandbox::upload`] / [`Sandbox::download`], the gateway is reached over
+    /// TCP with a per-sandbox token, tools come with the sandbox's image.
+    None,
 }
+
+/// How the sandbox reaches the model gateway, which runs on warren's host and holds the real
+/// credential.
+#[derive(Clone, PartialEq, Eq)]
+pub enum GatewayAttachment {
+    /// A Unix socket on the host. The provider binds the directory holding it at
+    /// [`SANDBOX_RUN_DIR`] (writable: warren's init may expose a socket of its own there), so the
+    /// socket appears as `/run/warren/<its file name>`; inside, the init relays loopback to it.
+    UnixSocket { host_path: PathBuf },
+    /// A TCP address the sandbox can route to (`host:port`). The gateway answers only requests
+    /// carrying `Authorization: Bearer <token>`; the token is random per sandbox, is never the
+    /// model credential, and is never forwarded upstream. OpenCode is pointed at the address
+    /// directly with the token as its API key. The provider must let the sandbox reach this
+    /// address and nothing else.
+    Tcp { address: String, token: String },
+}
+
+// By hand: the token is not the model credential, but it opens this sandbox's gateway, so it stays
+// out of logs.
+impl std::fmt::Debug for GatewayAttachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnixSocket { host_path } => f
+                .debug_struct("UnixSocket")
+                .field("host_path", host_path)
+                .finish(),
+            Self::Tcp { address, .. } => f
+                .debug_struct("Tcp")
+                .field("address", address)
+                .field("token", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// Where a [`Mounts::None`] provider wants the engine to listen for its sandboxes' gateway
+/// connections, and the host name they reach it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpGateway {
+    /// The address the engine binds (port 0: any free port).
+    pub listen: std::net::SocketAddr,
+    /// The host the sandbox dials, when it is not the listen address's IP (which it cannot be
+    /// when that is unspecified, `0.0.0.0`). The port is always the bound one.
+    pub advertise_host: Option<String>,
+}
+
+impl Default for TcpGateway {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise_host: None,
+        }
+    }
+}
+
+/// A program the sandbox runs, at `sandbox_path`.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    pub sandbox_path: PathBuf,
+    pub source: ToolSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolSource {
+    /// A host file, bound read-only at the tool's sandbox path ([`Mounts::HostPaths`]).
+    Host(PathBuf),
+    /// Already in the sandbox's image at the tool's sandbox path (under [`IMAGE_TOOLS_DIR`]).
+    Image,
+}
+
+/// Where a sandbox image carries warren's tools (`opencode`, `warren-sandbox-init`), for providers
+/// that cannot bind them from the host.
+pub const IMAGE_TOOLS_DIR: &str = "/opt/warren/bin";
+
+/// A tar archive on its way into or out of a sandbox, read as it is produced (never held whole).
+pub type TarStream = Pin<Box<dyn AsyncRead + Send>>;
 
 /// Where the workspace appears inside every sandbox.
 pub const SANDBOX_WORKSPACE: &str = "/workspace";
@@ -143,6 +259,20 @@ pub enum ProviderError {
     },
     #[error("the sandbox could not be removed: {0}")]
     Destroy(String),
+    /// Moving files into or out of the sandbox failed (the transfer, not what was in it).
+    #[error("files could not be moved {direction} the sandbox's {dir}: {message}")]
+    Transfer {
+        direction: &'static str,
+        dir: String,
+        message: String,
+    },
+    /// The provider cannot do what the spec or the call asks (a host-path provider asked to
+    /// upload, a spec without host directories given to a provider that binds them).
+    #[error("the {provider} provider cannot {what}")]
+    Unsupported {
+        provider: &'static str,
+        what: String,
+    },
 }
 
 impl UserFacing for ProviderError {
@@ -151,7 +281,11 @@ impl UserFacing for ProviderError {
             Self::Missing { .. } | Self::MissingImage { .. } | Self::Unavailable { .. } => {
                 ReasonCode::MissingDependency
             }
-            Self::Create(_) | Self::Exec { .. } | Self::Destroy(_) => ReasonCode::SandboxFailed,
+            Self::Create(_)
+            | Self::Exec { .. }
+            | Self::Destroy(_)
+            | Self::Transfer { .. }
+            | Self::Unsupported { .. } => ReasonCode::SandboxFailed,
         }
     }
 
@@ -172,6 +306,16 @@ pub trait Provider: Send + Sync {
     /// The name used in config and records (`local`, `docker`).
     fn name(&self) -> &'static str;
 
+    /// Whether this provider's sandboxes can see host directories. The engine builds every
+    /// [`SandboxSpec`] for it accordingly.
+    fn mounts(&self) -> Mounts;
+
+    /// Where the engine listens for the gateway of a [`Mounts::None`] sandbox. Loopback by
+    /// default (a sandbox on this host); a cluster provider names an address its pods can route to.
+    fn tcp_gateway(&self) -> TcpGateway {
+        TcpGateway::default()
+    }
+
     /// Checks the backend can work on this machine (programs installed, daemon reachable).
     fn preflight(&self) -> impl std::future::Future<Output = Result<(), ProviderError>> + Send;
 
@@ -186,6 +330,38 @@ pub trait Provider: Send + Sync {
 pub trait Sandbox: Send + Sync {
     /// Starts a process inside the sandbox.
     fn exec(&self, spec: &ExecSpec) -> Result<ExecChild, ProviderError>;
+
+    /// Replaces the contents of the sandbox directory `dir` (an absolute sandbox path such as
+    /// [`SANDBOX_WORKSPACE`]) with what `archive` (a tar stream) holds. Only the engine's own
+    /// archives come in. Needed from [`Mounts::None`] providers; a host-path provider's files are
+    /// already there.
+    fn upload(
+        &self,
+        dir: &str,
+        archive: TarStream,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        let _ = archive;
+        let what = format!("upload into {dir}: it shares host directories instead");
+        async move {
+            Err(ProviderError::Unsupported {
+                provider: "host-path",
+                what,
+            })
+        }
+    }
+
+    /// The sandbox directory `dir` as a tar stream, produced while it is read. What comes out is
+    /// untrusted: the engine unpacks it with warren-sync's hostile-safe writer. Needed from
+    /// [`Mounts::None`] providers; the engine calls it only when nothing runs in the sandbox.
+    fn download(&self, dir: &str) -> impl Future<Output = Result<TarStream, ProviderError>> + Send {
+        let what = format!("download {dir}: it shares host directories instead");
+        async move {
+            Err(ProviderError::Unsupported {
+                provider: "host-path",
+                what,
+            })
+        }
+    }
 
     /// Kills everything still running in the sandbox and removes what the provider created.
     fn destroy(self) -> impl std::future::Future<Output = Result<(), ProviderError>> + Send;

@@ -6,7 +6,9 @@
 //! each `exec`; the workspace is hostile by then) → [`collect_changes`] (after, treating the
 //! workspace as hostile) →
 //! [`export_branch`] (or [`export_patch`] for a patch series, or [`pull_to_dir`] for plain files)
-//! → [`release_baseline`] at teardown. All git work shells out to the `git`
+//! → [`release_baseline`] at teardown. For a sandbox that shares no file system with warren,
+//! [`pack_dir`] sends a directory in as a tar stream and [`unpack_untrusted`] brings one back
+//! with the same care as [`collect_changes`]. All git work shells out to the `git`
 //! CLI; nothing the sandbox wrote is ever followed through a symlink or run as a program.
 
 mod agent_git;
@@ -29,6 +31,7 @@ mod safe_fs;
 mod safe_write;
 mod sandbox_git;
 mod sync_in;
+mod unpack;
 mod user_tree;
 
 pub use collect::{
@@ -42,3 +45,4 @@ pub use patch::{PatchReport, export_patch};
 pub use pull::{PULL_MANIFEST, PullManifest, PullReport, PulledFile, pull_to_dir};
 pub use repo::{RepoInfo, branch_exists, inspect_repo};
 pub use sync_in::{SyncInReport, SyncOptions, release_baseline, sync_in};
+pub use unpack::{UnpackReport, pack_dir, unpack_untrusted};

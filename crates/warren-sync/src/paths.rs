@@ -48,7 +48,7 @@ pub(crate) fn check(raw: &[u8]) -> Verdict {
 }
 
 /// `.GIT`, `.git.`, `.git ` and the 8.3 name `git~1` all reach `.git` on some filesystem.
-fn is_git_dir_alias(comp: &[u8]) -> bool {
+pub(crate) fn is_git_dir_alias(comp: &[u8]) -> bool {
     let lower = comp.to_ascii_lowercase();
     if lower == b"git~1" {
         return true;

@@ -90,6 +90,33 @@ impl SafeDest {
         self.rename_into_place(tmp, name, rel)
     }
 
+    /// Makes a directory at `rel` (and its missing parents); one that is already there is fine,
+    /// anything else in the way (a file, a symlink) is not, and nothing is followed.
+    pub(crate) fn create_dir(&self, rel: &Path, mode: u32) -> Result<()> {
+        let (dir, name) = self.parent_created(rel)?;
+        match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode)) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => {
+                let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| SyncError::io(self.step, self.path.join(rel), e.into()))?;
+                match FileType::from_raw_mode(st.st_mode) {
+                    FileType::Directory => Ok(()),
+                    FileType::Symlink => Err(SyncError::unsafe_output(
+                        self.step,
+                        rel,
+                        "a symlink is where a directory goes, and warren never writes through one",
+                    )),
+                    _ => Err(SyncError::failed(
+                        self.step,
+                        self.path.join(rel),
+                        "a file is in the way of a directory",
+                    )),
+                }
+            }
+            Err(e) => Err(SyncError::io(self.step, self.path.join(rel), e.into())),
+        }
+    }
+
     /// Removes the file or symlink at `rel` (never a directory, never through a symlinked
     /// parent). `false`: nothing was there.
     pub(crate) fn remove(&self, rel: &Path) -> Result<bool> {

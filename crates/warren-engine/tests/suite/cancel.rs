@@ -7,11 +7,9 @@ use warren_engine::Cancel;
 use warren_store::StateStore;
 
 use super::fake::{Call, Script, group_alive};
-use super::harness::{Fixture, PATIENCE, assert_gapless, drain};
+use super::harness::{Fixture, PATIENCE, assert_gapless, both_mounts, drain};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_mid_agent_stops_it_and_keeps_its_work() {
-    let fx = Fixture::new();
+async fn cancel_mid_agent_stops_it_and_keeps_its_work(fx: Fixture) {
     fx.provider.script(
         "stopme",
         Script::new()
@@ -88,9 +86,7 @@ async fn cancel_mid_agent_stops_it_and_keeps_its_work() {
 }
 
 /// The same promise when the agent fails on its own: the run fails, the work is exported.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_agent_still_has_its_work_exported() {
-    let fx = Fixture::new();
+async fn a_failed_agent_still_has_its_work_exported(fx: Fixture) {
     fx.provider.script(
         "crash",
         Script::new()
@@ -123,3 +119,8 @@ async fn a_failed_agent_still_has_its_work_exported() {
         "{calls:?}"
     );
 }
+
+both_mounts!(
+    cancel_mid_agent_stops_it_and_keeps_its_work,
+    a_failed_agent_still_has_its_work_exported
+);

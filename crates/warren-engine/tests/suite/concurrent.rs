@@ -6,7 +6,7 @@ use warren_engine::{Engine, RunHandle};
 use warren_store::StateStore;
 
 use super::fake::{Call, FakeProvider, Script};
-use super::harness::{Fixture, PATIENCE, assert_gapless, drain};
+use super::harness::{Fixture, PATIENCE, assert_gapless, both_mounts, drain};
 
 /// A server keeps the engine in shared state and moves run handles between tasks.
 const _: () = {
@@ -16,9 +16,7 @@ const _: () = {
     movable::<RunHandle>();
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_runs_at_once_each_export_exactly_their_own_work() {
-    let fx = Fixture::new();
+async fn two_runs_at_once_each_export_exactly_their_own_work(fx: Fixture) {
     // Each agent writes its file, says it is there, and waits until both are: the two runs
     // are provably in their agents at the same time.
     for (name, other) in [("alpha", "beta"), ("beta", "alpha")] {
@@ -110,9 +108,7 @@ async fn two_runs_at_once_each_export_exactly_their_own_work() {
 
 /// What the engine asks the provider to start: OpenCode under warren's init, with the prompt,
 /// with only the environment it means to give it, and never the credential.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_is_started_as_opencode_run_under_the_init() {
-    let fx = Fixture::new();
+async fn the_agent_is_started_as_opencode_run_under_the_init(fx: Fixture) {
     let mut req = fx.request("argv", "write agent.txt");
     let endpoint = req.config.model_providers.get_mut("scripted").unwrap();
     endpoint.api_key = Some("sk-test-secret".into());
@@ -226,3 +222,8 @@ async fn a_pool_of_one_runs_agents_one_at_a_time() {
     assert!(first_done < second_exec, "{calls:#?}");
     assert!(store.pool_usage("one").unwrap().0.is_empty());
 }
+
+both_mounts!(
+    two_runs_at_once_each_export_exactly_their_own_work,
+    the_agent_is_started_as_opencode_run_under_the_init
+);

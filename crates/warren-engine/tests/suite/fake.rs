@@ -4,6 +4,11 @@
 //! sandbox's workspace and printing the JSON lines `opencode run --format json` prints. Every call
 //! (create, exec with its argv and env, kill, destroy) is recorded for the tests to assert on.
 //!
+//! In its no-shared-filesystem mode ([`FakeProvider::without_shared_fs`]) it behaves like a pod on
+//! another node: it declares `Mounts::None`, its sandbox has a directory of its own that the
+//! engine is never told about (the agent works there), files move in and out only through
+//! `upload` and `download` as real tar streams, and a test can make a download hostile.
+//!
 //! A script can pause on a *gate* (a file the test creates) and announce a *signal* (a file the
 //! script creates), so a test acts at a known point of the agent's run, without sleeping and
 //! hoping.
@@ -15,8 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tokio_util::io::SyncIoBridge;
 use warren_provider::{
-    CreateTimings, ExecChild, ExecHandle, ExecSpec, Provider, ProviderError, Sandbox, SandboxSpec,
+    CreateTimings, ExecChild, ExecHandle, ExecSpec, GatewayAttachment, Mounts, Provider,
+    ProviderError, SANDBOX_HOME, SANDBOX_WORKSPACE, Sandbox, SandboxSpec, TarStream,
 };
 
 /// One thing the engine asked of the provider.
@@ -24,22 +31,24 @@ use warren_provider::{
 pub enum Call {
     Create {
         sandbox: String,
+        /// The workspace the agent works in: the host's (bound) or the sandbox's own.
         workspace: PathBuf,
+        /// What the spec said about the gateway: `unix:<path>` or `tcp:<address>`.
+        gateway: String,
     },
+    /// `Sandbox::upload` into the sandbox directory `dir`.
+    Upload { sandbox: String, dir: String },
+    /// `Sandbox::download` of the sandbox directory `dir`.
+    Download { sandbox: String, dir: String },
     Exec {
         sandbox: String,
         argv: Vec<String>,
         env: Vec<(String, String)>,
     },
     /// `ExecChild::kill`: the process group was killed.
-    Kill {
-        sandbox: String,
-    },
+    Kill { sandbox: String },
     /// `Sandbox::destroy`; `was_running` when an exec's processes were still alive then.
-    Destroy {
-        sandbox: String,
-        was_running: bool,
-    },
+    Destroy { sandbox: String, was_running: bool },
 }
 
 /// One step of a scripted agent.
@@ -53,6 +62,8 @@ pub enum Step {
     /// Prints one JSON line on stdout.
     Event(serde_json::Value),
     Sleep(Duration),
+    /// A line of shell, run in the workspace.
+    Shell(String),
     /// Creates the control file `name`: the test can wait for it.
     Signal(String),
     /// Waits until the test creates the control file `name`.
@@ -145,6 +156,10 @@ impl Script {
         })))
     }
 
+    pub fn shell(self, line: &str) -> Self {
+        self.then(Step::Shell(line.to_owned()))
+    }
+
     pub fn signal(self, name: &str) -> Self {
         self.then(Step::Signal(name.to_owned()))
     }
@@ -178,6 +193,7 @@ impl Script {
                 ),
                 Step::Event(value) => format!("printf '%s\\n' {}", quote(&value.to_string())),
                 Step::Sleep(d) => format!("sleep {:.3}", d.as_secs_f64()),
+                Step::Shell(line) => line.clone(),
                 Step::Signal(name) => format!(": > {}", ctl(name)),
                 Step::Gate(name) => format!("while [ ! -e {} ]; do sleep 0.02; done", ctl(name)),
                 Step::Hang => "while :; do sleep 3600; done".to_owned(),
@@ -203,6 +219,11 @@ struct Shared {
     /// Sandbox name → the process group of each of its execs.
     groups: Mutex<HashMap<String, Vec<i32>>>,
     control: tempfile::TempDir,
+    mounts: Mounts,
+    /// Where sandboxes without a shared file system keep their files (never told to the engine).
+    own: tempfile::TempDir,
+    /// Sandbox name → the archive its workspace download hands back instead of its files.
+    hostile: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 /// The fake backend. Cheap to clone: clones share the recording and the scripts.
@@ -212,7 +233,17 @@ pub struct FakeProvider {
 }
 
 impl FakeProvider {
+    /// A provider that binds host directories (`Mounts::HostPaths`).
     pub fn new() -> Self {
+        Self::with_mounts(Mounts::HostPaths)
+    }
+
+    /// A provider whose sandboxes share no file system with the engine (`Mounts::None`).
+    pub fn without_shared_fs() -> Self {
+        Self::with_mounts(Mounts::None)
+    }
+
+    fn with_mounts(mounts: Mounts) -> Self {
         Self {
             shared: Arc::new(Shared {
                 calls: Mutex::default(),
@@ -220,8 +251,25 @@ impl FakeProvider {
                 default: Mutex::new(Script::writes("agent.txt", "written by the agent\n")),
                 groups: Mutex::default(),
                 control: tempfile::tempdir().unwrap(),
+                mounts,
+                own: tempfile::tempdir().unwrap(),
+                hostile: Mutex::default(),
             }),
         }
+    }
+
+    /// The next workspace download of `sandbox` hands back `archive` (a tar stream) instead.
+    pub fn hostile_download(&self, sandbox: &str, archive: Vec<u8>) {
+        self.shared
+            .hostile
+            .lock()
+            .unwrap()
+            .insert(sandbox.to_owned(), archive);
+    }
+
+    /// The directory under which sandboxes without a shared file system keep their files.
+    pub fn own_root(&self) -> &Path {
+        self.shared.own.path()
     }
 
     /// The agent that plays in the sandbox named `sandbox`.
@@ -244,6 +292,8 @@ impl FakeProvider {
             .into_iter()
             .filter(|c| match c {
                 Call::Create { sandbox: s, .. }
+                | Call::Upload { sandbox: s, .. }
+                | Call::Download { sandbox: s, .. }
                 | Call::Exec { sandbox: s, .. }
                 | Call::Kill { sandbox: s }
                 | Call::Destroy { sandbox: s, .. } => s == sandbox,
@@ -293,6 +343,10 @@ impl Provider for FakeProvider {
         "fake"
     }
 
+    fn mounts(&self) -> Mounts {
+        self.shared.mounts
+    }
+
     async fn preflight(&self) -> Result<(), ProviderError> {
         Ok(())
     }
@@ -302,9 +356,27 @@ impl Provider for FakeProvider {
         spec: &SandboxSpec,
     ) -> Result<(FakeSandbox, CreateTimings), ProviderError> {
         let name = spec.name.to_string();
+        // A host-path sandbox works in the host's directories; one without a shared file system
+        // in a directory of its own, which starts empty.
+        let (workspace, home, own) = match (self.shared.mounts, &spec.host_dirs) {
+            (Mounts::HostPaths, Some(dirs)) => (dirs.workspace.clone(), dirs.home.clone(), None),
+            (Mounts::None, None) => {
+                let own = tempfile::tempdir_in(self.shared.own.path()).unwrap();
+                let (ws, home) = (own.path().join("workspace"), own.path().join("home"));
+                std::fs::create_dir_all(&ws).unwrap();
+                std::fs::create_dir_all(&home).unwrap();
+                (ws, home, Some(own))
+            }
+            (mounts, dirs) => panic!("a {mounts:?} provider got host dirs {dirs:?}"),
+        };
+        let gateway = match &spec.gateway {
+            GatewayAttachment::UnixSocket { host_path } => format!("unix:{}", host_path.display()),
+            GatewayAttachment::Tcp { address, .. } => format!("tcp:{address}"),
+        };
         self.record(Call::Create {
             sandbox: name.clone(),
-            workspace: spec.workspace.clone(),
+            workspace: workspace.clone(),
+            gateway,
         });
         let script = self
             .shared
@@ -317,7 +389,9 @@ impl Provider for FakeProvider {
         let sandbox = FakeSandbox {
             provider: self.clone(),
             name,
-            workspace: spec.workspace.clone(),
+            workspace,
+            home,
+            _own: own,
             script,
             groups: Arc::default(),
         };
@@ -329,6 +403,9 @@ pub struct FakeSandbox {
     provider: FakeProvider,
     name: String,
     workspace: PathBuf,
+    home: PathBuf,
+    /// The sandbox's own directory (no shared file system), removed with the sandbox.
+    _own: Option<tempfile::TempDir>,
     script: Script,
     /// The process groups of this sandbox's execs.
     groups: Arc<Mutex<Vec<i32>>>,
@@ -384,6 +461,53 @@ impl Sandbox for FakeSandbox {
         ))
     }
 
+    async fn upload(&self, dir: &str, archive: TarStream) -> Result<(), ProviderError> {
+        self.provider.record(Call::Upload {
+            sandbox: self.name.clone(),
+            dir: dir.to_owned(),
+        });
+        let target = self.inside(dir)?;
+        // Replace the directory's contents with the archive's, read as it streams in.
+        std::fs::remove_dir_all(&target).unwrap();
+        std::fs::create_dir_all(&target).unwrap();
+        let reader = SyncIoBridge::new(archive);
+        tokio::task::spawn_blocking(move || {
+            let mut archive = tar::Archive::new(reader);
+            archive.set_preserve_mtime(true);
+            archive.unpack(&target)
+        })
+        .await
+        .unwrap()
+        .map_err(|e| ProviderError::Transfer {
+            direction: "into",
+            dir: dir.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    async fn download(&self, dir: &str) -> Result<TarStream, ProviderError> {
+        self.provider.record(Call::Download {
+            sandbox: self.name.clone(),
+            dir: dir.to_owned(),
+        });
+        let source = self.inside(dir)?;
+        if dir == SANDBOX_WORKSPACE
+            && let Some(bytes) = self
+                .provider
+                .shared
+                .hostile
+                .lock()
+                .unwrap()
+                .remove(&self.name)
+        {
+            return Ok(Box::pin(std::io::Cursor::new(bytes)));
+        }
+        let (writer, reader) = tokio::io::duplex(64 * 1024);
+        let bridge = SyncIoBridge::new(writer);
+        tokio::task::spawn_blocking(move || warren_sync::pack_dir(&source, bridge));
+        Ok(Box::pin(reader))
+    }
+
     async fn destroy(self) -> Result<(), ProviderError> {
         let groups = std::mem::take(&mut *self.groups.lock().unwrap());
         let was_running = groups.iter().any(|g| group_alive(*g));
@@ -395,6 +519,26 @@ impl Sandbox for FakeSandbox {
             was_running,
         });
         Ok(())
+    }
+}
+
+impl FakeSandbox {
+    /// Where a sandbox directory is for this sandbox; only its workspace and HOME exist.
+    fn inside(&self, dir: &str) -> Result<PathBuf, ProviderError> {
+        assert_eq!(
+            self.provider.shared.mounts,
+            Mounts::None,
+            "the engine moved files through a host-path provider"
+        );
+        match dir {
+            SANDBOX_WORKSPACE => Ok(self.workspace.clone()),
+            SANDBOX_HOME => Ok(self.home.clone()),
+            other => Err(ProviderError::Transfer {
+                direction: "through",
+                dir: other.to_owned(),
+                message: "no such directory in the sandbox".into(),
+            }),
+        }
     }
 }
 

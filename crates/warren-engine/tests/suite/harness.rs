@@ -65,8 +65,18 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// A repository with one commit on `main`, an empty data dir, and an engine on the fake.
+    /// A repository with one commit on `main`, an empty data dir, and an engine on the fake
+    /// (binding host directories).
     pub fn new() -> Self {
+        Self::with_provider(FakeProvider::new())
+    }
+
+    /// The same on a fake whose sandboxes share no file system with the engine.
+    pub fn without_shared_fs() -> Self {
+        Self::with_provider(FakeProvider::without_shared_fs())
+    }
+
+    fn with_provider(provider: FakeProvider) -> Self {
         init_env();
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
@@ -93,7 +103,6 @@ impl Fixture {
         config.opencode.binary = Some("/bin/true".into());
         config.opencode.warm_idle_secs = 0;
         config.timeouts.inactivity_secs = 60;
-        let provider = FakeProvider::new();
         let engine = Engine::new(provider.clone(), config.clone(), data.clone());
         Self {
             repo,
@@ -229,3 +238,24 @@ pub fn dead_holder(name: &str) -> LeaseHolder {
         start_time: 1,
     }
 }
+
+/// Instantiates each `async fn(Fixture)` test twice: on a provider that binds host directories
+/// and on one that shares no file system with the engine (files moved by upload and download).
+macro_rules! both_mounts {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn host_paths() {
+                    super::$name(super::Fixture::new()).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn no_shared_fs() {
+                    super::$name(super::Fixture::without_shared_fs()).await
+                }
+            }
+        )*
+    };
+}
+pub(crate) use both_mounts;
