@@ -35,6 +35,8 @@ pub struct Resolved {
     pub contract: Option<ContractSpec>,
     /// The model backend's concurrency pool and its size.
     pub pool: Option<(String, u32)>,
+    /// The caps on what a sandbox hands back (files, sizes).
+    pub sync_limits: warren_sync::Limits,
 }
 
 /// The branch a sandbox's work goes to unless the user names another.
@@ -120,6 +122,7 @@ pub fn resolve(
         limits,
         contract,
         pool,
+        sync_limits: crate::export::sync_limits(config),
     })
 }
 

@@ -274,7 +274,7 @@ impl<P: Provider> Attempts<'_, P> {
                 session_id: self.session.clone(),
                 limits: self.limits,
                 patterns: self.patterns,
-                sync_limits: crate::export::sync_limits(self.config),
+                sync_limits: self.prepared.resolved.sync_limits,
             },
             match &mut self.warm {
                 Some(slot) => Host::Warm(slot),
