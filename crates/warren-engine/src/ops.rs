@@ -107,8 +107,16 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             prompt: req.prompt,
         };
         let mut monitor = launcher.launch(&job, self.config)?;
-        self.wait_started(&record.id, monitor.as_mut(), |s| {
-            s != SandboxState::New && s != SandboxState::Provisioning
+        let store = &self.store;
+        let id = record.id.clone();
+        self.wait_started(&record.id, monitor.as_mut(), |s| match s {
+            SandboxState::New | SandboxState::Provisioning => false,
+            // Ready (or failed) is a settled answer only once the monitor has let go: an `exec`
+            // or `teardown` typed right after launch returns must not find the sandbox busy.
+            SandboxState::Completed | SandboxState::Error => {
+                store.lease(&id).map(|l| l.is_none()).unwrap_or(true)
+            }
+            _ => true,
         })
         .await
     }
