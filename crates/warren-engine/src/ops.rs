@@ -99,8 +99,16 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             prompt: req.prompt,
         };
         let mut monitor = launcher.launch(&job, self.config)?;
-        self.wait_started(&record.id, monitor.as_mut(), |s| {
-            s != SandboxState::New && s != SandboxState::Provisioning
+        let store = &self.store;
+        let id = record.id.clone();
+        self.wait_started(&record.id, monitor.as_mut(), |s| match s {
+            SandboxState::New | SandboxState::Provisioning => false,
+            // Ready (or failed) is a settled answer only once the monitor has let go: an `exec`
+            // or `teardown` typed right after launch returns must not find the sandbox busy.
+            SandboxState::Completed | SandboxState::Error => {
+                store.lease(&id).map(|l| l.is_none()).unwrap_or(true)
+            }
+            _ => true,
         })
         .await
     }
@@ -325,17 +333,31 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             });
         }
         let detail = force.then_some("stopped and removed by teardown --force");
-        self.with_lease(&record, "teardown", |me, cancel| {
-            let dirs = SandboxDirs::new(me.data_dir, &record.id);
-            let mut rec = Recorder {
-                store: &me.store,
-                id: record.id.clone(),
-                observer,
-                cancel,
-            };
-            remove_sandbox(&mut rec, &record.repo, &dirs, detail)?;
-            Ok(me.store.get(&record.id)?)
-        })
+        // A supervisor may take the lease between the look above and this acquire (an `exec`
+        // accepted at that moment): a forced teardown stops that one too rather than give up.
+        let mut stops = 0;
+        let lease = loop {
+            match HeldLease::acquire(&self.store, &record.id, "teardown", SUPERVISOR_LEASE_TTL) {
+                Ok(lease) => break lease,
+                Err(e) if force && e.reason_code == ReasonCode::SandboxBusy && stops < 3 => {
+                    stops += 1;
+                    crate::reconcile::stop_holder(&self.store, &record.id);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let dirs = SandboxDirs::new(self.data_dir, &record.id);
+        let mut rec = Recorder {
+            store: &self.store,
+            id: record.id.clone(),
+            observer,
+            cancel: Cancel::new(),
+        };
+        let result = remove_sandbox(&mut rec, &record.repo, &dirs, detail)
+            .map_err(EngineError::from)
+            .and_then(|()| Ok(self.store.get(&record.id)?));
+        lease.release(&self.store);
+        result
     }
 
     /// True when the workspace differs from its baseline and no export happened since the last

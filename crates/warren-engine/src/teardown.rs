@@ -19,6 +19,10 @@ pub(crate) fn remove_sandbox(
     detail: Option<&str>,
 ) -> Result<(), ErrorInfo> {
     let state = rec.store.get(&rec.id).map_err(|e| e.to_error_info())?.state;
+    if state == SandboxState::Destroyed {
+        // The supervisor a forced teardown stopped finished the job itself (a one-shot run).
+        return Ok(());
+    }
     if state == SandboxState::TearingDown {
         // An earlier teardown died half-way: say so, then start again.
         rec.transition(

@@ -3,6 +3,7 @@ mod bad_input_table;
 mod harness;
 mod isolation;
 mod lifecycle;
+mod races;
 mod readers;
 mod run;
 mod runtime;
