@@ -18,6 +18,7 @@
 //! Missing binaries: [`shared`] fails the test under CI (the `CI` environment variable is set)
 //! and otherwise prints why it skips and returns `None`.
 
+use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -65,7 +66,9 @@ pub fn shared() -> Option<&'static TestServer> {
                 if std::env::var_os("CI").is_some() {
                     panic!("{why}: the PostgreSQL tests cannot be skipped on CI");
                 }
-                eprintln!("skipping the PostgreSQL tests: {why}");
+                // Past the test harness's capture (which takes only `eprintln!`), so the skip
+                // shows in a passing run; printed once, as this runs once.
+                let _ = writeln!(std::io::stderr(), "skipping the PostgreSQL tests: {why}");
                 return None;
             };
             let mut server = match TestServer::start_with(&bin) {
@@ -172,6 +175,28 @@ impl TestServer {
     /// The port the server listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// The server's process (the postmaster).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the server's process still runs (exists and has not exited; an exited server
+    /// may linger as a zombie until its parent, init by then, reaps it).
+    pub fn is_running(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|stat| {
+                let (_, rest) = stat.rsplit_once(')')?;
+                rest.split_whitespace().next().map(str::to_owned)
+            })
+            .is_some_and(|state| state != "Z" && state != "X")
     }
 
     /// The URL of `database` on this server, as [`USER`] with its password.
@@ -285,7 +310,7 @@ impl TestServer {
             "-w",
             "stop",
         ]));
-        if stopped.is_err() && Path::new(&format!("/proc/{}", self.pid)).exists() {
+        if stopped.is_err() && self.is_running() {
             let _ = Command::new("kill")
                 .args(["-KILL", &self.pid.to_string()])
                 .status();

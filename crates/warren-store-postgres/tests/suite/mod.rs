@@ -2,6 +2,7 @@ mod conformance;
 mod errors;
 mod replicas;
 mod runtime;
+mod server;
 
 use std::sync::Arc;
 
