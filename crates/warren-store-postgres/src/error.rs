@@ -52,7 +52,7 @@ pub(crate) fn database(
 pub(crate) fn classify(err: &tokio_postgres::Error, connecting: bool) -> DatabaseProblem {
     if let Some(db) = err.as_db_error() {
         let code = db.code();
-        let class = &code.code()[..2];
+        let class = code.code().get(..2).unwrap_or_default();
         return if class == "28" || *code == SqlState::INVALID_CATALOG_NAME {
             // Invalid authorization (wrong password, no such role, pg_hba.conf) or no database.
             DatabaseProblem::Rejected
