@@ -21,6 +21,17 @@ pub enum StoreError {
         #[source]
         source: Cause,
     },
+    /// A database server (the PostgreSQL store) could not be reached, refused the connection, or
+    /// failed a query: reason `store_failed`. `location` names the server without any password
+    /// (`postgres://user@host:port/database`); `problem` decides the hint.
+    #[error("warren's state store at {location} failed while {operation}: {source}")]
+    Database {
+        location: String,
+        operation: String,
+        problem: DatabaseProblem,
+        #[source]
+        source: Cause,
+    },
     /// No sandbox has that id or name: reason `sandbox_not_found`.
     #[error("no sandbox {sandbox:?} is known")]
     NotFound { sandbox: String },
@@ -51,10 +62,23 @@ pub enum StoreError {
     LeaseLost { sandbox: String },
 }
 
+/// What kind of failure a [`StoreError::Database`] is, so the hint can say what to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseProblem {
+    /// The store's URL could not be parsed, or names something the client cannot do.
+    Config,
+    /// No server answered at the address (refused, timed out, no route, closed mid-call).
+    Unreachable,
+    /// The server answered but refused the user, the password or the database.
+    Rejected,
+    /// The server was reached and a statement failed.
+    Failed,
+}
+
 impl UserFacing for StoreError {
     fn reason_code(&self) -> ReasonCode {
         match self {
-            Self::Failed { .. } => ReasonCode::StoreFailed,
+            Self::Failed { .. } | Self::Database { .. } => ReasonCode::StoreFailed,
             Self::NotFound { .. } => ReasonCode::SandboxNotFound,
             Self::NameTaken { .. } => ReasonCode::InvalidArgument,
             Self::InvalidTransition { .. } => ReasonCode::InvalidTransition,
@@ -68,6 +92,24 @@ impl UserFacing for StoreError {
                 "check the permissions of {} and the free disk space, or set WARREN_DATA_DIR to another directory",
                 path.display()
             )),
+            Self::Database {
+                location, problem, ..
+            } => Some(match problem {
+                DatabaseProblem::Config => "check the store URL; its form is \
+                    postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+                    .to_owned(),
+                DatabaseProblem::Unreachable => format!(
+                    "check that PostgreSQL is running at {location} and accepts TCP connections \
+                     from this host (listen_addresses, port, firewall)"
+                ),
+                DatabaseProblem::Rejected => format!(
+                    "check the user name and password in the store URL (or PGPASSWORD), that the \
+                     database exists, and that pg_hba.conf lets this user connect to {location}"
+                ),
+                DatabaseProblem::Failed => {
+                    format!("check the PostgreSQL server's log at {location}")
+                }
+            }),
             Self::NotFound { .. } => {
                 Some("check the name or id; `warren list` shows the sandboxes warren knows".into())
             }

@@ -38,6 +38,12 @@ pub fn lease_holder_for_this_process() -> String {
     format!("pid:{}@{}", std::process::id(), hostname())
 }
 
+/// The host this process runs on, as a store records it beside a holder's pid (the `host` column
+/// of leases and pool rows): another implementation of the store records the same value.
+pub fn this_host() -> &'static str {
+    hostname()
+}
+
 /// The hostname pids are meaningful on. Read once: it names the machine, which does not change
 /// under a running process in any way that matters here.
 pub(crate) fn hostname() -> &'static str {

@@ -31,8 +31,8 @@ mod state_store;
 mod store;
 mod update;
 
-pub use error::StoreError;
-pub use holder::{LeaseHolder, lease_holder_for_this_process};
+pub use error::{Cause, DatabaseProblem, StoreError};
+pub use holder::{LeaseHolder, lease_holder_for_this_process, this_host};
 pub use leases::Lease;
 pub use liveness::{Liveness, ProcessLiveness, RecordedHolder, RecordedLease, TtlLiveness};
 pub use pools::PoolTry;
