@@ -7,5 +7,6 @@ mod readers;
 mod run;
 mod runtime;
 mod schemas;
+mod serve;
 mod snapshots;
 mod warm;
