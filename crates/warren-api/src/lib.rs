@@ -11,6 +11,7 @@ mod ops;
 mod run;
 mod sandbox;
 mod schema;
+mod server;
 
 pub use ops::{
     ConfigSource, ConfigView, ExportEnvelope, ExportView, GcReportView, GcView, ImageEnvelope,
@@ -22,6 +23,7 @@ pub use sandbox::{
     StatusView, WarmServerView,
 };
 pub use schema::{VIEWS, View, schema, schemas};
+pub use server::{ChangesEnvelope, ChangesView, ExportBody, LaunchBody, PromptBody, RunBody};
 pub use warren_domain::{ErrorInfo, EventRecord};
 
 use schemars::JsonSchema;

@@ -61,6 +61,9 @@ pub struct SandboxEnvelope {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ListView {
     pub sandboxes: Vec<SandboxView>,
+    /// The server's pagination: pass it as `cursor` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next_cursor: Option<String>,
 }
 
 /// The lease an operation holds on a sandbox.

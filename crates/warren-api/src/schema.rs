@@ -5,8 +5,9 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema};
 
 use crate::{
-    ConfigView, ErrorEnvelope, EventRecord, ExportEnvelope, GcView, ImageEnvelope, ListView,
-    OpenEnvelope, PullEnvelope, SandboxEnvelope, StatusView, SummaryEnvelope, SyncEnvelope,
+    ChangesEnvelope, ConfigView, ErrorEnvelope, EventRecord, ExportEnvelope, GcView, ImageEnvelope,
+    ListView, OpenEnvelope, PullEnvelope, SandboxEnvelope, StatusView, SummaryEnvelope,
+    SyncEnvelope,
 };
 
 /// One view: its name (`warren schema NAME`, `docs/schemas/NAME.json`), what prints it, and its
@@ -61,6 +62,7 @@ pub const VIEWS: &[View] = &[
     view::<GcView>("gc", "gc --json"),
     view::<ImageEnvelope>("image", "image build --json"),
     view::<ConfigView>("config", "config show --json"),
+    view::<ChangesEnvelope>("changes", "the server's GET /v1/sandboxes/{name}/changes"),
 ];
 
 /// The schema of the view called `name`, if there is one.

@@ -147,6 +147,7 @@ fn sandbox_views_round_trip() {
         "list",
         &ListView {
             sandboxes: vec![sandbox(), sandbox()],
+            next_cursor: None,
         },
     );
     round_trip(

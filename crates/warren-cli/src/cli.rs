@@ -63,6 +63,51 @@ pub enum Command {
     Config(ConfigArgs),
     /// Print the JSON Schema of a --json view (without VIEW: list the views)
     Schema(SchemaArgs),
+    /// Serve warren's HTTP API (see docs/api.md)
+    Serve(ServeArgs),
+    /// Create, list and revoke the server's API tokens
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on; a non-loopback one needs --insecure-bind (no TLS yet)
+    #[arg(long, default_value = "127.0.0.1:8420", value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+
+    /// Listen on a non-loopback address without TLS (behind a TLS-terminating proxy only)
+    #[arg(long)]
+    pub insecure_bind: bool,
+
+    /// The largest request body accepted, in bytes
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for an owner; it is printed once and stored hashed
+    Create {
+        /// Who the token acts for: it sees and touches only this owner's sandboxes
+        #[arg(long)]
+        owner: String,
+        /// The token sees and touches every sandbox
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List the tokens (never their secrets)
+    List,
+    /// Revoke a token by its id
+    Revoke {
+        /// The token's id (from 'warren token list')
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ mod hints;
 mod output;
 mod provider;
 mod supervisor;
-mod views;
+use warren_engine::views;
 
 use std::process::ExitCode;
 

@@ -63,6 +63,10 @@ pub enum ReasonCode {
     /// The sandbox was in the middle of an operation whose supervisor died (killed, crashed,
     /// machine restarted); its work is kept.
     SupervisorLost,
+    /// A request to the server carried no valid bearer token (missing, unknown or revoked).
+    Unauthorized,
+    /// A request's body is larger than the server accepts.
+    RequestTooLarge,
     /// A bug in warren.
     Internal,
 }
@@ -96,6 +100,8 @@ impl ReasonCode {
             Self::Interrupted => "interrupted",
             Self::Stopped => "stopped",
             Self::SupervisorLost => "supervisor_lost",
+            Self::Unauthorized => "unauthorized",
+            Self::RequestTooLarge => "request_too_large",
             Self::Internal => "internal",
         }
     }
@@ -114,7 +120,9 @@ impl ReasonCode {
             | Self::WrongState
             | Self::ModelAuth
             | Self::ContextLength
-            | Self::UnknownModel => ExitClass::User,
+            | Self::UnknownModel
+            | Self::Unauthorized
+            | Self::RequestTooLarge => ExitClass::User,
             Self::ModelUnreachable
             | Self::RateLimited
             | Self::SandboxBusy

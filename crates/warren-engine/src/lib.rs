@@ -29,6 +29,7 @@ mod task;
 mod teardown;
 pub mod tools;
 mod transfer;
+pub mod views;
 mod warm;
 pub mod warm_control;
 

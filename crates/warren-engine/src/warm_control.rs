@@ -122,11 +122,22 @@ pub(crate) fn stop_warm_monitor(dirs: &SandboxDirs) {
         return;
     };
     let _ = ask(&socket_path(dirs), &Request::Shutdown, ANSWER_TIMEOUT);
+    // A server hosts warm monitors as tasks of its own process: such a one is gone when its
+    // marker is, and is never killed by pid (that would kill the server).
+    let own = info.monitor.pid == std::process::id();
+    let alive = || {
+        if own {
+            marker_path(dirs).exists()
+        } else {
+            info.monitor.is_alive()
+        }
+    };
     let deadline = Instant::now() + STOP_TIMEOUT;
-    while info.monitor.is_alive() && Instant::now() < deadline {
+    while alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    if info.monitor.is_alive()
+    if alive()
+        && !own
         && let Some(pid) = i32::try_from(info.monitor.pid)
             .ok()
             .and_then(rustix::process::Pid::from_raw)

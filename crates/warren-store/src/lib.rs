@@ -29,6 +29,7 @@ mod schema;
 mod sqlite_state_store;
 mod state_store;
 mod store;
+mod tenancy;
 mod update;
 
 pub use error::{Cause, DatabaseProblem, StoreError};
@@ -39,6 +40,7 @@ pub use pools::PoolTry;
 pub use record::{NewSandbox, SandboxRecord, TransitionRecord};
 pub use state_store::StateStore;
 pub use store::{SqliteStore, Store};
+pub use tenancy::{TenancyStore, TokenRecord};
 
 use std::path::{Path, PathBuf};
 

@@ -11,6 +11,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0001_initial.sql")),
     M::up(include_str!("../migrations/0002_lease_holders.sql")),
     M::up(include_str!("../migrations/0003_pools.sql")),
+    M::up(include_str!("../migrations/0004_tenancy.sql")),
 ];
 
 /// Long enough to ride out another process's short write transaction, short enough that a

@@ -7,6 +7,7 @@ mod lifecycle;
 mod read;
 mod run;
 mod schema;
+mod serve;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,8 @@ pub async fn dispatch(cli: Cli) -> i32 {
             ConfigCommand::Show { repo } => read::config_show(json, repo.as_deref()),
         },
         Command::Schema(args) => schema::schema(json, args.view.as_deref()).map_err(CliError::from),
+        Command::Serve(args) => serve::serve(g, args).await,
+        Command::Token(args) => serve::token(g, args.command),
     };
     match result {
         Ok(code) => code,

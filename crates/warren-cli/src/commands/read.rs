@@ -41,6 +41,7 @@ pub async fn list(global: &GlobalArgs, all: bool) -> CmdResult<i32> {
     if global.json {
         print_json(&ListView {
             sandboxes: records.iter().map(views::sandbox).collect(),
+            next_cursor: None,
         })?;
         return Ok(0);
     }

@@ -8,5 +8,6 @@ mod readers;
 mod run;
 mod runtime;
 mod schemas;
+mod serve;
 mod snapshots;
 mod warm;

@@ -1,16 +1,17 @@
-//! From the engine's and the store's types to the protocol's views (`warren-api`): what
-//! `--json` prints. Each view serialises exactly as the type it is made from did before the
-//! views existed (`views_tests.rs` holds them to it), except that paths are always text.
+//! From the engine's and the store's types to the protocol's views (`warren-api`): what the
+//! CLI's `--json` prints and the server serves, converted in one place. Each view serialises
+//! exactly as the type it is made from did before the views existed (`views_tests.rs` holds them
+//! to it), except that paths are always text.
 
 use std::path::Path;
 
+use crate::warm_control::WarmInfo;
+use crate::{Exported, GcReport};
 use warren_api::{
     ChangeKind, ChangedFile, ConfigSource, ConfigView, ExportView, GcReportView, LeaseView,
     MonitorView, PullView, SandboxView, SyncView, WarmServerView,
 };
 use warren_domain::{ErrorInfo, ReasonCode};
-use warren_engine::warm_control::WarmInfo;
-use warren_engine::{Exported, GcReport};
 use warren_store::{Lease, SandboxRecord};
 
 fn text(path: &Path) -> String {

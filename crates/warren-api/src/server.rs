@@ -1,0 +1,75 @@
+//! The bodies `warren serve` accepts and the views only it serves. Request bodies refuse unknown
+//! fields: a misspelt option is an error, never silently ignored.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ChangedFile;
+
+/// `POST /v1/sandboxes`: what `warren launch` takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchBody {
+    /// The repository: a path on the server's host (absolute).
+    pub repository: String,
+    /// The sandbox's name (unique among sandboxes not destroyed).
+    pub name: String,
+    /// The first prompt; without one the sandbox is provisioned and waits.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// `provider/model`, one of the server's `[model_providers]`.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+    /// `local` (bubblewrap) or `docker`; the server's `sandbox.provider` by default.
+    #[serde(default)]
+    pub provider: Option<String>,
+}
+
+/// `POST /v1/runs`: what `warren run` takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    pub repository: String,
+    pub prompt: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub provider: Option<String>,
+}
+
+/// `POST /v1/sandboxes/{name}/prompts`: a follow-up prompt (`warren exec`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptBody {
+    pub prompt: String,
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// `POST /v1/sandboxes/{name}/export`: the branch (`warren/<name>` by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportBody {
+    #[serde(default)]
+    pub branch: Option<String>,
+}
+
+/// The files an idle sandbox's agent changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChangesView {
+    pub name: String,
+    /// Empty while the agent runs (its files are in motion).
+    pub files: Vec<ChangedFile>,
+}
+
+/// `{"changes": ...}`: `GET /v1/sandboxes/{name}/changes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChangesEnvelope {
+    pub changes: ChangesView,
+}

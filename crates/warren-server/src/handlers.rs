@@ -1,0 +1,442 @@
+//! The routes. Each handler parses, checks the caller may see the sandbox, calls the engine (on
+//! a blocking thread where the engine is synchronous) and returns a `warren-api` view.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use warren_api::{
+    ChangesEnvelope, ChangesView, ExportBody, ExportEnvelope, LaunchBody, ListView, PromptBody,
+    SandboxEnvelope, SyncEnvelope,
+};
+use warren_domain::{ReasonCode, SandboxName, SandboxState};
+use warren_engine::{Cancel, ExportTarget, LaunchRequest, Lifecycle, NullObserver, SandboxDirs};
+use warren_provider::Provider;
+use warren_store::{StateStore, TenancyStore};
+
+use crate::auth::Principal;
+use crate::body::ApiJson;
+use crate::error::{ApiError, ApiResult};
+use crate::state::App;
+use crate::tasks::TaskLauncher;
+
+type AppState<P> = State<Arc<App<P>>>;
+type Json<T> = axum::Json<T>;
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ReasonCode::InvalidArgument, message)
+}
+
+/// A repository named by a request: an absolute path to a directory on the server's host.
+pub(crate) fn repository(raw: &str) -> ApiResult<PathBuf> {
+    let path = PathBuf::from(raw);
+    if !path.is_absolute() {
+        return Err(
+            invalid(format!("repository {raw:?} is not an absolute path"))
+                .with_hint("name the repository by its absolute path on the server's host"),
+        );
+    }
+    if !path.is_dir() {
+        return Err(ApiError::new(
+            ReasonCode::NotAGitRepo,
+            format!("repository {raw:?} is not a directory on the server's host"),
+        ));
+    }
+    Ok(path)
+}
+
+pub(crate) fn prompt(raw: &str) -> ApiResult<()> {
+    if raw.trim().is_empty() {
+        return Err(invalid("the prompt is empty"));
+    }
+    Ok(())
+}
+
+/// The settings for a new sandbox in `repo`, with the provider the request names.
+pub(crate) fn new_config<P: Provider + 'static>(
+    app: &App<P>,
+    repo: &std::path::Path,
+    provider: Option<&str>,
+) -> ApiResult<warren_config::Config> {
+    let mut config = (app.config)(Some(repo))?;
+    if let Some(p) = provider {
+        config.sandbox.provider = p.to_owned();
+    }
+    Ok(config)
+}
+
+#[utoipa::path(post, path = "/v1/sandboxes", tag = "sandboxes",
+    request_body(content = ref("#/components/schemas/LaunchBody"), content_type = "application/json"),
+    responses(
+        (status = 201, description = "Launched: the agent runs (or the sandbox waits without a prompt)", body = ref("#/components/schemas/SandboxEnvelope")),
+        (status = "4XX", description = "Refused; nothing was created unless the error says so", body = ref("#/components/schemas/ErrorEnvelope")),
+    ))]
+pub async fn launch<P: Provider + 'static>(
+    State(app): AppState<P>,
+    Extension(who): Extension<Principal>,
+    ApiJson(body): ApiJson<LaunchBody>,
+) -> ApiResult<(StatusCode, Json<SandboxEnvelope>)> {
+    let name = SandboxName::parse(&body.name).map_err(|e| invalid(e.to_string()))?;
+    if let Some(p) = &body.prompt {
+        prompt(p)?;
+    }
+    let repo = repository(&body.repository)?;
+    let record = app
+        .blocking(move |app| {
+            let config = new_config(app, &repo, body.provider.as_deref())?;
+            let provider = (app.providers)(&config.sandbox.provider, &config, Some(&repo))?;
+            let lc = Lifecycle::open(&provider, &config, &app.data_dir)?;
+            let launcher = TaskLauncher {
+                app: app.clone(),
+                owner: Some(who.owner.clone()),
+            };
+            let request = LaunchRequest {
+                name,
+                repo,
+                model: body.model,
+                prompt: body.prompt,
+                role: body.role,
+            };
+            let handle = tokio::runtime::Handle::current();
+            Ok(handle.block_on(lc.launch(request, &launcher))?)
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(SandboxEnvelope {
+            sandbox: warren_engine::views::sandbox(&record),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only sandboxes in this state (`running`, `completed`, ...).
+    state: Option<String>,
+    /// Only this owner's sandboxes (admin tokens; others always see only their own).
+    owner: Option<String>,
+    /// Include destroyed sandboxes.
+    #[serde(default)]
+    all: bool,
+    /// From `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1 to 500 (default 100).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/sandboxes", tag = "sandboxes", params(ListQuery),
+    responses(
+        (status = 200, description = "The sandboxes the caller may see, newest first", body = ref("#/components/schemas/ListView")),
+        (status = "4XX", description = "Refused", body = ref("#/components/schemas/ErrorEnvelope")),
+    ))]
+pub async fn list<P: Provider + 'static>(
+    State(app): AppState<P>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<ListView>> {
+    let state = q
+        .state
+        .as_deref()
+        .map(|s| {
+            serde_json::from_value::<SandboxState>(serde_json::Value::String(s.to_owned()))
+                .map_err(|_| invalid(format!("unknown state {s:?}")))
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(invalid("limit is 1 to 500"));
+    }
+    let view = app
+        .blocking(move |app| {
+            let store = app.store()?;
+            let owners = store.owners()?;
+            let mut records: Vec<_> = store
+                .list(q.all)?
+                .into_iter()
+                .filter(|r| {
+                    let owner = owners.get(r.id.as_str()).map(String::as_str);
+                    who.sees(owner)
+                        && q.owner.as_deref().is_none_or(|o| owner == Some(o))
+                        && state.is_none_or(|s| r.state == s)
+                })
+                .collect();
+            if let Some(cursor) = &q.cursor {
+                let at = records
+                    .iter()
+                    .position(|r| r.id.as_str() == cursor)
+                    .ok_or_else(|| invalid("unknown cursor"))?;
+                records.drain(..=at);
+            }
+            let next_cursor = (records.len() > limit).then(|| records[limit - 1].id.to_string());
+            records.truncate(limit);
+            Ok(ListView {
+                sandboxes: records.iter().map(warren_engine::views::sandbox).collect(),
+                next_cursor,
+            })
+        })
+        .await?;
+    Ok(axum::Json(view))
+}
+
+#[utoipa::path(get, path = "/v1/sandboxes/{name}", tag = "sandboxes",
+    params(("name" = String, Path, description = "The sandbox's name")),
+    responses(
+        (status = 200, description = "The sandbox as recorded", body = ref("#/components/schemas/SandboxEnvelope")),
+        (status = 404, description = "No such sandbox (or another owner's)", body = ref("#/components/schemas/ErrorEnvelope")),
+    ))]
+pub async fn get_sandbox<P: Provider + 'static>(
+    State(app): AppState<P>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<SandboxEnvelope>> {
+    let record = app.blocking(move |app| app.find(&who, &name)).await?;
+    Ok(axum::Json(SandboxEnvelope {
+        sandbox: warren_engine::views::sandbox(&record),
+    }))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TeardownQuery {
+    /// Export to `warren/<name>` first.
+    #[serde(default)]
+    export: bool,
+    /// Stop a running agent and discard unexported work.
+    #[serde(default)]
+    force: bool,
+}
+
+#[utoipa::path(delete, path = "/v1/sandboxes/{name}", tag = "sandboxes",
+    params(("name" = String, Path, description = "The sandbox's name"), TeardownQuery),
+    responses(
+        (status = 200, description = "Torn down (`destroyed`)", body = ref("#/components/schemas/SandboxEnvelope")),
+        (status = 409, description = "Busy, running, or holding unexported changes", body = ref("#/components/schemas/ErrorEnvelope")),
+    ))]
+pub async fn teardown<P: Provider + 'static>(
+    State(app): AppState<P>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(q): Query<TeardownQuery>,
+) -> ApiResult<Json<SandboxEnvelope>> {
+    let who2 = who.clone();
+    let n = name.clone();
+    let record = app.blocking(move |app| app.find(&who2, &n)).await?;
+    if q.force {
+        // This server's own supervisor of the sandbox is stopped by its token (a forced teardown
+        // stops other processes by pid).
+        let why = Cancel::stopped("a forced teardown");
+        if app.tasks.cancel_sandbox(record.id.as_str(), &why) > 0 {
+            app.tasks
+                .wait_done(Some(record.id.as_str()), Duration::from_secs(30))
+                .await;
+        }
+    }
+    let record = app
+        .blocking(move |app| {
+            let config = app.config_for(&record)?;
+            app.with_lifecycle(&config, |lc| {
+                Ok(lc.teardown(&name, q.force, q.export, &mut NullObserver)?)
+            })
+        })
+        .await?;
+    Ok(axum::Json(SandboxEnvelope {
+        sandbox: warren_engine::views::sandbox(&record),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/sandboxes/{name}/prompts", tag = "sandboxes",
+    params(("name" = String, Path, description = "The sandbox's name")),
+    request_body(content = ref("#/components/schemas/PromptBody"), content_type = "application/json"),
+    responses(
+        (status = 202, description = "The follow-up runs; follow it on the events route", body = ref("#/components/schemas/SandboxEnvelope")),
+        (status = 409, description = "The sandbox is not idle", body = ref("#/components/schemas/ErrorEnvelope")),
+    ))]
+pub async fn exec<P: Provider + 'static>(
+    State(app): AppState<P>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<PromptBody>,
+) -> ApiResult<(StatusCode, Json<SandboxEnvelope>)> {
+    prompt(&body.prompt)?;
+    let record = app
+        .blocking(move |app| {
+            let record = app.find(&who, &name)?;
+            let config = app.config_for(&record)?;
+            let provider = (app.providers)(&record.provider, &config, Some(&record.repo))?;
+            let lc = Lifecycle::open(&provider, &config, &app.data_dir)?;
+            let launcher = TaskLauncher {
+                app: app.clone(),
+                owner: None,
+            };
+            let handle = tokio::runtime::Handle::current();
+            Ok(handle.block_on(lc.exec(&name, &body.prompt, body.role, &launcher))?)
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(SandboxEnvelope {
+            sandbox: warren_engine::views::sandbox(&record),
+        }),
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/sandboxes/{name}/sync", tag = "sandboxes",
+    params(("name" = String, Path, description = "The sandbox's name")),
+    responses(
+        (status = 200, description = "What changed on the host since the last sync was sent in", body = ref("#/components/schemas/SyncEnvelope")),
+        (status = 409, description = "The sandbox is not idle", body = ref("#/components/schemas/ErrorEnvelope")),
+    ))]
+pub async fn sync<P: Provider + 'static>(
+    State(app): AppState<P>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<SyncEnvelope>> {
+    let report = app
+        .blocking(move |app| {
+            let record = app.find(&who, &name)?;
+            let config = app.config_for(&record)?;
+            app.with_lifecycle(&config, |lc| Ok(lc.sync(&name, &mut NullObserver)?))
+        })
+        .await?;
+    Ok(axum::Json(SyncEnvelope {
+        sync: warren_engine::views::sync(&report),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/sandboxes/{name}/export", tag = "sandboxes",
+    params(("name" = String, Path, description = "The sandbox's name")),
+    request_body(content = ref("#/components/schemas/ExportBody"), content_type = "application/json"),
+    responses(
+        (status = 200, description = "The branch written in the repository", body = ref("#/components/schemas/ExportEnvelope")),
+        (status = 409, description = "Not idle, or the branch exists", body = ref("#/components/schemas/ErrorEnvelope")),
+    ))]
+pub async fn export<P: Provider + 'static>(
+    State(app): AppState<P>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<ExportBody>,
+) -> ApiResult<Json<ExportEnvelope>> {
+    let exported = app
+        .blocking(move |app| {
+            let record = app.find(&who, &name)?;
+            let config = app.config_for(&record)?;
+            let target = body.branch.map(ExportTarget::Branch);
+            app.with_lifecycle(&config, |lc| {
+                Ok(lc.export(&name, target, &mut NullObserver)?)
+            })
+        })
+        .await?;
+    Ok(axum::Json(ExportEnvelope {
+        export: warren_engine::views::export(&exported),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/sandboxes/{name}/changes", tag = "sandboxes",
+    params(("name" = String, Path, description = "The sandbox's name")),
+    responses(
+        (status = 200, description = "The files the agent changed (empty while it runs)", body = ref("#/components/schemas/ChangesEnvelope")),
+        (status = 404, description = "No such sandbox", body = ref("#/components/schemas/ErrorEnvelope")),
+    ))]
+pub async fn changes<P: Provider + 'static>(
+    State(app): AppState<P>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ChangesEnvelope>> {
+    let view = app
+        .blocking(move |app| {
+            let record = app.find(&who, &name)?;
+            let config = app.config_for(&record)?;
+            let dirs = SandboxDirs::new(&app.data_dir, &record.id);
+            let idle = matches!(record.state, SandboxState::Completed | SandboxState::Error);
+            let files = if idle && record.sync.is_some() && dirs.workspace.is_dir() {
+                warren_engine::export::collect(&config, &dirs)?
+                    .changes
+                    .iter()
+                    .map(warren_engine::views::changed_file)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Ok(ChangesView {
+                name: record.name.to_string(),
+                files,
+            })
+        })
+        .await?;
+    Ok(axum::Json(ChangesEnvelope { changes: view }))
+}
+
+#[utoipa::path(post, path = "/v1/sandboxes/{name}/cancel", tag = "sandboxes",
+    params(("name" = String, Path, description = "The sandbox's name")),
+    responses(
+        (status = 202, description = "Asked to stop; its work so far is kept", body = ref("#/components/schemas/SandboxEnvelope")),
+        (status = 409, description = "Nothing of this server runs on the sandbox", body = ref("#/components/schemas/ErrorEnvelope")),
+    ))]
+pub async fn cancel<P: Provider + 'static>(
+    State(app): AppState<P>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<SandboxEnvelope>)> {
+    let record = app.blocking(move |app| app.find(&who, &name)).await?;
+    let why = Cancel::stopped("a cancel request");
+    if app.tasks.cancel_sandbox(record.id.as_str(), &why) == 0 {
+        return Err(ApiError::new(
+            ReasonCode::WrongState,
+            format!("nothing runs on sandbox {}", record.name),
+        ));
+    }
+    app.tasks
+        .wait_done(Some(record.id.as_str()), Duration::from_secs(30))
+        .await;
+    let id = record.id.clone();
+    let record = app.blocking(move |app| Ok(app.store()?.get(&id)?)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(SandboxEnvelope {
+            sandbox: warren_engine::views::sandbox(&record),
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process answers", body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "The store answers", body = String),
+        (status = 503, description = "The store does not answer", body = ref("#/components/schemas/ErrorEnvelope")),
+    ))]
+pub async fn readyz<P: Provider + 'static>(State(app): AppState<P>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let ready = app
+        .blocking(|app| {
+            app.store()?.list(false)?;
+            Ok(())
+        })
+        .await;
+    match ready {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(warren_api::ErrorEnvelope { error: e.0 }),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn fallback() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let error = warren_api::ErrorEnvelope {
+        error: warren_domain::ErrorInfo::new(ReasonCode::InvalidArgument, "no such route")
+            .with_hint("see /openapi.json for the routes"),
+    };
+    (StatusCode::NOT_FOUND, axum::Json(error)).into_response()
+}

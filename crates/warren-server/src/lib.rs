@@ -1,0 +1,264 @@
+//! `warren serve`: warren's HTTP API over the engine, for one replica on SQLite (v1). The API
+//! layer only parses and maps errors; each handler calls the engine and returns a `warren-api`
+//! view. Supervisors run as tasks of this process (`tasks.rs`), every route but health needs a
+//! bearer token of an owner (`auth.rs`), events stream from the store (`stream.rs`), and the
+//! reconciler's sweep runs in a loop. The provider and the settings loader are handed in by the
+//! host (the CLI), so this crate depends on no provider.
+
+mod auth;
+mod body;
+mod error;
+mod handlers;
+mod metrics;
+pub mod openapi;
+mod state;
+mod stream;
+mod tasks;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{MethodRouter, get, post};
+use tokio_util::sync::CancellationToken;
+use warren_domain::{ErrorInfo, ReasonCode};
+use warren_engine::{Cancel, Lifecycle};
+use warren_provider::Provider;
+
+pub use auth::{Principal, create_token, verify};
+pub use error::{ApiError, status_for};
+pub use state::{App, ConfigLoader, ProviderFactory};
+
+/// How long shutdown waits for running supervisors to stop and keep their work.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// The reconciler's sweep runs at least this often and at most this often.
+const SWEEP_MIN: Duration = Duration::from_secs(1);
+const SWEEP_MAX: Duration = Duration::from_secs(60);
+
+pub struct ServeOptions<P> {
+    pub listen: SocketAddr,
+    /// Allow a non-loopback address (there is no TLS yet).
+    pub insecure_bind: bool,
+    pub data_dir: PathBuf,
+    pub max_body_bytes: usize,
+    pub providers: ProviderFactory<P>,
+    pub config: ConfigLoader,
+}
+
+/// Refuses a non-loopback address unless `insecure_bind`: tokens would cross the network in clear.
+pub fn check_bind(listen: &SocketAddr, insecure_bind: bool) -> Result<(), ErrorInfo> {
+    if listen.ip().is_loopback() || insecure_bind {
+        return Ok(());
+    }
+    Err(ErrorInfo::new(
+        ReasonCode::InvalidArgument,
+        format!("refusing to listen on {listen}: it is not a loopback address, and warren serve has no TLS yet (bearer tokens would cross the network in clear)"),
+    )
+    .with_hint("listen on 127.0.0.1 (TLS is a later step), or pass --insecure-bind behind a TLS-terminating proxy"))
+}
+
+/// The app's routes, each with the path and method `/openapi.json` must list.
+struct Routes<P> {
+    router: Router<Arc<App<P>>>,
+    listed: Vec<(String, String)>,
+}
+
+impl<P: Provider + 'static> Routes<P> {
+    fn add(mut self, methods: &[&str], path: &str, route: MethodRouter<Arc<App<P>>>) -> Self {
+        for m in methods {
+            self.listed.push(((*m).to_owned(), path.to_owned()));
+        }
+        self.router = self.router.route(path, route);
+        self
+    }
+}
+
+/// The router and the `(METHOD, path)` of every route it serves.
+pub fn router<P: Provider + 'static>(
+    app: Arc<App<P>>,
+    max_body_bytes: usize,
+) -> (Router, Vec<(String, String)>) {
+    use handlers as h;
+    let private = Routes {
+        router: Router::new(),
+        listed: Vec::new(),
+    }
+    .add(
+        &["GET", "POST"],
+        "/v1/sandboxes",
+        get(h::list::<P>).post(h::launch::<P>),
+    )
+    .add(
+        &["GET", "DELETE"],
+        "/v1/sandboxes/{name}",
+        get(h::get_sandbox::<P>).delete(h::teardown::<P>),
+    )
+    .add(
+        &["POST"],
+        "/v1/sandboxes/{name}/prompts",
+        post(h::exec::<P>),
+    )
+    .add(&["POST"], "/v1/sandboxes/{name}/sync", post(h::sync::<P>))
+    .add(
+        &["POST"],
+        "/v1/sandboxes/{name}/export",
+        post(h::export::<P>),
+    )
+    .add(
+        &["GET"],
+        "/v1/sandboxes/{name}/changes",
+        get(h::changes::<P>),
+    )
+    .add(
+        &["POST"],
+        "/v1/sandboxes/{name}/cancel",
+        post(h::cancel::<P>),
+    )
+    .add(
+        &["GET"],
+        "/v1/sandboxes/{name}/events",
+        get(stream::events::<P>),
+    )
+    .add(&["POST"], "/v1/runs", post(stream::run::<P>))
+    .add(&["GET"], "/metrics", get(metrics::metrics::<P>));
+    let private_router = private
+        .router
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_token::<P>,
+        ));
+    let public = Routes {
+        router: private_router,
+        listed: private.listed,
+    }
+    .add(&["GET"], "/healthz", get(h::healthz))
+    .add(&["GET"], "/readyz", get(h::readyz::<P>))
+    .add(&["GET"], "/openapi.json", get(openapi::openapi_json));
+    let mut listed = public.listed;
+    listed.sort();
+    let router = public
+        .router
+        .fallback(h::fallback)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(app);
+    (router, listed)
+}
+
+/// Serves until SIGTERM or Ctrl-C, then drains: stops accepting, ends event streams, stops the
+/// supervisors it runs (their work is kept) and waits for them up to [`SHUTDOWN_GRACE`].
+pub async fn serve<P: Provider + 'static>(opts: ServeOptions<P>) -> Result<(), ErrorInfo> {
+    check_bind(&opts.listen, opts.insecure_bind)?;
+    let app = Arc::new(App {
+        data_dir: opts.data_dir,
+        providers: opts.providers,
+        config: opts.config,
+        tasks: tasks::Tasks::default(),
+        shutdown: CancellationToken::new(),
+        runs_succeeded: Default::default(),
+        runs_failed: Default::default(),
+    });
+    // The store is created and migrated before the first request.
+    app.blocking(|app| Ok(app.store().map(drop)?))
+        .await
+        .map_err(|e| e.0)?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| {
+            ErrorInfo::new(
+                ReasonCode::InvalidArgument,
+                format!("cannot listen on {}: {e}", opts.listen),
+            )
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ErrorInfo::new(ReasonCode::Internal, e.to_string()))?;
+    // The one line a caller (or a test) waits for.
+    eprintln!("warren serve: listening on http://{local}");
+    let sweeper = tokio::spawn(reconcile_loop(app.clone()));
+    let (router, _) = router(app.clone(), opts.max_body_bytes);
+    let shutdown = app.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        shutdown.cancel();
+    });
+    let token = app.shutdown.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        token.cancelled().await;
+    });
+    let drained = async {
+        app.shutdown.cancelled().await;
+        app.tasks.cancel_all(&Cancel::stopped("server shutdown"));
+        if !app.tasks.wait_done(None, SHUTDOWN_GRACE).await {
+            tracing::warn!("{} supervisors did not stop in time", app.tasks.len());
+        }
+    };
+    let (served, ()) = tokio::join!(
+        async {
+            // Requests still open after the grace (a client that never reads) are dropped.
+            let graceful = server.into_future();
+            tokio::select! {
+                r = graceful => r,
+                () = async { app.shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE + Duration::from_secs(5)).await } => Ok(()),
+            }
+        },
+        drained
+    );
+    sweeper.abort();
+    served.map_err(|e| ErrorInfo::new(ReasonCode::Internal, format!("the server failed: {e}")))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// The reconciler's sweep (`Lifecycle::gc`) in a loop, on a blocking thread, waking when the
+/// sweep says (bounded to 1..=60 s).
+async fn reconcile_loop<P: Provider + 'static>(app: Arc<App<P>>) {
+    loop {
+        let swept = app
+            .blocking(|app| {
+                let config = (app.config)(None)?;
+                let provider = (app.providers)("local", &config, None)?;
+                let lc = Lifecycle::open(&provider, &config, &app.data_dir)?;
+                Ok(lc.gc()?)
+            })
+            .await;
+        let next = match swept {
+            Ok(report) => {
+                if !report.marked_error.is_empty() || !report.torn_down.is_empty() {
+                    tracing::info!(
+                        "reconciler: marked {:?}, tore down {:?}",
+                        report.marked_error,
+                        report.torn_down
+                    );
+                }
+                report
+                    .requeue_after_secs
+                    .map_or(SWEEP_MAX, Duration::from_secs)
+            }
+            Err(e) => {
+                tracing::warn!("reconciler sweep failed: {}", e.0);
+                SWEEP_MAX
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(next.clamp(SWEEP_MIN, SWEEP_MAX)) => {}
+            () = app.shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
