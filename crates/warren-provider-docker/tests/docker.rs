@@ -324,7 +324,10 @@ async fn preflight_names_a_missing_image() -> anyhow::Result<()> {
         ..Default::default()
     })?;
     match provider.preflight().await {
-        Err(ProviderError::Missing { hint, .. }) => assert!(hint.contains("warren image build")),
+        Err(ProviderError::MissingImage { image, hint }) => {
+            assert_eq!(image, "warren-no-such-image:nope");
+            assert!(hint.contains("warren image build"));
+        }
         other => bail!("expected a missing image, got {other:?}"),
     }
     Ok(())
