@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::cancel::Cancel;
 use warren_config::Config;
-use warren_domain::{ErrorInfo, SandboxId, SandboxName, UserFacing};
+use warren_domain::{ErrorInfo, SandboxId, SandboxName};
 use warren_provider::Provider;
 use warren_store::StateStore;
 use warren_store::{Store, StoreError};
@@ -45,7 +45,7 @@ pub struct RunHandle {
     pub name: SandboxName,
     /// Stops the agent; its work so far is still exported.
     pub cancel: Cancel,
-    db: PathBuf,
+    store: Arc<Store>,
     end: StreamEnd,
     task: tokio::task::JoinHandle<Result<RunSummary, ErrorInfo>>,
 }
@@ -53,7 +53,7 @@ pub struct RunHandle {
 impl RunHandle {
     /// The run's events after `seq` (0: all), ending when the run is over.
     pub fn events(&self, after: u64) -> EventStream {
-        EventStream::new(self.db.clone(), self.id.clone(), after, self.end.clone())
+        EventStream::shared(self.store.clone(), self.id.clone(), after, self.end.clone())
     }
 
     /// Waits for the run to end.
@@ -94,8 +94,11 @@ impl<P: Provider + 'static> Engine<P> {
         let prepared_run = prepare_run(&self.inner.provider, &req).await?;
         let engine = self.clone();
         let new = prepared_run.new.clone();
-        let record = tokio::task::spawn_blocking(move || {
-            Ok::<_, EngineError>(engine.open_store()?.create_sandbox(new)?)
+        // One handle for the run (`Send + Sync`): its supervisor, heartbeat and event stream.
+        let (store, record) = tokio::task::spawn_blocking(move || {
+            let store = Arc::new(engine.open_store()?);
+            let record = store.create_sandbox(new)?;
+            Ok::<_, EngineError>((store, record))
         })
         .await
         .map_err(join_error)??;
@@ -109,9 +112,10 @@ impl<P: Provider + 'static> Engine<P> {
         let end = StreamEnd::default();
         let (engine, token, stream_end) = (self.clone(), cancel.clone(), end.clone());
         let runtime = tokio::runtime::Handle::current();
+        let run_store = store.clone();
         let task = tokio::task::spawn_blocking(move || {
+            let store = run_store;
             let result = runtime.block_on(async {
-                let store = engine.open_store().map_err(|e| e.to_error_info())?;
                 let ctx = JobContext {
                     provider: &engine.inner.provider,
                     config: &req.config,
@@ -144,7 +148,7 @@ impl<P: Provider + 'static> Engine<P> {
             id: record.id,
             name: record.name,
             cancel,
-            db: self.db_path(),
+            store,
             end,
             task,
         })

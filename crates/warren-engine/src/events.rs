@@ -40,8 +40,7 @@ impl StreamEnd {
 }
 
 pub struct EventStream {
-    db: PathBuf,
-    store: Option<Store>,
+    source: Source,
     id: SandboxId,
     after: u64,
     buffer: VecDeque<EventRecord>,
@@ -49,11 +48,20 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// Events of `id` with `seq > after`, until `end` says the writer is done and all is read.
+    /// Events of `id` with `seq > after`, until `end` says the writer is done and all is read;
+    /// from a connection of the stream's own, opened at the first read.
     pub fn new(db: PathBuf, id: SandboxId, after: u64, end: StreamEnd) -> Self {
+        Self::with_source(Source::Path(db), id, after, end)
+    }
+
+    /// The same, reading through a handle the caller shares (`Send + Sync`).
+    pub fn shared(store: Arc<Store>, id: SandboxId, after: u64, end: StreamEnd) -> Self {
+        Self::with_source(Source::Shared(store), id, after, end)
+    }
+
+    fn with_source(source: Source, id: SandboxId, after: u64, end: StreamEnd) -> Self {
         Self {
-            db,
-            store: None,
+            source,
             id,
             after,
             buffer: VecDeque::new(),
@@ -93,27 +101,32 @@ impl EventStream {
 
     /// One page from the store, on a blocking thread: the store is never used on async threads.
     async fn read(&mut self) -> Result<(), ErrorInfo> {
-        let store = match self.store.take() {
-            Some(s) => s,
-            None => {
-                let db = self.db.clone();
-                tokio::task::spawn_blocking(move || Store::open(&db))
+        let store = match &self.source {
+            Source::Shared(store) => store.clone(),
+            Source::Path(db) => {
+                let db = db.clone();
+                let store = tokio::task::spawn_blocking(move || Store::open(&db))
                     .await
                     .map_err(join_error)?
-                    .map_err(|e| e.to_error_info())?
+                    .map_err(|e| e.to_error_info())?;
+                let store = Arc::new(store);
+                self.source = Source::Shared(store.clone());
+                store
             }
         };
         let (id, after) = (self.id.clone(), self.after);
-        let (store, page) = tokio::task::spawn_blocking(move || {
-            let page = store.events(&id, after, Some(PAGE));
-            (store, page)
-        })
-        .await
-        .map_err(join_error)?;
-        self.store = Some(store);
+        let page = tokio::task::spawn_blocking(move || store.events(&id, after, Some(PAGE)))
+            .await
+            .map_err(join_error)?;
         self.buffer.extend(page.map_err(|e| e.to_error_info())?);
         Ok(())
     }
+}
+
+/// Where a stream reads: its own connection (opened lazily), or a shared handle.
+enum Source {
+    Path(PathBuf),
+    Shared(Arc<Store>),
 }
 
 pub(crate) fn join_error(e: tokio::task::JoinError) -> ErrorInfo {

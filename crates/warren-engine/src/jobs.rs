@@ -4,6 +4,7 @@
 //! server task), the job runs here, under the sandbox's lease, through the same code.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cancel::Cancel;
@@ -69,7 +70,7 @@ pub(crate) struct JobContext<'a, P> {
     pub provider: &'a P,
     pub config: &'a Config,
     pub data_dir: &'a Path,
-    pub store: &'a Store,
+    pub store: &'a Arc<Store>,
 }
 
 impl<P: Provider> JobContext<'_, P> {
@@ -96,7 +97,7 @@ impl<P: Provider> JobContext<'_, P> {
         if let Err(e) = &result {
             record_failure(&mut rec, e);
         }
-        lease.release(self.store);
+        lease.release();
         result
     }
 

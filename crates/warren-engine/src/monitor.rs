@@ -29,7 +29,9 @@ pub(crate) async fn run_monitor<P: Provider>(
     cancel: Cancel,
 ) -> Result<(), ErrorInfo> {
     let db = warren_store::default_db_path(data_dir);
-    let store = Store::open(&db).map_err(|e| warren_domain::UserFacing::to_error_info(&e))?;
+    let store = std::sync::Arc::new(
+        Store::open(&db).map_err(|e| warren_domain::UserFacing::to_error_info(&e))?,
+    );
     let mut warm = None;
     let keep_warm = config.opencode.warm_idle_secs > 0;
     let ctx = JobContext {

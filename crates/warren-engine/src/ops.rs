@@ -4,6 +4,7 @@
 //! with reality is the reconciler's job (`reconcile.rs`), never a side effect of looking.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cancel::Cancel;
@@ -29,7 +30,8 @@ pub struct Lifecycle<'a, P> {
     pub provider: &'a P,
     pub config: &'a Config,
     pub data_dir: &'a Path,
-    pub store: Store,
+    /// `Send + Sync`: shared with the heartbeats of the operations this handle runs.
+    pub store: Arc<Store>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,7 +49,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         config: &'a Config,
         data_dir: &'a Path,
     ) -> Result<Self, EngineError> {
-        let store = Store::open(&warren_store::default_db_path(data_dir))?;
+        let store = Arc::new(Store::open(&warren_store::default_db_path(data_dir))?);
         Ok(Self {
             provider,
             config,
@@ -356,7 +358,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         let result = remove_sandbox(&mut rec, &record.repo, &dirs, detail)
             .map_err(EngineError::from)
             .and_then(|()| Ok(self.store.get(&record.id)?));
-        lease.release(&self.store);
+        lease.release();
         result
     }
 
@@ -391,7 +393,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
     ) -> Result<T, EngineError> {
         let lease = HeldLease::acquire(&self.store, &record.id, operation, SUPERVISOR_LEASE_TTL)?;
         let result = body(self, Cancel::new());
-        lease.release(&self.store);
+        lease.release();
         result
     }
 }

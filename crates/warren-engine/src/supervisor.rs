@@ -4,7 +4,6 @@
 //! sandbox is declared lost only when this lease is dead, so nothing that merely looks at a
 //! sandbox can mistake a working supervisor for a dead one.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,14 +30,14 @@ pub fn operation_holder() -> LeaseHolder {
 pub(crate) struct HeldLease {
     id: SandboxId,
     holder: LeaseHolder,
-    db: PathBuf,
+    store: Arc<Store>,
     heartbeat: Option<Heartbeat>,
 }
 
 impl HeldLease {
     /// Takes the sandbox's lease for `operation`; `SandboxBusy` when another live holder has it.
     pub fn acquire(
-        store: &Store,
+        store: &Arc<Store>,
         id: &SandboxId,
         operation: &str,
         ttl: Duration,
@@ -47,47 +46,44 @@ impl HeldLease {
         store
             .acquire_lease_as(id, operation, ttl, &holder)
             .map_err(|e| e.to_error_info())?;
-        let db = store.path().to_path_buf();
-        let heartbeat = Heartbeat::start(&db, id, &holder, ttl);
+        let heartbeat = Heartbeat::start(store.clone(), id, &holder, ttl);
         Ok(Self {
             id: id.clone(),
             holder,
-            db,
+            store: store.clone(),
             heartbeat: Some(heartbeat),
         })
     }
 
     /// Stops the heartbeat and gives the lease up.
-    pub fn release(mut self, store: &Store) {
+    pub fn release(mut self) {
         self.heartbeat.take();
-        let _ = store.release_lease_as(&self.id, &self.holder);
+        let _ = self.store.release_lease_as(&self.id, &self.holder);
     }
 }
 
 impl Drop for HeldLease {
     fn drop(&mut self) {
-        if self.heartbeat.take().is_some()
-            && let Ok(store) = Store::open(&self.db)
-        {
-            let _ = store.release_lease_as(&self.id, &self.holder);
+        if self.heartbeat.take().is_some() {
+            let _ = self.store.release_lease_as(&self.id, &self.holder);
         }
     }
 }
 
-/// Renews the lease until dropped, from its own thread and its own store connection, so a busy
-/// or blocked async runtime never lets a live operation's lease lapse.
+/// Renews the lease until dropped, from its own thread, so a busy or blocked async runtime never
+/// lets a live operation's lease lapse. It shares the operation's store handle (`Send + Sync`):
+/// one connection per process, not one per heartbeat.
 struct Heartbeat {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Heartbeat {
-    fn start(db: &Path, id: &SandboxId, holder: &LeaseHolder, ttl: Duration) -> Self {
+    fn start(store: Arc<Store>, id: &SandboxId, holder: &LeaseHolder, ttl: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let (db, id, holder) = (db.to_path_buf(), id.clone(), holder.clone());
+        let (id, holder) = (id.clone(), holder.clone());
         let thread = std::thread::spawn(move || {
-            let Ok(store) = Store::open(&db) else { return };
             let tick = ttl / 3;
             let step = Duration::from_millis(100);
             let mut waited = Duration::ZERO;
