@@ -18,7 +18,7 @@ use warren_provider::{
     ExecChild, GatewayAttachment, HostDirs, IMAGE_TOOLS_DIR, Mounts, Provider, Sandbox,
     SandboxSpec, TcpGateway, Tool, ToolSource,
 };
-use warren_store::{StateStore, Store};
+use warren_store::StateStore;
 
 use crate::paths::SandboxDirs;
 use crate::prepare::Prepared;
@@ -412,7 +412,7 @@ async fn watch_run(
 /// operation's host cancels it (the work so far is still kept).
 async fn stop_signal(
     notices: &mut UnboundedReceiver<GatewayNotice>,
-    store: &Store,
+    store: &dyn StateStore,
     id: SandboxId,
     cancel: crate::cancel::Cancel,
     emit: &impl Fn(AgentEvent),
@@ -440,7 +440,7 @@ pub(crate) fn record_metered(
 /// it metered meanwhile.
 async fn fatal_notice(
     notices: &mut UnboundedReceiver<GatewayNotice>,
-    store: &Store,
+    store: &dyn StateStore,
     id: SandboxId,
     emit: &impl Fn(AgentEvent),
 ) -> ErrorInfo {

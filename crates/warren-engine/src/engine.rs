@@ -13,7 +13,6 @@ use warren_config::Config;
 use warren_domain::{ErrorInfo, SandboxId, SandboxName};
 use warren_provider::Provider;
 use warren_store::StateStore;
-use warren_store::{Store, StoreError};
 
 use crate::error::EngineError;
 use crate::events::{EventStream, StreamEnd, join_error};
@@ -29,6 +28,7 @@ struct Inner<P> {
     provider: P,
     config: Config,
     data_dir: PathBuf,
+    store: Arc<dyn StateStore>,
 }
 
 impl<P> Clone for Engine<P> {
@@ -45,7 +45,7 @@ pub struct RunHandle {
     pub name: SandboxName,
     /// Stops the agent; its work so far is still exported.
     pub cancel: Cancel,
-    store: Arc<Store>,
+    store: Arc<dyn StateStore>,
     end: StreamEnd,
     task: tokio::task::JoinHandle<Result<RunSummary, ErrorInfo>>,
 }
@@ -53,7 +53,7 @@ pub struct RunHandle {
 impl RunHandle {
     /// The run's events after `seq` (0: all), ending when the run is over.
     pub fn events(&self, after: u64) -> EventStream {
-        EventStream::shared(self.store.clone(), self.id.clone(), after, self.end.clone())
+        EventStream::new(self.store.clone(), self.id.clone(), after, self.end.clone())
     }
 
     /// Waits for the run to end.
@@ -63,13 +63,16 @@ impl RunHandle {
 }
 
 impl<P: Provider + 'static> Engine<P> {
-    /// `config` is the engine's default settings; a run carries its own.
-    pub fn new(provider: P, config: Config, data_dir: PathBuf) -> Self {
+    /// `config` is the engine's default settings; a run carries its own. `store` is the state,
+    /// opened by the front end (which chooses the implementation) and shared by every operation
+    /// this engine runs.
+    pub fn new(provider: P, config: Config, data_dir: PathBuf, store: Arc<dyn StateStore>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 provider,
                 config,
                 data_dir,
+                store,
             }),
         }
     }
@@ -78,13 +81,9 @@ impl<P: Provider + 'static> Engine<P> {
         &self.inner.data_dir
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        warren_store::default_db_path(&self.inner.data_dir)
-    }
-
-    /// A store connection of the caller's own.
-    pub fn open_store(&self) -> Result<Store, StoreError> {
-        Store::open(&self.db_path())
+    /// The engine's store handle (shared, `Send + Sync`).
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.inner.store
     }
 
     /// Checks and records a one-shot run, then starts its supervisor; returns once the record
@@ -92,16 +91,14 @@ impl<P: Provider + 'static> Engine<P> {
     pub async fn start_run(&self, req: RunRequest) -> Result<RunHandle, EngineError> {
         let started = Instant::now();
         let prepared_run = prepare_run(&self.inner.provider, &req).await?;
-        let engine = self.clone();
         let new = prepared_run.new.clone();
-        // One handle for the run (`Send + Sync`): its supervisor, heartbeat and event stream.
-        let (store, record) = tokio::task::spawn_blocking(move || {
-            let store = Arc::new(engine.open_store()?);
-            let record = store.create_sandbox(new)?;
-            Ok::<_, EngineError>((store, record))
-        })
-        .await
-        .map_err(join_error)??;
+        // The engine's handle (`Send + Sync`) serves the run: its supervisor, heartbeat and
+        // event stream.
+        let store = self.inner.store.clone();
+        let creator = store.clone();
+        let record = tokio::task::spawn_blocking(move || creator.create_sandbox(new))
+            .await
+            .map_err(join_error)??;
         let preflight_ms = started.elapsed().as_secs_f64() * 1000.0;
         let job = MonitorJob::Run {
             id: record.id.to_string(),
@@ -165,6 +162,7 @@ impl<P: Provider + 'static> Engine<P> {
                 &engine.inner.provider,
                 &engine.inner.config,
                 &engine.inner.data_dir,
+                &engine.inner.store,
                 job,
                 cancel,
             ))

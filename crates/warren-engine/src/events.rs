@@ -4,7 +4,6 @@
 //! in-process writer wakes it at once; otherwise it looks again after a short poll.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,7 +11,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use warren_domain::{ErrorInfo, EventRecord, SandboxId, UserFacing};
 use warren_store::StateStore;
-use warren_store::Store;
 
 const POLL: Duration = Duration::from_millis(100);
 const PAGE: usize = 500;
@@ -40,7 +38,7 @@ impl StreamEnd {
 }
 
 pub struct EventStream {
-    source: Source,
+    store: Arc<dyn StateStore>,
     id: SandboxId,
     after: u64,
     buffer: VecDeque<EventRecord>,
@@ -49,19 +47,10 @@ pub struct EventStream {
 
 impl EventStream {
     /// Events of `id` with `seq > after`, until `end` says the writer is done and all is read;
-    /// from a connection of the stream's own, opened at the first read.
-    pub fn new(db: PathBuf, id: SandboxId, after: u64, end: StreamEnd) -> Self {
-        Self::with_source(Source::Path(db), id, after, end)
-    }
-
-    /// The same, reading through a handle the caller shares (`Send + Sync`).
-    pub fn shared(store: Arc<Store>, id: SandboxId, after: u64, end: StreamEnd) -> Self {
-        Self::with_source(Source::Shared(store), id, after, end)
-    }
-
-    fn with_source(source: Source, id: SandboxId, after: u64, end: StreamEnd) -> Self {
+    /// read through a store handle the caller shares (`Send + Sync`).
+    pub fn new(store: Arc<dyn StateStore>, id: SandboxId, after: u64, end: StreamEnd) -> Self {
         Self {
-            source,
+            store,
             id,
             after,
             buffer: VecDeque::new(),
@@ -101,19 +90,7 @@ impl EventStream {
 
     /// One page from the store, on a blocking thread: the store is never used on async threads.
     async fn read(&mut self) -> Result<(), ErrorInfo> {
-        let store = match &self.source {
-            Source::Shared(store) => store.clone(),
-            Source::Path(db) => {
-                let db = db.clone();
-                let store = tokio::task::spawn_blocking(move || Store::open(&db))
-                    .await
-                    .map_err(join_error)?
-                    .map_err(|e| e.to_error_info())?;
-                let store = Arc::new(store);
-                self.source = Source::Shared(store.clone());
-                store
-            }
-        };
+        let store = self.store.clone();
         let (id, after) = (self.id.clone(), self.after);
         let page = tokio::task::spawn_blocking(move || store.events(&id, after, Some(PAGE)))
             .await
@@ -121,12 +98,6 @@ impl EventStream {
         self.buffer.extend(page.map_err(|e| e.to_error_info())?);
         Ok(())
     }
-}
-
-/// Where a stream reads: its own connection (opened lazily), or a shared handle.
-enum Source {
-    Path(PathBuf),
-    Shared(Arc<Store>),
 }
 
 pub(crate) fn join_error(e: tokio::task::JoinError) -> ErrorInfo {

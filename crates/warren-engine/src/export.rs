@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use serde::Serialize;
 use warren_config::Config;
 use warren_domain::{AgentEvent, ErrorInfo, UserFacing};
-use warren_store::StateStore;
 use warren_sync::{ChangeSet, RepoInfo, SyncInReport};
 
 use crate::paths::SandboxDirs;

@@ -8,7 +8,6 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use warren_domain::SandboxState;
 use warren_provider::Provider;
-use warren_store::StateStore;
 
 use crate::error::EngineError;
 use crate::ops::Lifecycle;
@@ -55,7 +54,7 @@ impl<P: Provider> Lifecycle<'_, P> {
         };
         for record in records {
             let before = record.state;
-            let (record, verdict) = crate::reconcile::reconcile(&self.store, record)?;
+            let (record, verdict) = crate::reconcile::reconcile(&*self.store, record)?;
             requeue(verdict.requeue_after());
             if before != record.state && record.state == SandboxState::Error {
                 report.marked_error.push(record.name.to_string());

@@ -13,7 +13,6 @@ use warren_config::Config;
 use warren_domain::{AgentEvent, ErrorInfo, SandboxId, SandboxName, SandboxState, UserFacing};
 use warren_provider::Provider;
 use warren_store::StateStore;
-use warren_store::Store;
 
 use crate::export::{ExportInput, ExportTarget, Exported, export};
 use crate::paths::SandboxDirs;
@@ -70,7 +69,7 @@ pub(crate) struct JobContext<'a, P> {
     pub provider: &'a P,
     pub config: &'a Config,
     pub data_dir: &'a Path,
-    pub store: &'a Arc<Store>,
+    pub store: &'a Arc<dyn StateStore>,
 }
 
 impl<P: Provider> JobContext<'_, P> {
@@ -88,7 +87,7 @@ impl<P: Provider> JobContext<'_, P> {
         let id = job.id();
         let lease = HeldLease::acquire(self.store, &id, job.operation(), SUPERVISOR_LEASE_TTL)?;
         let mut rec = Recorder {
-            store: self.store,
+            store: &**self.store,
             id,
             observer,
             cancel,

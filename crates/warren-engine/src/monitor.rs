@@ -5,13 +5,14 @@
 //! dies, or whoever hosts the monitor cancels it.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cancel::Cancel;
 use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, SandboxId};
 use warren_provider::Provider;
-use warren_store::{LeaseHolder, StateStore, Store};
+use warren_store::{LeaseHolder, StateStore};
 
 use crate::jobs::{JobContext, MonitorJob};
 use crate::paths::SandboxDirs;
@@ -25,20 +26,17 @@ pub(crate) async fn run_monitor<P: Provider>(
     provider: &P,
     config: &Config,
     data_dir: &Path,
+    store: &Arc<dyn StateStore>,
     job: MonitorJob,
     cancel: Cancel,
 ) -> Result<(), ErrorInfo> {
-    let db = warren_store::default_db_path(data_dir);
-    let store = std::sync::Arc::new(
-        Store::open(&db).map_err(|e| warren_domain::UserFacing::to_error_info(&e))?,
-    );
     let mut warm = None;
     let keep_warm = config.opencode.warm_idle_secs > 0;
     let ctx = JobContext {
         provider,
         config,
         data_dir,
-        store: &store,
+        store,
     };
     let result = ctx
         .supervise(

@@ -12,7 +12,7 @@ use crate::error::EngineError;
 use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState};
 use warren_provider::Provider;
-use warren_store::{NewSandbox, SandboxRecord, StateStore, Store};
+use warren_store::{NewSandbox, SandboxRecord, StateStore};
 
 use crate::export::{ExportInput, ExportTarget, Exported, collect, export};
 use crate::jobs::MonitorJob;
@@ -30,8 +30,9 @@ pub struct Lifecycle<'a, P> {
     pub provider: &'a P,
     pub config: &'a Config,
     pub data_dir: &'a Path,
-    /// `Send + Sync`: shared with the heartbeats of the operations this handle runs.
-    pub store: Arc<Store>,
+    /// The state, whichever implementation the front end opened (`Send + Sync`): shared with
+    /// the heartbeats of the operations this handle runs.
+    pub store: Arc<dyn StateStore>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,18 +45,20 @@ pub struct LaunchRequest {
 }
 
 impl<'a, P: Provider> Lifecycle<'a, P> {
-    pub fn open(
+    /// A handle on the sandboxes in `store` (opened by the front end: it chooses the
+    /// implementation) whose host directories live under `data_dir`.
+    pub fn new(
         provider: &'a P,
         config: &'a Config,
         data_dir: &'a Path,
-    ) -> Result<Self, EngineError> {
-        let store = Arc::new(Store::open(&warren_store::default_db_path(data_dir))?);
-        Ok(Self {
+        store: Arc<dyn StateStore>,
+    ) -> Self {
+        Self {
             provider,
             config,
             data_dir,
             store,
-        })
+        }
     }
 
     /// The sandbox named `name`, as recorded. Pure: a read never changes a record.
@@ -224,7 +227,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             }
             let dirs = SandboxDirs::new(me.data_dir, &record.id);
             let mut rec = Recorder {
-                store: &me.store,
+                store: &*me.store,
                 id: record.id.clone(),
                 observer,
                 cancel,
@@ -268,7 +271,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             }
             let dirs = SandboxDirs::new(me.data_dir, &record.id);
             let mut rec = Recorder {
-                store: &me.store,
+                store: &*me.store,
                 id: record.id.clone(),
                 observer,
                 cancel,
@@ -310,7 +313,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             // Asked to stop, a supervisor ends its agent and keeps its work (a one-shot run
             // still exports it); one that does not stop in time is killed. Either way its
             // lease ends, and the teardown below takes it over.
-            crate::reconcile::stop_holder(&self.store, &record.id);
+            crate::reconcile::stop_holder(&*self.store, &record.id);
             record = self.store.get(&record.id)?;
             if record.state == SandboxState::Destroyed {
                 return Ok(record);
@@ -343,14 +346,14 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
                 Ok(lease) => break lease,
                 Err(e) if force && e.reason_code == ReasonCode::SandboxBusy && stops < 3 => {
                     stops += 1;
-                    crate::reconcile::stop_holder(&self.store, &record.id);
+                    crate::reconcile::stop_holder(&*self.store, &record.id);
                 }
                 Err(e) => return Err(e.into()),
             }
         };
         let dirs = SandboxDirs::new(self.data_dir, &record.id);
         let mut rec = Recorder {
-            store: &self.store,
+            store: &*self.store,
             id: record.id.clone(),
             observer,
             cancel: Cancel::new(),

@@ -2,7 +2,7 @@
 //! the sync report kept on the record so later operations (exec, export, pull) can find it.
 
 use warren_domain::{AgentEvent, ErrorInfo, ReasonCode, SandboxName, UserFacing};
-use warren_store::{SandboxRecord, StateStore};
+use warren_store::SandboxRecord;
 use warren_sync::{RepoInfo, SyncInReport};
 
 use crate::paths::SandboxDirs;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 use warren_domain::{AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxState, UserFacing};
-use warren_store::{Lease, SandboxRecord, StateStore, Store};
+use warren_store::{Lease, SandboxRecord, StateStore};
 
 /// A `new` sandbox waits this long for its supervisor to take the lease before it counts as lost.
 pub const NEW_GRACE: Duration = Duration::from_secs(60);
@@ -76,7 +76,7 @@ pub fn assess(record: &SandboxRecord, lease: Option<&Lease>, now: OffsetDateTime
 /// One pass over one sandbox: assess it and act on what needs acting on. Returns the record as
 /// it is now and the assessment that led there.
 pub fn reconcile(
-    store: &Store,
+    store: &dyn StateStore,
     record: SandboxRecord,
 ) -> Result<(SandboxRecord, Assessment), ErrorInfo> {
     let lease = store.lease(&record.id).map_err(|e| e.to_error_info())?;
@@ -125,7 +125,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// while the store still sees that process as the live holder (the store checks the pid's start
 /// time, so a reused pid is never signalled). Asked first (SIGTERM: its host cancels it), killed
 /// after [`STOP_GRACE`]. Never this process: an operation here is stopped by its token.
-pub fn stop_holder(store: &Store, id: &SandboxId) {
+pub fn stop_holder(store: &dyn StateStore, id: &SandboxId) {
     let live_pid = || {
         store
             .lease(id)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::cancel::Cancel;
 use tokio::sync::Notify;
 use warren_domain::{AgentEvent, ErrorInfo, EventRecord, SandboxId, SandboxState, UserFacing};
-use warren_store::{StateStore, Store};
+use warren_store::StateStore;
 
 /// Receives everything an operation reports, as it happens.
 pub trait RunObserver: Send {
@@ -34,7 +34,7 @@ impl RunObserver for WakeObserver {
 }
 
 pub(crate) struct Recorder<'a> {
-    pub store: &'a Store,
+    pub store: &'a dyn StateStore,
     pub id: SandboxId,
     pub observer: &'a mut dyn RunObserver,
     /// Fires when whoever started the operation wants the agent stopped (Ctrl-C in the CLI, a

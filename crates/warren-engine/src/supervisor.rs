@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use warren_domain::{ErrorInfo, SandboxId, SandboxState, UserFacing};
-use warren_store::StateStore;
-use warren_store::{LeaseHolder, Store};
+use warren_store::{LeaseHolder, StateStore};
 
 /// How long a supervisor's lease lives without a heartbeat.
 pub const SUPERVISOR_LEASE_TTL: Duration = Duration::from_secs(30);
@@ -30,14 +29,14 @@ pub fn operation_holder() -> LeaseHolder {
 pub(crate) struct HeldLease {
     id: SandboxId,
     holder: LeaseHolder,
-    store: Arc<Store>,
+    store: Arc<dyn StateStore>,
     heartbeat: Option<Heartbeat>,
 }
 
 impl HeldLease {
     /// Takes the sandbox's lease for `operation`; `SandboxBusy` when another live holder has it.
     pub fn acquire(
-        store: &Arc<Store>,
+        store: &Arc<dyn StateStore>,
         id: &SandboxId,
         operation: &str,
         ttl: Duration,
@@ -79,7 +78,12 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
-    fn start(store: Arc<Store>, id: &SandboxId, holder: &LeaseHolder, ttl: Duration) -> Self {
+    fn start(
+        store: Arc<dyn StateStore>,
+        id: &SandboxId,
+        holder: &LeaseHolder,
+        ttl: Duration,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let (id, holder) = (id.clone(), holder.clone());

@@ -18,7 +18,7 @@ use warren_domain::{
 };
 use warren_gateway::GatewayConfig;
 use warren_provider::Provider;
-use warren_store::{PoolTry, StateStore};
+use warren_store::PoolTry;
 
 use crate::agent::{AgentRequest, AgentResult, Host, record_metered, run_agent};
 use crate::paths::SandboxDirs;

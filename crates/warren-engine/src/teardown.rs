@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use warren_domain::{ErrorInfo, SandboxState, UserFacing};
-use warren_store::StateStore;
 
 use crate::paths::SandboxDirs;
 use crate::recorder::Recorder;

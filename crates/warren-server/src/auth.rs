@@ -110,10 +110,7 @@ pub async fn require_token<P: Provider + 'static>(
         .trim()
         .to_owned();
     let principal = app
-        .blocking(move |app| {
-            let store = app.store()?;
-            Ok(verify(&store, &token)?)
-        })
+        .blocking(move |app| Ok(verify(&*app.tenancy, &token)?))
         .await?
         .ok_or_else(|| unauthorized("the bearer token is unknown or revoked"))?;
     request.extensions_mut().insert(principal);

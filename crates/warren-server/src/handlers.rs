@@ -16,7 +16,6 @@ use warren_api::{
 use warren_domain::{ReasonCode, SandboxName, SandboxState};
 use warren_engine::{Cancel, ExportTarget, LaunchRequest, Lifecycle, NullObserver, SandboxDirs};
 use warren_provider::Provider;
-use warren_store::{StateStore, TenancyStore};
 
 use crate::auth::Principal;
 use crate::body::ApiJson;
@@ -89,7 +88,7 @@ pub async fn launch<P: Provider + 'static>(
         .blocking(move |app| {
             let config = new_config(app, &repo, body.provider.as_deref())?;
             let provider = (app.providers)(&config.sandbox.provider, &config, Some(&repo))?;
-            let lc = Lifecycle::open(&provider, &config, &app.data_dir)?;
+            let lc = Lifecycle::new(&provider, &config, &app.data_dir, app.store.clone());
             let launcher = TaskLauncher {
                 app: app.clone(),
                 owner: Some(who.owner.clone()),
@@ -153,9 +152,9 @@ pub async fn list<P: Provider + 'static>(
     }
     let view = app
         .blocking(move |app| {
-            let store = app.store()?;
-            let owners = store.owners()?;
-            let mut records: Vec<_> = store
+            let owners = app.tenancy.owners()?;
+            let mut records: Vec<_> = app
+                .store
                 .list(q.all)?
                 .into_iter()
                 .filter(|r| {
@@ -268,7 +267,7 @@ pub async fn exec<P: Provider + 'static>(
             let record = app.find(&who, &name)?;
             let config = app.config_for(&record)?;
             let provider = (app.providers)(&record.provider, &config, Some(&record.repo))?;
-            let lc = Lifecycle::open(&provider, &config, &app.data_dir)?;
+            let lc = Lifecycle::new(&provider, &config, &app.data_dir, app.store.clone());
             let launcher = TaskLauncher {
                 app: app.clone(),
                 owner: None,
@@ -394,7 +393,7 @@ pub async fn cancel<P: Provider + 'static>(
         .wait_done(Some(record.id.as_str()), Duration::from_secs(30))
         .await;
     let id = record.id.clone();
-    let record = app.blocking(move |app| Ok(app.store()?.get(&id)?)).await?;
+    let record = app.blocking(move |app| Ok(app.store.get(&id)?)).await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(SandboxEnvelope {
@@ -418,7 +417,7 @@ pub async fn readyz<P: Provider + 'static>(State(app): AppState<P>) -> axum::res
     use axum::response::IntoResponse;
     let ready = app
         .blocking(|app| {
-            app.store()?.list(false)?;
+            app.store.list(false)?;
             Ok(())
         })
         .await;

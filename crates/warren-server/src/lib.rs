@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use warren_domain::{ErrorInfo, ReasonCode};
 use warren_engine::{Cancel, Lifecycle};
 use warren_provider::Provider;
+use warren_store::{StateStore, TenancyStore};
 
 pub use auth::{Principal, create_token, verify};
 pub use error::{ApiError, status_for};
@@ -43,6 +44,10 @@ pub struct ServeOptions<P> {
     /// Allow a non-loopback address (there is no TLS yet).
     pub insecure_bind: bool,
     pub data_dir: PathBuf,
+    /// The state, opened (and migrated) by the host, which chooses the implementation.
+    pub store: Arc<dyn StateStore>,
+    /// Tokens and sandbox owners (SQLite for now; the same object as `store` can be both).
+    pub tenancy: Arc<dyn TenancyStore>,
     pub max_body_bytes: usize,
     pub providers: ProviderFactory<P>,
     pub config: ConfigLoader,
@@ -154,6 +159,8 @@ pub async fn serve<P: Provider + 'static>(opts: ServeOptions<P>) -> Result<(), E
     check_bind(&opts.listen, opts.insecure_bind)?;
     let app = Arc::new(App {
         data_dir: opts.data_dir,
+        store: opts.store,
+        tenancy: opts.tenancy,
         providers: opts.providers,
         config: opts.config,
         tasks: tasks::Tasks::default(),
@@ -161,10 +168,6 @@ pub async fn serve<P: Provider + 'static>(opts: ServeOptions<P>) -> Result<(), E
         runs_succeeded: Default::default(),
         runs_failed: Default::default(),
     });
-    // The store is created and migrated before the first request.
-    app.blocking(|app| Ok(app.store().map(drop)?))
-        .await
-        .map_err(|e| e.0)?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| {
@@ -231,7 +234,7 @@ async fn reconcile_loop<P: Provider + 'static>(app: Arc<App<P>>) {
             .blocking(|app| {
                 let config = (app.config)(None)?;
                 let provider = (app.providers)("local", &config, None)?;
-                let lc = Lifecycle::open(&provider, &config, &app.data_dir)?;
+                let lc = Lifecycle::new(&provider, &config, &app.data_dir, app.store.clone());
                 Ok(lc.gc()?)
             })
             .await;

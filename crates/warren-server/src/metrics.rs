@@ -11,7 +11,6 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use warren_domain::{GatewayUsage, SandboxState};
 use warren_provider::Provider;
-use warren_store::StateStore;
 
 use crate::error::ApiResult;
 use crate::state::App;
@@ -35,7 +34,7 @@ pub async fn metrics<P: Provider + 'static>(
 ) -> ApiResult<impl IntoResponse> {
     let text = app
         .blocking(|app| {
-            let store = app.store()?;
+            let store = &app.store;
             let records = store.list(true)?;
             let mut by_state: BTreeMap<&str, u64> =
                 STATES.iter().map(|s| (s.as_str(), 0)).collect();

@@ -11,7 +11,7 @@ use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, SandboxState};
 use warren_engine::Lifecycle;
 use warren_provider::Provider;
-use warren_store::{SandboxRecord, StateStore, Store, TenancyStore};
+use warren_store::{SandboxRecord, StateStore, TenancyStore};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -26,7 +26,13 @@ pub type ProviderFactory<P> =
 pub type ConfigLoader = Arc<dyn Fn(Option<&Path>) -> Result<Config, ErrorInfo> + Send + Sync>;
 
 pub struct App<P> {
+    /// Where sandboxes keep their host directories.
     pub data_dir: PathBuf,
+    /// The state, opened by the host (which chooses the implementation), shared by every
+    /// handler, task and engine the server runs.
+    pub store: Arc<dyn StateStore>,
+    /// Tokens and sandbox owners (SQLite for now: one `Arc<SqliteStore>` can be both handles).
+    pub tenancy: Arc<dyn TenancyStore>,
     pub providers: ProviderFactory<P>,
     pub config: ConfigLoader,
     pub tasks: Tasks,
@@ -36,11 +42,6 @@ pub struct App<P> {
 }
 
 impl<P: Provider + 'static> App<P> {
-    pub fn store(&self) -> Result<Store, ErrorInfo> {
-        Store::open(&warren_store::default_db_path(&self.data_dir))
-            .map_err(|e| warren_domain::UserFacing::to_error_info(&e))
-    }
-
     /// Runs `body` on a blocking thread: the store, sync and export are synchronous.
     pub async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,
@@ -65,17 +66,16 @@ impl<P: Provider + 'static> App<P> {
         body: impl FnOnce(&Lifecycle<'_, P>) -> ApiResult<T>,
     ) -> ApiResult<T> {
         let provider = (self.providers)("local", config, None)?;
-        let lc = Lifecycle::open(&provider, config, &self.data_dir)?;
+        let lc = Lifecycle::new(&provider, config, &self.data_dir, self.store.clone());
         body(&lc)
     }
 
     /// The sandbox `name` if `who` may see it; another owner's sandbox is "not found".
     pub fn find(&self, who: &Principal, name: &str) -> ApiResult<SandboxRecord> {
-        let store = self.store()?;
         let parsed = warren_domain::SandboxName::parse(name)
             .map_err(|e| ApiError::new(ReasonCode::InvalidArgument, e.to_string()))?;
-        let record = store.get_by_name(&parsed)?;
-        if !who.sees(store.owner(&record.id)?.as_deref()) {
+        let record = self.store.get_by_name(&parsed)?;
+        if !who.sees(self.tenancy.owner(&record.id)?.as_deref()) {
             return Err(warren_store::StoreError::NotFound {
                 sandbox: name.to_owned(),
             }
@@ -96,7 +96,7 @@ impl<P: Provider + 'static> App<P> {
 
 /// Whether a sandbox has nothing more to write for now: no state that needs a supervisor and no
 /// lease held (an event stream without `follow` ends then).
-pub fn is_idle(store: &Store, record: &SandboxRecord) -> bool {
+pub fn is_idle(store: &dyn StateStore, record: &SandboxRecord) -> bool {
     !warren_engine::reconcile::needs_supervisor(record.state)
         && record.state != SandboxState::New
         && store.lease(&record.id).ok().flatten().is_none()

@@ -19,7 +19,6 @@ use warren_api::{ErrorEnvelope, RunBody, SummaryEnvelope};
 use warren_domain::{ErrorInfo, EventRecord, SandboxName};
 use warren_engine::{Engine, EventStream, RunRequest, StreamEnd};
 use warren_provider::Provider;
-use warren_store::{StateStore, TenancyStore};
 
 use crate::auth::Principal;
 use crate::body::ApiJson;
@@ -95,12 +94,7 @@ pub async fn events<P: Provider + 'static>(
     let since = last_id.or(q.since).unwrap_or(0);
     let record = app.blocking(move |app| app.find(&who, &name)).await?;
     let end = StreamEnd::default();
-    let stream = EventStream::new(
-        warren_store::default_db_path(&app.data_dir),
-        record.id.clone(),
-        since,
-        end.clone(),
-    );
+    let stream = EventStream::new(app.store.clone(), record.id.clone(), since, end.clone());
     // Ends the stream once the sandbox is idle (unless following), or at shutdown.
     let (watch_app, id, follow) = (app.clone(), record.id.clone(), q.follow);
     let (alive, gone) = tokio::sync::oneshot::channel::<()>();
@@ -114,9 +108,8 @@ pub async fn events<P: Provider + 'static>(
                 let id = id.clone();
                 let idle = watch_app
                     .blocking(move |app| {
-                        let store = app.store()?;
-                        let record = store.get(&id)?;
-                        Ok(is_idle(&store, &record))
+                        let record = app.store.get(&id)?;
+                        Ok(is_idle(&*app.store, &record))
                     })
                     .await
                     .unwrap_or(true);
@@ -192,7 +185,12 @@ pub async fn run<P: Provider + 'static>(
             Ok((config, provider))
         })
         .await?;
-    let engine = Engine::new(provider, config.clone(), app.data_dir.clone());
+    let engine = Engine::new(
+        provider,
+        config.clone(),
+        app.data_dir.clone(),
+        app.store.clone(),
+    );
     let handle = engine
         .start_run(RunRequest {
             repo,
@@ -205,7 +203,7 @@ pub async fn run<P: Provider + 'static>(
         .await?;
     let id = handle.id.clone();
     let owner = who.owner.clone();
-    app.blocking(move |app| Ok(app.store()?.set_owner(&id, &owner)?))
+    app.blocking(move |app| Ok(app.tenancy.set_owner(&id, &owner)?))
         .await?;
     let key = app.tasks.add(handle.id.as_str(), handle.cancel.clone());
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);

@@ -12,7 +12,6 @@ use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode};
 use warren_engine::{Cancel, Engine, LaunchedSupervisor, MonitorJob, SupervisorLauncher};
 use warren_provider::Provider;
-use warren_store::{StateStore, TenancyStore};
 
 use crate::state::App;
 
@@ -129,20 +128,26 @@ impl<P: Provider + 'static> SupervisorLauncher for TaskLauncher<P> {
         job: &MonitorJob,
         config: &Config,
     ) -> Result<Box<dyn LaunchedSupervisor>, ErrorInfo> {
-        let store = self.app.store()?;
         let id = job.id();
-        let record = store
+        let record = self
+            .app
+            .store
             .get(&id)
             .map_err(|e| warren_domain::UserFacing::to_error_info(&e))?;
         if let Some(owner) = &self.owner {
-            store
+            self.app
+                .tenancy
                 .set_owner(&id, owner)
                 .map_err(|e| warren_domain::UserFacing::to_error_info(&e))?;
         }
-        drop(store);
         // The sandbox keeps the backend it was created on.
         let provider = (self.app.providers)(&record.provider, config, Some(&record.repo))?;
-        let engine = Engine::new(provider, config.clone(), self.app.data_dir.clone());
+        let engine = Engine::new(
+            provider,
+            config.clone(),
+            self.app.data_dir.clone(),
+            self.app.store.clone(),
+        );
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| ErrorInfo::new(ReasonCode::Internal, format!("no async runtime: {e}")))?;
         let cancel = Cancel::new();

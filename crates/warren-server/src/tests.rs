@@ -56,8 +56,12 @@ impl Provider for NoProvider {
 }
 
 fn app(data_dir: PathBuf) -> Arc<App<NoProvider>> {
+    let store =
+        Arc::new(warren_store::Store::open(&warren_store::default_db_path(&data_dir)).unwrap());
     Arc::new(App {
         data_dir,
+        store: store.clone(),
+        tenancy: store,
         providers: Arc::new(|_, _, _| Ok(NoProvider)),
         config: Arc::new(|_| Ok(warren_config::Config::default())),
         tasks: tasks::Tasks::default(),

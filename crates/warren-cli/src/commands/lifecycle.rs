@@ -11,7 +11,7 @@ use warren_provider_local::LocalProvider;
 use warren_store::StateStore;
 
 use super::read::{Follow, follow_events};
-use super::{CmdResult, checks, data_dir, load_config, with_lifecycle};
+use super::{CmdResult, checks, data_dir, load_config, open_store, with_lifecycle};
 use crate::cli::{
     ExecArgs, ExportArgs, GlobalArgs, LaunchArgs, MonitorArgs, PullArgs, TeardownArgs,
 };
@@ -52,7 +52,7 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> CmdResult<i32> {
     checks::model_and_role(&config, args.model.as_deref(), args.role.as_deref())?;
     let provider = AnyProvider::from_config(&config, Some(&repo))?;
     let data_dir = data_dir(global)?;
-    let lc = Lifecycle::open(&provider, &config, &data_dir)?;
+    let lc = Lifecycle::new(&provider, &config, &data_dir, open_store(&data_dir)?);
     let launcher = ProcessLauncher::new(data_dir.clone())?;
     let spinner = Spinner::start(global.json, &format!("launching {name}"));
     let record = lc
@@ -90,7 +90,7 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> CmdResult<i32> {
     checks::model_and_role(&config, None, args.role.as_deref())?;
     let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = data_dir(global)?;
-    let lc = Lifecycle::open(&provider, &config, &data_dir)?;
+    let lc = Lifecycle::new(&provider, &config, &data_dir, open_store(&data_dir)?);
     let before = lc.find(&args.name)?;
     let last_seq = lc
         .store
@@ -440,15 +440,14 @@ pub async fn monitor(global: &GlobalArgs, args: MonitorArgs) -> CmdResult<i32> {
     };
     let data_dir = data_dir(global)?;
     // The sandbox keeps the backend it was created on, whatever the config says now.
-    let store = warren_store::Store::open(&warren_store::default_db_path(&data_dir))
-        .map_err(|e| e.to_error_info())?;
+    // One handle for the whole monitor: the job, its heartbeat and any warm follow-ups.
+    let store = open_store(&data_dir)?;
     let record = store.get(&job.id()).map_err(|e| e.to_error_info())?;
-    drop(store);
     let provider = AnyProvider::for_kind(&record.provider, &config, Some(&record.repo))?;
     // Its own process group: no terminal's Ctrl-C reaches it; SIGTERM (teardown --force) stops it.
     let cancel = Cancel::new();
     cancel_on_signals(&cancel, false);
-    Engine::new(provider, config, data_dir)
+    Engine::new(provider, config, data_dir, store)
         .run_monitor(job, cancel)
         .await?;
     Ok(0)

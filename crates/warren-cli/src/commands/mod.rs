@@ -10,6 +10,7 @@ mod schema;
 mod serve;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use warren_config::{Config, LoadOptions, Loaded};
 use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
@@ -122,6 +123,14 @@ pub(crate) fn load_config(
     warren_config::load(&opts).map_err(|e| e.to_error_info())
 }
 
+/// The state of the data directory: the CLI's store is SQLite at `default_db_path(data_dir)`
+/// (created and migrated on first use). Opened once per command and shared by everything the
+/// command runs; the engine sees only the `StateStore` trait.
+pub(crate) fn open_store(data_dir: &Path) -> CmdResult<Arc<warren_store::Store>> {
+    let store = warren_store::Store::open(&warren_store::default_db_path(data_dir))?;
+    Ok(Arc::new(store))
+}
+
 /// Runs `body` with a lifecycle handle for commands that never start an agent (reads, export,
 /// pull, teardown, gc): they touch the store and the host directories only, so the provider is
 /// never used and no engine needs to be reachable.
@@ -132,6 +141,6 @@ pub(crate) fn with_lifecycle<T>(
 ) -> CmdResult<T> {
     let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = data_dir(global)?;
-    let lifecycle = Lifecycle::open(&provider, config, &data_dir)?;
+    let lifecycle = Lifecycle::new(&provider, config, &data_dir, open_store(&data_dir)?);
     body(&lifecycle)
 }

@@ -10,7 +10,7 @@ use warren_domain::{AgentEvent, ErrorInfo, GatewayUsage, ReasonCode, SandboxStat
 use warren_engine::reconcile::needs_supervisor;
 use warren_engine::{Assessment, Lifecycle, RunObserver, SandboxDirs, assess};
 use warren_provider_local::LocalProvider;
-use warren_store::{SandboxRecord, StateStore};
+use warren_store::SandboxRecord;
 
 use super::{CliError, CmdResult, checks, load_config, with_lifecycle};
 use crate::cli::{GlobalArgs, LogsArgs};
@@ -187,7 +187,7 @@ pub async fn logs(global: &GlobalArgs, args: &LogsArgs) -> CmdResult<i32> {
     let config = load_config(None, Vec::new())?.config;
     let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = super::data_dir(global)?;
-    let lc = Lifecycle::open(&provider, &config, &data_dir)?;
+    let lc = Lifecycle::new(&provider, &config, &data_dir, super::open_store(&data_dir)?);
     let mut printer = EventPrinter::new(global.json);
     let follow = if args.follow {
         Follow::UntilIdle

@@ -3,7 +3,7 @@
 
 use warren_engine::{Engine, RunObserver, RunRequest};
 
-use super::{CmdResult, checks, data_dir, load_config};
+use super::{CmdResult, checks, data_dir, load_config, open_store};
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::output::{EventPrinter, print_summary};
 use crate::provider::AnyProvider;
@@ -32,7 +32,9 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult<i32> {
     let loaded = load_config(Some(&repo_dir), flags)?;
     checks::model_and_role(&loaded.config, args.model.as_deref(), args.role.as_deref())?;
     let provider = AnyProvider::from_config(&loaded.config, Some(&repo_dir))?;
-    let engine = Engine::new(provider, loaded.config.clone(), data_dir(global)?);
+    let data_dir = data_dir(global)?;
+    let store = open_store(&data_dir)?;
+    let engine = Engine::new(provider, loaded.config.clone(), data_dir, store);
     let request = RunRequest {
         repo: repo_dir,
         prompt: args.prompt,

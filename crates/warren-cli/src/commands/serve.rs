@@ -7,7 +7,7 @@ use serde_json::json;
 use warren_server::ServeOptions;
 use warren_store::TenancyStore;
 
-use super::{CmdResult, data_dir, load_config};
+use super::{CmdResult, data_dir, load_config, open_store};
 use crate::cli::{GlobalArgs, ServeArgs, TokenCommand};
 use crate::output::print_json;
 use crate::provider::AnyProvider;
@@ -16,10 +16,16 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> CmdResult<i32> {
     warren_server::check_bind(&args.listen, args.insecure_bind)?;
     // The server's own settings are checked at start: a broken config fails now, not per request.
     load_config(None, Vec::new())?;
+    let data_dir = data_dir(global)?;
+    // The store is created and migrated before the first request. SQLite for now: the one
+    // handle serves both the state and the tokens.
+    let store = open_store(&data_dir)?;
     let options = ServeOptions {
         listen: args.listen,
         insecure_bind: args.insecure_bind,
-        data_dir: data_dir(global)?,
+        data_dir,
+        store: store.clone(),
+        tenancy: store,
         max_body_bytes: args.max_body_bytes,
         providers: Arc::new(AnyProvider::for_kind),
         config: Arc::new(|repo| Ok(load_config(repo, Vec::new())?.config)),
@@ -28,12 +34,8 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> CmdResult<i32> {
     Ok(0)
 }
 
-fn store(global: &GlobalArgs) -> CmdResult<warren_store::Store> {
-    let path = warren_store::default_db_path(&data_dir(global)?);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    Ok(warren_store::Store::open(&path)?)
+fn store(global: &GlobalArgs) -> CmdResult<Arc<warren_store::Store>> {
+    open_store(&data_dir(global)?)
 }
 
 fn rfc3339(t: &time::OffsetDateTime) -> String {
@@ -45,7 +47,7 @@ pub fn token(global: &GlobalArgs, command: TokenCommand) -> CmdResult<i32> {
     let store = store(global)?;
     match command {
         TokenCommand::Create { owner, admin } => {
-            let (token, record) = warren_server::create_token(&store, &owner, admin)?;
+            let (token, record) = warren_server::create_token(&*store, &owner, admin)?;
             if global.json {
                 print_json(
                     &json!({ "token": { "id": record.id, "owner": record.owner, "admin": record.admin, "secret": token } }),

@@ -3,7 +3,7 @@
 //! engine over them.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use warren_config::{Config, ModelProviderConfig};
@@ -103,7 +103,8 @@ impl Fixture {
         config.opencode.binary = Some("/bin/true".into());
         config.opencode.warm_idle_secs = 0;
         config.timeouts.inactivity_secs = 60;
-        let engine = Engine::new(provider.clone(), config.clone(), data.clone());
+        let store = Arc::new(Store::open(&warren_store::default_db_path(&data)).unwrap());
+        let engine = Engine::new(provider.clone(), config.clone(), data.clone(), store);
         Self {
             repo,
             data,
@@ -126,13 +127,25 @@ impl Fixture {
         }
     }
 
+    /// A store connection of the test's own (as another process would have), not the engine's.
     pub fn store(&self) -> Store {
-        self.engine.open_store().unwrap()
+        Store::open(&warren_store::default_db_path(&self.data)).unwrap()
     }
 
-    /// What the CLI's lifecycle commands use: reads, export, sync, teardown, gc.
+    /// The same, as the shared handle the engine's types take.
+    pub fn store_handle(&self) -> Arc<dyn StateStore> {
+        Arc::new(self.store())
+    }
+
+    /// What the CLI's lifecycle commands use: reads, export, sync, teardown, gc (through the
+    /// engine's handle, as a command shares one).
     pub fn lifecycle(&self) -> Lifecycle<'_, FakeProvider> {
-        Lifecycle::open(&self.provider, &self.config, &self.data).unwrap()
+        Lifecycle::new(
+            &self.provider,
+            &self.config,
+            &self.data,
+            self.engine.store().clone(),
+        )
     }
 
     pub fn record(&self, name: &str) -> SandboxRecord {
@@ -156,7 +169,7 @@ impl Fixture {
     pub async fn stored_events(&self, id: &SandboxId) -> Vec<EventRecord> {
         let end = StreamEnd::default();
         end.finish();
-        drain(EventStream::new(self.engine.db_path(), id.clone(), 0, end)).await
+        drain(EventStream::new(self.store_handle(), id.clone(), 0, end)).await
     }
 
     /// A sandbox record put directly into a phase (each state through the state machine), with

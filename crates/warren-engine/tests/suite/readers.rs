@@ -76,7 +76,7 @@ async fn readers_during_a_run_change_nothing() {
         );
         assert_eq!(store.events(&id, 0, None).unwrap(), events_before);
         // A stream from seq 0, read up to what exists now.
-        let mut stream = EventStream::new(fx.engine.db_path(), id.clone(), 0, StreamEnd::default());
+        let mut stream = EventStream::new(fx.store_handle(), id.clone(), 0, StreamEnd::default());
         let mut read = Vec::new();
         while read.len() < events_before.len() {
             read.push(stream.next().await.unwrap().unwrap());
@@ -210,14 +210,16 @@ async fn a_sweep_never_removes_a_starting_runs_directories() {
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sweeper = {
-        let (stop, provider, config, data) = (
+        let (stop, provider, config, data, store) = (
             stop.clone(),
             fx.provider.clone(),
             fx.config.clone(),
             fx.data.clone(),
+            fx.store_handle(),
         );
         std::thread::spawn(move || {
-            let lc = warren_engine::Lifecycle::open(&provider, &config, &data).unwrap();
+            // A handle of its own, as a sweep in another process has.
+            let lc = warren_engine::Lifecycle::new(&provider, &config, &data, store);
             let mut removed = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 removed.extend(lc.gc().unwrap().orphan_dirs_removed);
@@ -275,7 +277,7 @@ async fn a_stream_resumes_after_any_seq() {
     for after in 0..=all.len() {
         let end = StreamEnd::default();
         end.finish();
-        let stream = EventStream::new(fx.engine.db_path(), id.clone(), after as u64, end);
+        let stream = EventStream::new(fx.store_handle(), id.clone(), after as u64, end);
         assert_eq!(
             drain(stream).await,
             all[after..],
