@@ -83,11 +83,6 @@ impl EventStream {
         }
     }
 
-    /// The last `seq` yielded (or the one the stream started after).
-    pub fn position(&self) -> u64 {
-        self.after
-    }
-
     /// One page from the store, on a blocking thread: the store is never used on async threads.
     async fn read(&mut self) -> Result<(), ErrorInfo> {
         let store = self.store.clone();

@@ -105,7 +105,9 @@ pub fn reconcile(
     Ok((record, verdict))
 }
 
-fn lost_error(record: &SandboxRecord) -> ErrorInfo {
+/// The error of a sandbox whose supervisor died: what the reconciler records, and what a read
+/// shows before it does.
+pub fn lost_error(record: &SandboxRecord) -> ErrorInfo {
     ErrorInfo::new(
         ReasonCode::SupervisorLost,
         format!(

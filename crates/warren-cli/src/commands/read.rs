@@ -286,14 +286,7 @@ pub(crate) async fn follow_events(
 
 /// A sandbox whose supervisor died: said by a read, recorded only by the reconciler.
 fn lost(record: &SandboxRecord) -> ErrorInfo {
-    let error = ErrorInfo::new(
-        ReasonCode::SupervisorLost,
-        format!(
-            "sandbox {} is {} but nothing supervises it any more (its supervisor died)",
-            record.name, record.state
-        ),
-    );
-    crate::hints::for_sandbox(error, &record.name)
+    crate::hints::for_sandbox(warren_engine::reconcile::lost_error(record), &record.name)
 }
 
 pub fn open(global: &GlobalArgs, name: &str) -> CmdResult<i32> {
