@@ -23,7 +23,10 @@ pub use sandbox::{
     StatusView, WarmServerView,
 };
 pub use schema::{VIEWS, View, schema, schemas};
-pub use server::{ChangesEnvelope, ChangesView, ExportBody, LaunchBody, PromptBody, RunBody};
+pub use server::{
+    BundleEnvelope, BundleView, ChangesEnvelope, ChangesView, ExportBody, LaunchBody, PromptBody,
+    RepositorySource, RunBody,
+};
 pub use warren_domain::{ErrorInfo, EventRecord};
 
 use schemars::JsonSchema;

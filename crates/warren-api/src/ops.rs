@@ -28,6 +28,9 @@ pub struct ExportView {
     /// Where the repository's HEAD is now, when it moved since that sync.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub head_moved_to: Option<String>,
+    /// The git URL the branch was pushed to (`warren serve`, export with `push`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pushed_to: Option<String>,
 }
 
 /// `{"export": ...}`.

@@ -6,12 +6,37 @@ use serde::{Deserialize, Serialize};
 
 use crate::ChangedFile;
 
+/// Where a launch's repository comes from.
+///
+/// A string is an absolute path on the server's host, or a git URL (`https://`, `http://`,
+/// `ssh://`, `git://`, `file://`, or scp-like `user@host:path`) the server clones. An object
+/// names an uploaded bundle (`POST /v1/bundles`) or a git URL explicitly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RepositorySource {
+    /// An absolute path on the server's host, or a git URL.
+    Text(String),
+    /// `{"bundle": "<id>"}`: a bundle uploaded with `POST /v1/bundles`.
+    Bundle {
+        /// The id `POST /v1/bundles` returned.
+        bundle: String,
+    },
+    /// `{"git": "<url>"}`: a git URL the server clones.
+    Git { git: String },
+}
+
+impl From<String> for RepositorySource {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+
 /// `POST /v1/sandboxes`: what `warren launch` takes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchBody {
-    /// The repository: a path on the server's host (absolute).
-    pub repository: String,
+    /// The repository: a path on the server's host, a git URL, or an uploaded bundle.
+    pub repository: RepositorySource,
     /// The sandbox's name (unique among sandboxes not destroyed).
     pub name: String,
     /// The first prompt; without one the sandbox is provisioned and waits.
@@ -31,7 +56,8 @@ pub struct LaunchBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
-    pub repository: String,
+    /// The repository: a path on the server's host, a git URL, or an uploaded bundle.
+    pub repository: RepositorySource,
     pub prompt: String,
     #[serde(default)]
     pub name: Option<String>,
@@ -58,6 +84,25 @@ pub struct PromptBody {
 pub struct ExportBody {
     #[serde(default)]
     pub branch: Option<String>,
+    /// Also push the branch to the git URL the sandbox was cloned from.
+    #[serde(default)]
+    pub push: bool,
+}
+
+/// What `POST /v1/bundles` stored: name it in a launch as `{"bundle": id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BundleView {
+    pub id: String,
+    /// The bundle's size as uploaded.
+    pub bytes: u64,
+    /// The commit the sandbox's repository will have checked out (the user's HEAD).
+    pub head: String,
+}
+
+/// `{"bundle": ...}`: `POST /v1/bundles`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BundleEnvelope {
+    pub bundle: BundleView,
 }
 
 /// The files an idle sandbox's agent changed.

@@ -67,6 +67,15 @@ pub enum ReasonCode {
     Unauthorized,
     /// A request's body is larger than the server accepts.
     RequestTooLarge,
+    /// A launch named its repository in a form the server does not take: a relative path, a URL
+    /// with a scheme other than https, http, ssh, git or file, or an unknown bundle id.
+    UnsupportedSource,
+    /// An uploaded git bundle was refused: not a bundle, incomplete, or holding objects that
+    /// fail git's fsck (`..` or `.git` entries in a tree, malformed objects).
+    InvalidBundle,
+    /// The server could not fetch a git URL (unreachable, refused, needs credentials, too
+    /// large or too slow) or push a branch back to it.
+    RemoteGitFailed,
     /// A bug in warren.
     Internal,
 }
@@ -102,6 +111,9 @@ impl ReasonCode {
             Self::SupervisorLost => "supervisor_lost",
             Self::Unauthorized => "unauthorized",
             Self::RequestTooLarge => "request_too_large",
+            Self::UnsupportedSource => "unsupported_source",
+            Self::InvalidBundle => "invalid_bundle",
+            Self::RemoteGitFailed => "remote_git_failed",
             Self::Internal => "internal",
         }
     }
@@ -122,14 +134,17 @@ impl ReasonCode {
             | Self::ContextLength
             | Self::UnknownModel
             | Self::Unauthorized
-            | Self::RequestTooLarge => ExitClass::User,
+            | Self::RequestTooLarge
+            | Self::UnsupportedSource
+            | Self::InvalidBundle => ExitClass::User,
             Self::ModelUnreachable
             | Self::RateLimited
             | Self::SandboxBusy
             | Self::Timeout
             | Self::Inactive
             | Self::ModelError
-            | Self::AgentFailed => ExitClass::Retryable,
+            | Self::AgentFailed
+            | Self::RemoteGitFailed => ExitClass::Retryable,
             Self::Interrupted | Self::Stopped => ExitClass::Interrupted,
             Self::SandboxFailed
             | Self::SupervisorLost

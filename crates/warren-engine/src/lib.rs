@@ -24,6 +24,7 @@ pub mod reconcile;
 pub mod recorder;
 pub mod resolve;
 pub mod run;
+pub mod source;
 pub mod supervisor;
 mod task;
 mod teardown;

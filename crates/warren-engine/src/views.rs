@@ -93,6 +93,7 @@ pub fn export(e: &Exported) -> ExportView {
         keep_cr: e.keep_cr,
         based_on: e.based_on.clone(),
         head_moved_to: e.head_moved_to.clone(),
+        pushed_to: None,
     }
 }
 

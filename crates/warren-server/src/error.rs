@@ -56,7 +56,10 @@ pub fn status_for(info: &ErrorInfo) -> StatusCode {
         | R::InvalidTransition
         | R::Interrupted
         | R::Stopped => StatusCode::CONFLICT,
-        R::InvalidConfig | R::UnknownModel | R::NotAGitRepo => StatusCode::UNPROCESSABLE_ENTITY,
+        R::InvalidConfig | R::UnknownModel | R::NotAGitRepo | R::InvalidBundle => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        R::RemoteGitFailed => StatusCode::BAD_GATEWAY,
         R::InvalidArgument => StatusCode::BAD_REQUEST,
         code => match code.exit_class() {
             ExitClass::User => StatusCode::BAD_REQUEST,

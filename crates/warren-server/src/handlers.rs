@@ -13,7 +13,7 @@ use warren_api::{
     ChangesEnvelope, ChangesView, ExportBody, ExportEnvelope, LaunchBody, ListView, PromptBody,
     SandboxEnvelope, SyncEnvelope,
 };
-use warren_domain::{ReasonCode, SandboxName, SandboxState};
+use warren_domain::{ReasonCode, SandboxName, SandboxState, UserFacing};
 use warren_engine::{Cancel, ExportTarget, LaunchRequest, Lifecycle, NullObserver, SandboxDirs};
 use warren_provider::Provider;
 
@@ -83,7 +83,7 @@ pub async fn launch<P: Provider + 'static>(
     if let Some(p) = &body.prompt {
         prompt(p)?;
     }
-    let repo = repository(&body.repository)?;
+    let repo = crate::sources::resolve(&app, &body.repository).await?;
     let record = app
         .blocking(move |app| {
             let config = new_config(app, &repo, body.provider.as_deref())?;
@@ -311,7 +311,7 @@ pub async fn sync<P: Provider + 'static>(
     params(("name" = String, Path, description = "The sandbox's name")),
     request_body(content = ref("#/components/schemas/ExportBody"), content_type = "application/json"),
     responses(
-        (status = 200, description = "The branch written in the repository", body = ref("#/components/schemas/ExportEnvelope")),
+        (status = 200, description = "The branch written in the server's repository (and pushed to the sandbox's git URL with `push`); download it with GET /v1/sandboxes/{name}/bundle", body = ref("#/components/schemas/ExportEnvelope")),
         (status = 409, description = "Not idle, or the branch exists", body = ref("#/components/schemas/ErrorEnvelope")),
     ))]
 pub async fn export<P: Provider + 'static>(
@@ -325,14 +325,29 @@ pub async fn export<P: Provider + 'static>(
             let record = app.find(&who, &name)?;
             let config = app.config_for(&record)?;
             let target = body.branch.map(ExportTarget::Branch);
-            app.with_lifecycle(&config, |lc| {
+            if body.push && warren_engine::source::origin_url(&record.repo).is_none() {
+                return Err(ApiError(
+                    warren_engine::source::SourceError::Unsupported(format!(
+                        "sandbox {} was not launched from a git URL, so there is nowhere to push",
+                        record.name
+                    ))
+                    .to_error_info(),
+                ));
+            }
+            let exported = app.with_lifecycle(&config, |lc| {
                 Ok(lc.export(&name, target, &mut NullObserver)?)
-            })
+            })?;
+            let mut view = warren_engine::views::export(&exported);
+            if let (true, Some(branch)) = (body.push, &exported.branch) {
+                let limits = warren_engine::source::SourceLimits::from_config(&config);
+                let url = warren_engine::source::push_branch(&record.repo, branch, &limits)
+                    .map_err(|e| ApiError(e.to_error_info()))?;
+                view.pushed_to = Some(url);
+            }
+            Ok(view)
         })
         .await?;
-    Ok(axum::Json(ExportEnvelope {
-        export: warren_engine::views::export(&exported),
-    }))
+    Ok(axum::Json(ExportEnvelope { export: exported }))
 }
 
 #[utoipa::path(get, path = "/v1/sandboxes/{name}/changes", tag = "sandboxes",

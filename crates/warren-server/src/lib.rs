@@ -11,6 +11,7 @@ mod error;
 mod handlers;
 mod metrics;
 pub mod openapi;
+mod sources;
 mod state;
 mod stream;
 mod tasks;
@@ -128,6 +129,17 @@ pub fn router<P: Provider + 'static>(
         get(stream::events::<P>),
     )
     .add(&["POST"], "/v1/runs", post(stream::run::<P>))
+    // A bundle has its own cap (the server's sync.max_total_bytes), checked as it streams in.
+    .add(
+        &["POST"],
+        "/v1/bundles",
+        post(sources::upload_bundle::<P>).layer(DefaultBodyLimit::disable()),
+    )
+    .add(
+        &["GET"],
+        "/v1/sandboxes/{name}/bundle",
+        get(sources::download_bundle::<P>),
+    )
     .add(&["GET"], "/metrics", get(metrics::metrics::<P>));
     let private_router = private
         .router

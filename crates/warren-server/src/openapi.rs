@@ -6,11 +6,11 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 use warren_api::{
-    ChangesEnvelope, ErrorEnvelope, EventRecord, ExportBody, ExportEnvelope, LaunchBody, ListView,
-    PromptBody, RunBody, SandboxEnvelope, SummaryEnvelope, SyncEnvelope,
+    BundleEnvelope, ChangesEnvelope, ErrorEnvelope, EventRecord, ExportBody, ExportEnvelope,
+    LaunchBody, ListView, PromptBody, RunBody, SandboxEnvelope, SummaryEnvelope, SyncEnvelope,
 };
 
-use crate::{handlers, metrics, stream};
+use crate::{handlers, metrics, sources, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,6 +32,8 @@ use crate::{handlers, metrics, stream};
         handlers::readyz,
         stream::events,
         stream::run,
+        sources::upload_bundle,
+        sources::download_bundle,
         metrics::metrics,
         openapi_json,
     )
@@ -68,7 +70,8 @@ pub fn document() -> Value {
         ChangesEnvelope,
         ErrorEnvelope,
         EventRecord,
-        SummaryEnvelope
+        SummaryEnvelope,
+        BundleEnvelope
     );
     doc["components"]["schemas"] = Value::Object(generator.take_definitions(true));
     doc["components"]["securitySchemes"] = json!({

@@ -23,7 +23,7 @@ use warren_provider::Provider;
 use crate::auth::Principal;
 use crate::body::ApiJson;
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::{new_config, prompt, repository};
+use crate::handlers::{new_config, prompt};
 use crate::state::{App, is_idle};
 
 const NDJSON: &str = "application/x-ndjson";
@@ -176,7 +176,7 @@ pub async fn run<P: Provider + 'static>(
         .map(SandboxName::parse)
         .transpose()
         .map_err(|e| ApiError::new(warren_domain::ReasonCode::InvalidArgument, e.to_string()))?;
-    let repo = repository(&body.repository)?;
+    let repo = crate::sources::resolve(&app, &body.repository).await?;
     let (repo2, kind) = (repo.clone(), body.provider.clone());
     let (config, provider) = app
         .blocking(move |app| {

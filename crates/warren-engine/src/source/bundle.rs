@@ -1,0 +1,134 @@
+//! An uploaded git bundle as a repository source: what warren's remote mode sends is the user's
+//! HEAD plus one commit on top of it holding the uncommitted state, under `refs/warren/wip`.
+//! Imported into a fresh repository with fsck on (a tree with `..` or `.git` entries is refused),
+//! then checked out so the work tree is what the user's was: HEAD committed, the uncommitted
+//! state as uncommitted changes (tracked edits, deletions, untracked files). A launch syncs from
+//! it exactly as a local launch syncs from the user's repository.
+
+use std::path::Path;
+
+use super::git::{capped, git, output};
+use super::{Result, SourceError, SourceLimits, sources_dir};
+
+/// The ref a bundle must carry: one commit on top of the user's HEAD.
+pub const WIP_REF: &str = "refs/warren/wip";
+
+#[derive(Debug, Clone)]
+pub struct ImportedBundle {
+    /// The source's id: name it in a launch as `{"bundle": id}`.
+    pub id: String,
+    /// The user's HEAD (the parent of the uncommitted-state commit).
+    pub head: String,
+}
+
+/// Imports the bundle at `file` (the caller capped its size) into `<data>/sources/<new id>`.
+/// On any refusal nothing stays behind.
+pub fn import_bundle(
+    data_dir: &Path,
+    file: &Path,
+    limits: &SourceLimits,
+) -> Result<ImportedBundle> {
+    let root = sources_dir(data_dir);
+    std::fs::create_dir_all(&root)
+        .map_err(|e| SourceError::Io(format!("cannot create {}: {e}", root.display())))?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let dir = root.join(&id);
+    match import_into(&dir, file, limits) {
+        Ok(head) => Ok(ImportedBundle { id, head }),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+fn import_into(dir: &Path, file: &Path, limits: &SourceLimits) -> Result<String> {
+    output(
+        git().args(["init", "-q", "-b", "warren-base"]).arg(dir),
+        "git init",
+    )?;
+    let invalid = |what: &str| {
+        let what = what.to_owned();
+        move |stderr: String| SourceError::InvalidBundle(format!("{what}: {stderr}"))
+    };
+    capped(
+        git()
+            .arg("-C")
+            .arg(dir)
+            .args(["bundle", "verify", "--quiet"])
+            .arg(file),
+        "verifying the bundle",
+        None,
+        limits,
+        invalid("the upload is not a complete git bundle"),
+    )?;
+    let heads = output(
+        git()
+            .arg("-C")
+            .arg(dir)
+            .args(["bundle", "list-heads"])
+            .arg(file),
+        "listing the bundle's refs",
+    )
+    .map_err(|e| SourceError::InvalidBundle(e.to_string()))?;
+    if !heads.lines().any(|l| l.ends_with(&format!(" {WIP_REF}"))) {
+        return Err(SourceError::InvalidBundle(format!(
+            "the bundle has no {WIP_REF} (its refs: {})",
+            heads
+                .lines()
+                .filter_map(|l| l.split(' ').nth(1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    capped(
+        git()
+            .arg("-C")
+            .arg(dir)
+            .args(["fetch", "--quiet", "--no-tags"])
+            .arg(file)
+            .arg(format!("{WIP_REF}:{WIP_REF}")),
+        "importing the bundle",
+        Some(dir),
+        limits,
+        invalid("the bundle's objects were refused"),
+    )?;
+    let rev = |spec: &str| {
+        output(
+            git()
+                .arg("-C")
+                .arg(dir)
+                .args(["rev-parse", "--verify", "--quiet"])
+                .arg(spec),
+            "reading the bundle's commits",
+        )
+        .map_err(|_| SourceError::InvalidBundle(format!("the bundle has no commit {spec}")))
+    };
+    let wip = rev(&format!("{WIP_REF}^{{commit}}"))?;
+    let head = rev(&format!("{wip}^1"))?;
+    if rev(&format!("{wip}^2")).is_ok() {
+        return Err(SourceError::InvalidBundle(format!(
+            "{WIP_REF} must be one commit on top of HEAD, not a merge"
+        )));
+    }
+    let checkout = |args: &[&str], what: &str| {
+        capped(
+            git().arg("-C").arg(dir).args(args),
+            what,
+            Some(dir),
+            limits,
+            |stderr| SourceError::InvalidBundle(format!("{what} failed: {stderr}")),
+        )
+    };
+    // HEAD committed, then the uncommitted state over it in the work tree only.
+    checkout(&["reset", "--quiet", "--hard", &head], "checking out HEAD")?;
+    checkout(
+        &["read-tree", "-m", "-u", &head, &wip],
+        "checking out the uncommitted state",
+    )?;
+    checkout(
+        &["reset", "--quiet", &head],
+        "unstaging the uncommitted state",
+    )?;
+    Ok(head)
+}
