@@ -67,6 +67,10 @@ pub struct RunBody {
     pub role: Option<String>,
     #[serde(default)]
     pub provider: Option<String>,
+    /// The agent's hard wall-clock limit, 1 to 604800 s (`warren run --timeout`); the server's
+    /// `timeouts.run_secs` by default.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }
 
 /// `POST /v1/sandboxes/{name}/prompts`: a follow-up prompt (`warren exec`).

@@ -26,6 +26,20 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON on stdout (NDJSON for streams)
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Talk to this warren server instead of working alone (remote mode; see docs/cli.md)
+    #[arg(long, global = true, env = "WARREN_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// The bearer token for --server (from 'warren token create' on the server)
+    #[arg(
+        long,
+        global = true,
+        env = "WARREN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

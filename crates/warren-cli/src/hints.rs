@@ -3,13 +3,7 @@
 
 use warren_domain::{ErrorInfo, ReasonCode, SandboxName, SandboxState, UserFacing};
 use warren_engine::EngineError;
-use warren_store::{SandboxRecord, StoreError};
-
-/// The recorded error of a sandbox, with the hint a user of this CLI needs.
-pub fn recorded_error(record: &SandboxRecord) -> Option<ErrorInfo> {
-    let error = record.error.clone()?;
-    Some(for_sandbox(error, &record.name))
-}
+use warren_store::StoreError;
 
 /// `error` about the sandbox `name`, with a hint naming the commands that deal with it.
 pub fn for_sandbox(mut error: ErrorInfo, name: &SandboxName) -> ErrorInfo {

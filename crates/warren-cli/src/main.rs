@@ -6,6 +6,8 @@ mod commands;
 mod hints;
 mod output;
 mod provider;
+mod remote;
+mod render;
 mod supervisor;
 use warren_engine::views;
 

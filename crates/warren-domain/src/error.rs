@@ -76,6 +76,9 @@ pub enum ReasonCode {
     /// The server could not fetch a git URL (unreachable, refused, needs credentials, too
     /// large or too slow) or push a branch back to it.
     RemoteGitFailed,
+    /// The warren server (`WARREN_SERVER` / `--server`) could not be reached, or answered with
+    /// something that is not warren's API.
+    ServerUnreachable,
     /// A bug in warren.
     Internal,
 }
@@ -114,6 +117,7 @@ impl ReasonCode {
             Self::UnsupportedSource => "unsupported_source",
             Self::InvalidBundle => "invalid_bundle",
             Self::RemoteGitFailed => "remote_git_failed",
+            Self::ServerUnreachable => "server_unreachable",
             Self::Internal => "internal",
         }
     }
@@ -144,7 +148,8 @@ impl ReasonCode {
             | Self::Inactive
             | Self::ModelError
             | Self::AgentFailed
-            | Self::RemoteGitFailed => ExitClass::Retryable,
+            | Self::RemoteGitFailed
+            | Self::ServerUnreachable => ExitClass::Retryable,
             Self::Interrupted | Self::Stopped => ExitClass::Interrupted,
             Self::SandboxFailed
             | Self::SupervisorLost

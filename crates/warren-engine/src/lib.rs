@@ -25,6 +25,7 @@ pub mod recorder;
 pub mod resolve;
 pub mod run;
 pub mod source;
+pub mod status;
 pub mod supervisor;
 mod task;
 mod teardown;

@@ -13,6 +13,7 @@ mod metrics;
 pub mod openapi;
 mod sources;
 mod state;
+mod status;
 mod stream;
 mod tasks;
 
@@ -134,6 +135,11 @@ pub fn router<P: Provider + 'static>(
         &["POST"],
         "/v1/bundles",
         post(sources::upload_bundle::<P>).layer(DefaultBodyLimit::disable()),
+    )
+    .add(
+        &["GET"],
+        "/v1/sandboxes/{name}/status",
+        get(status::status::<P>),
     )
     .add(
         &["GET"],

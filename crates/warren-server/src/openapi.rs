@@ -7,10 +7,11 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 use warren_api::{
     BundleEnvelope, ChangesEnvelope, ErrorEnvelope, EventRecord, ExportBody, ExportEnvelope,
-    LaunchBody, ListView, PromptBody, RunBody, SandboxEnvelope, SummaryEnvelope, SyncEnvelope,
+    LaunchBody, ListView, PromptBody, RunBody, SandboxEnvelope, StatusView, SummaryEnvelope,
+    SyncEnvelope,
 };
 
-use crate::{handlers, metrics, sources, stream};
+use crate::{handlers, metrics, sources, status, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +35,7 @@ use crate::{handlers, metrics, sources, stream};
         stream::run,
         sources::upload_bundle,
         sources::download_bundle,
+        status::status,
         metrics::metrics,
         openapi_json,
     )
@@ -71,7 +73,8 @@ pub fn document() -> Value {
         ErrorEnvelope,
         EventRecord,
         SummaryEnvelope,
-        BundleEnvelope
+        BundleEnvelope,
+        StatusView
     );
     doc["components"]["schemas"] = Value::Object(generator.take_definitions(true));
     doc["components"]["securitySchemes"] = json!({

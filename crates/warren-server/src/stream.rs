@@ -38,6 +38,10 @@ pub struct EventsQuery {
     /// Keep the stream open after the sandbox goes idle.
     #[serde(default)]
     follow: bool,
+    /// Only the events recorded now: end after the last of them, running or not (`warren logs`
+    /// without `-f`).
+    #[serde(default)]
+    recorded: bool,
 }
 
 fn text(value: &impl serde::Serialize) -> String {
@@ -98,6 +102,9 @@ pub async fn events<P: Provider + 'static>(
     // Ends the stream once the sandbox is idle (unless following), or at shutdown.
     let (watch_app, id, follow) = (app.clone(), record.id.clone(), q.follow);
     let (alive, gone) = tokio::sync::oneshot::channel::<()>();
+    if q.recorded {
+        end.finish();
+    }
     tokio::spawn(async move {
         let mut gone = gone;
         loop {
@@ -177,10 +184,19 @@ pub async fn run<P: Provider + 'static>(
         .transpose()
         .map_err(|e| ApiError::new(warren_domain::ReasonCode::InvalidArgument, e.to_string()))?;
     let repo = crate::sources::resolve(&app, &body.repository).await?;
-    let (repo2, kind) = (repo.clone(), body.provider.clone());
+    let (repo2, kind, timeout) = (repo.clone(), body.provider.clone(), body.timeout_secs);
     let (config, provider) = app
         .blocking(move |app| {
-            let config = new_config(app, &repo2, kind.as_deref())?;
+            let mut config = new_config(app, &repo2, kind.as_deref())?;
+            if let Some(secs) = timeout {
+                if !(1..=604_800).contains(&secs) {
+                    return Err(ApiError::new(
+                        warren_domain::ReasonCode::InvalidArgument,
+                        format!("timeout_secs {secs} is not 1 to 604800"),
+                    ));
+                }
+                config.timeouts.run_secs = secs;
+            }
             let provider = (app.providers)(&config.sandbox.provider, &config, Some(&repo2))?;
             Ok((config, provider))
         })

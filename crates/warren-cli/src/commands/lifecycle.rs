@@ -1,9 +1,7 @@
 //! Commands that change a sandbox: launch, exec, export, pull, teardown, gc, and the hidden
 //! monitor entry point that launch and exec start in the background.
 
-use warren_api::{
-    ExportEnvelope, GcView, ImageEnvelope, ImageView, PullEnvelope, SandboxEnvelope, SyncEnvelope,
-};
+use warren_api::{GcView, ImageEnvelope, ImageView, PullEnvelope};
 use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
 use warren_engine::{Cancel, Engine, ExportTarget, LaunchRequest, Lifecycle, MonitorJob};
@@ -17,6 +15,7 @@ use crate::cli::{
 };
 use crate::output::{EventPrinter, Spinner, print_json};
 use crate::provider::AnyProvider;
+use crate::render;
 use crate::supervisor::{MONITOR_CONFIG_ENV, ProcessLauncher, cancel_on_signals};
 use crate::views;
 
@@ -69,14 +68,7 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> CmdResult<i32> {
         .await;
     spinner.finish();
     let record = record?;
-    if global.json {
-        print_json(&SandboxEnvelope {
-            sandbox: views::sandbox(&record),
-        })?;
-    } else {
-        println!("sandbox {} is {}", record.name, record.state);
-        eprintln!("follow it with: warren logs {} -f", record.name);
-    }
+    render::sandbox(&views::sandbox(&record), global.json, true)?;
     Ok(0)
 }
 
@@ -102,16 +94,7 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> CmdResult<i32> {
         .exec(&args.name, &args.prompt, args.role.clone(), &launcher)
         .await?;
     if args.detach {
-        if global.json {
-            print_json(&SandboxEnvelope {
-                sandbox: views::sandbox(&record),
-            })?;
-        } else {
-            println!(
-                "sandbox {} is {}; follow it with: warren logs {} -f",
-                record.name, record.state, record.name
-            );
-        }
+        render::detached(&views::sandbox(&record), global.json)?;
         return Ok(0);
     }
     let mut printer = EventPrinter::new(global.json);
@@ -140,40 +123,7 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> CmdResult<i32> {
     });
     spinner.finish();
     let exported = result?;
-    if let (Some(base), Some(now)) = (&exported.based_on, &exported.head_moved_to) {
-        let short = |oid: &str| oid.chars().take(10).collect::<String>();
-        eprintln!(
-            "note: the export is based on {} (HEAD when the sandbox was last synced); your HEAD has moved on to {}. Run 'warren sync {}' before exporting to build on it, or rebase the branch.",
-            short(base),
-            short(now),
-            args.name
-        );
-    }
-    if global.json {
-        print_json(&ExportEnvelope {
-            export: views::export(&exported),
-        })?;
-    } else {
-        match (&exported.branch, &exported.patch) {
-            (Some(branch), _) => println!(
-                "exported {} changed files to branch {branch}",
-                exported.files_changed
-            ),
-            (None, Some(patch)) => {
-                println!(
-                    "wrote {} changed files as a patch series to {}",
-                    exported.files_changed,
-                    patch.display()
-                );
-                let keep_cr = if exported.keep_cr { " --keep-cr" } else { "" };
-                eprintln!(
-                    "apply it on the base commit with: git am{keep_cr} {}",
-                    patch.display()
-                );
-            }
-            (None, None) => println!("nothing to export: the agent changed no files"),
-        }
-    }
+    render::export(&views::export(&exported), &args.name, global.json)?;
     Ok(0)
 }
 
@@ -182,24 +132,7 @@ pub fn sync(global: &GlobalArgs, name: &str) -> CmdResult<i32> {
     let config = config_for(global, name)?;
     let mut printer = EventPrinter::new(false);
     let report = with_lifecycle(global, &config, |lc| Ok(lc.sync(name, &mut printer)?))?;
-    if global.json {
-        print_json(&SyncEnvelope {
-            sync: views::sync(&report),
-        })?;
-    } else {
-        println!(
-            "sent {} updated and {} deleted paths into {name}",
-            report.updated, report.deleted
-        );
-        if !report.conflicts.is_empty() {
-            let paths: Vec<String> = report
-                .conflicts
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
-            println!("kept the agent's version of: {}", paths.join(", "));
-        }
-    }
+    render::sync(&views::sync(&report), name, global.json)?;
     Ok(0)
 }
 
@@ -234,13 +167,7 @@ pub async fn teardown(global: &GlobalArgs, args: TeardownArgs) -> CmdResult<i32>
     if record.provider == "docker" {
         remove_sandbox_containers(&config, record.id.as_str()).await;
     }
-    if global.json {
-        print_json(&SandboxEnvelope {
-            sandbox: views::sandbox(&record),
-        })?;
-    } else {
-        println!("sandbox {} is {}", record.name, record.state);
-    }
+    render::sandbox(&views::sandbox(&record), global.json, false)?;
     Ok(0)
 }
 

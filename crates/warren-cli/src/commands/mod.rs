@@ -2,7 +2,7 @@
 //! Every failure stays typed until `dispatch`, where it becomes an `ErrorInfo` once (with the
 //! hints that name this CLI's commands), rendered with the exit code of its class.
 
-mod checks;
+pub(crate) mod checks;
 mod lifecycle;
 mod read;
 mod run;
@@ -23,8 +23,26 @@ use crate::provider::AnyProvider;
 
 pub async fn dispatch(cli: Cli) -> i32 {
     let json = cli.global.json;
+    let result = match crate::remote::client_for(&cli) {
+        Some(Ok(client)) => crate::remote::dispatch(&client, cli).await,
+        Some(Err(error)) => Err(error.into()),
+        None => local(cli).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            let error = checks::with_hint(error.into_info());
+            print_error(&error, json);
+            error.reason_code.exit_class().code()
+        }
+    }
+}
+
+/// The commands working alone, on this machine's engine and store.
+async fn local(cli: Cli) -> CmdResult<i32> {
+    let json = cli.global.json;
     let g = &cli.global;
-    let result = match cli.command {
+    match cli.command {
         Command::Run(args) => run::run(g, args).await,
         Command::Launch(args) => lifecycle::launch(g, args).await,
         Command::Exec(args) => lifecycle::exec(g, args).await,
@@ -47,14 +65,6 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Schema(args) => schema::schema(json, args.view.as_deref()).map_err(CliError::from),
         Command::Serve(args) => serve::serve(g, args).await,
         Command::Token(args) => serve::token(g, args.command),
-    };
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            let error = checks::with_hint(error.into_info());
-            print_error(&error, json);
-            error.reason_code.exit_class().code()
-        }
     }
 }
 

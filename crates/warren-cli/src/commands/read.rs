@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use warren_api::{ChangedFile, ListView, OpenEnvelope, OpenView, StatusView};
-use warren_domain::{AgentEvent, ErrorInfo, GatewayUsage, ReasonCode, SandboxState, UserFacing};
+use warren_api::{OpenEnvelope, OpenView};
+use warren_domain::{AgentEvent, ErrorInfo, ReasonCode, SandboxState, UserFacing};
 use warren_engine::reconcile::needs_supervisor;
 use warren_engine::{Assessment, Lifecycle, RunObserver, SandboxDirs, assess};
 use warren_provider_local::LocalProvider;
@@ -16,12 +16,8 @@ use super::{CliError, CmdResult, checks, load_config, with_lifecycle};
 use crate::cli::{GlobalArgs, LogsArgs};
 use crate::output::{EventPrinter, print_json};
 use crate::provider::AnyProvider;
+use crate::render;
 use crate::views;
-
-fn rfc3339(t: &time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
 
 pub async fn list(global: &GlobalArgs, all: bool) -> CmdResult<i32> {
     let config = load_config(None, Vec::new())?.config;
@@ -38,147 +34,29 @@ pub async fn list(global: &GlobalArgs, all: bool) -> CmdResult<i32> {
     if records.iter().any(|r| r.provider == "docker") || config.sandbox.provider == "docker" {
         super::lifecycle::docker_sweep(&config, &owners, false).await;
     }
-    if global.json {
-        print_json(&ListView {
-            sandboxes: records.iter().map(views::sandbox).collect(),
-            next_cursor: None,
-        })?;
-        return Ok(0);
-    }
-    if records.is_empty() {
-        eprintln!(
-            "no sandboxes{}",
-            if all {
-                ""
-            } else {
-                " (use --all to include destroyed ones)"
-            }
-        );
-        return Ok(0);
-    }
-    println!(
-        "{:<28} {:<13} {:<8} {:<21} BRANCH",
-        "NAME", "STATE", "PROVIDER", "CREATED"
-    );
-    for r in &records {
-        let created = rfc3339(&r.created_at);
-        println!(
-            "{:<28} {:<13} {:<8} {:<21} {}",
-            r.name,
-            r.state,
-            r.provider,
-            created.get(..19).unwrap_or(&created),
-            r.branch.as_deref().unwrap_or("-")
-        );
-    }
+    let views: Vec<_> = records.iter().map(views::sandbox).collect();
+    render::list(&views, all, global.json)?;
     Ok(0)
-}
-
-fn changed_files(
-    lc: &Lifecycle<'_, AnyProvider>,
-    record: &SandboxRecord,
-) -> Result<Vec<ChangedFile>, ErrorInfo> {
-    let dirs = SandboxDirs::new(lc.data_dir, &record.id);
-    // While the agent runs its files are in motion; the list is for an idle sandbox.
-    if !dirs.workspace.is_dir() || record.sync.is_none() || record.state == SandboxState::Running {
-        return Ok(Vec::new());
-    }
-    let changes = warren_engine::export::collect(lc.config, &dirs)?;
-    Ok(changes.changes.iter().map(views::changed_file).collect())
 }
 
 pub fn status(global: &GlobalArgs, name: &str) -> CmdResult<i32> {
     checks::sandbox_name(name)?;
     let config = load_config(None, Vec::new())?.config;
-    with_lifecycle(global, &config, |lc| {
-        let mut r = lc.find(name)?;
-        r.error = crate::hints::recorded_error(&r);
-        let lease = lc.store.lease(&r.id).map_err(|e| e.to_error_info())?;
-        let changes = changed_files(lc, &r).unwrap_or_else(|e| {
+    let view = with_lifecycle(global, &config, |lc| {
+        let r = lc.find(name)?;
+        let (view, warning) =
+            warren_engine::status::status(&*lc.store, lc.data_dir, lc.config, &r)?;
+        if let Some(e) = warning {
             // Status must still show a sandbox whose workspace cannot be read cleanly.
             eprintln!(
                 "warning: cannot list the changed files: {} [{}]",
                 e.message, e.reason_code
             );
-            Vec::new()
-        });
-        let warm = warren_engine::warm_control::warm_info(&SandboxDirs::new(lc.data_dir, &r.id));
-        // A held sandbox is never idle, whatever its state says at this instant.
-        let busy = lease.is_some();
-        let lost = assess(&r, lease.as_ref(), time::OffsetDateTime::now_utc())
-            == Assessment::SupervisorLost;
-        // What the gateway metered, beside what OpenCode reported (`sandbox.usage`).
-        let events = lc.store.events(&r.id, 0, None)?;
-        let gateway_usage = GatewayUsage::from_events(events.iter().map(|e| &e.event));
-        if global.json {
-            print_json(&StatusView {
-                sandbox: views::sandbox(&r),
-                lease: lease.as_ref().map(views::lease),
-                busy,
-                supervisor_lost: lost,
-                warm_server: warm.as_ref().map(views::warm_server),
-                changed_files: changes,
-                gateway_usage,
-            })?;
-            return Ok(0);
         }
-        println!("name:      {}", r.name);
-        println!("id:        {}", r.id);
-        let note = match (&lease, lost) {
-            (Some(l), _) => format!(", busy: {}", l.operation),
-            (None, true) => ", but its supervisor died: 'warren gc' records it".to_owned(),
-            (None, false) => String::new(),
-        };
-        println!(
-            "state:     {} (since {}{note})",
-            r.state,
-            rfc3339(&r.state_changed_at)
-        );
-        println!("repo:      {}", r.repo.display());
-        println!("provider:  {}", r.provider);
-        if let Some(model) = &r.model {
-            println!("model:     {model}");
-        }
-        println!("created:   {}", rfc3339(&r.created_at));
-        match &lease {
-            Some(l) => println!(
-                "lease:     {} by {} until {}",
-                l.operation,
-                l.holder,
-                rfc3339(&l.expires_at)
-            ),
-            None => println!("lease:     none"),
-        }
-        if let Some(session) = &r.session_id {
-            println!("session:   {session}");
-        }
-        if let Some(w) = &warm {
-            println!(
-                "opencode:  warm server (monitor pid {}), idle since {}, stops after {} s idle",
-                w.monitor.pid, w.idle_since, w.idle_secs
-            );
-        }
-        println!("tokens:    {} in, {} out", r.usage.input, r.usage.output);
-        if !changes.is_empty() {
-            println!("changes:   {} files", changes.len());
-            for c in &changes {
-                println!("           {} {}", c.kind.as_str(), c.path);
-            }
-        }
-        if let Some(branch) = &r.branch {
-            println!(
-                "exported:  {branch} ({} files)",
-                r.changed_files.unwrap_or(0)
-            );
-        }
-        if let Some(error) = &r.error {
-            println!("error:     {} [{}]", error.message, error.reason_code);
-            if let Some(hint) = &error.hint {
-                println!("hint:      {hint}");
-            }
-        }
-        Ok(0)
-    })
+        Ok(view)
+    })?;
+    render::status(view, global.json)?;
+    Ok(0)
 }
 
 /// Prints recorded events; with `follow`, keeps printing new ones until the sandbox is idle.

@@ -5,6 +5,7 @@ mod isolation;
 mod lifecycle;
 mod races;
 mod readers;
+mod remote;
 mod run;
 mod runtime;
 mod schemas;

@@ -1,6 +1,7 @@
 //! `warren serve` end to end: the real binary serving on a free loopback port with its own data
 //! dir, tokens made with `warren token create`, real OpenCode and bubblewrap, the scripted model.
-//! Every server started is stopped by its pid (SIGTERM, which drains it).
+//! Every server started is stopped by its pid (SIGTERM, which drains it). `Server`, `token` and
+//! `json_of` are shared with the remote-mode suites (`remote.rs`, `sources.rs`).
 
 use std::time::Duration;
 
@@ -11,14 +12,14 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::harness::{Fixture, bash_turn, git, scenario, stderr, stdout, text_turn, when_turn};
 
-struct Server {
+pub(super) struct Server {
     child: tokio::process::Child,
-    base: String,
-    http: reqwest::Client,
+    pub(super) base: String,
+    pub(super) http: reqwest::Client,
 }
 
 impl Server {
-    async fn start(fx: &Fixture) -> Server {
+    pub(super) async fn start(fx: &Fixture) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -54,12 +55,12 @@ impl Server {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// Stops the server by its pid with SIGTERM and waits for it to drain.
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         let pid = self.child.id().unwrap();
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -75,13 +76,13 @@ impl Server {
     }
 }
 
-async fn token(fx: &Fixture, owner: &str) -> String {
+pub(super) async fn token(fx: &Fixture, owner: &str) -> String {
     let out = fx.warren(&["token", "create", "--owner", owner]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     stdout(&out).trim().to_owned()
 }
 
-async fn json_of(resp: reqwest::Response) -> (u16, Value) {
+pub(super) async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
     (

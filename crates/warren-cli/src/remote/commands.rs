@@ -1,0 +1,421 @@
+//! The sandbox commands over the HTTP API. Each checks its arguments as the local command does,
+//! calls the server, and renders the view that comes back with the local renderer.
+
+use std::path::Path;
+
+use reqwest::Method;
+use serde_json::Value;
+use warren_api::{
+    BundleEnvelope, ExportBody, ExportEnvelope, ExportView, LaunchBody, ListView, PromptBody,
+    RepositorySource, RunBody, RunSummary, SandboxEnvelope, SandboxView, StatusView,
+};
+use warren_domain::{AgentEvent, ErrorInfo, EventRecord, ReasonCode, SandboxState};
+use warren_engine::RunObserver;
+
+use super::client::Client;
+use super::repo;
+use crate::cli::{ExecArgs, ExportArgs, GlobalArgs, LaunchArgs, LogsArgs, RunArgs, TeardownArgs};
+use crate::commands::{CliError, CmdResult, checks};
+use crate::output::{EventPrinter, Spinner, print_summary};
+use crate::render;
+
+fn bad_stream(what: &str, e: &impl std::fmt::Display) -> ErrorInfo {
+    ErrorInfo::new(
+        ReasonCode::ServerUnreachable,
+        format!("the server sent {what} warren cannot read: {e}"),
+    )
+}
+
+fn not_remote(flag: &str, hint: &str) -> CliError {
+    ErrorInfo::new(
+        ReasonCode::InvalidArgument,
+        format!("{flag} does not work in remote mode"),
+    )
+    .with_hint(hint.to_owned())
+    .into()
+}
+
+/// Sends the user's repository (HEAD + the uncommitted state) and returns the bundle's id.
+async fn upload(client: &Client, top: &Path) -> Result<String, ErrorInfo> {
+    let top_owned = top.to_path_buf();
+    let outgoing = tokio::task::spawn_blocking(move || repo::bundle_for_launch(&top_owned))
+        .await
+        .map_err(|e| ErrorInfo::new(ReasonCode::Internal, e.to_string()))??;
+    let bytes = tokio::fs::read(&outgoing.file).await.map_err(|e| {
+        ErrorInfo::new(ReasonCode::Internal, format!("cannot read the bundle: {e}"))
+    })?;
+    let stored: BundleEnvelope = client
+        .json(
+            client
+                .request(Method::POST, "/v1/bundles")
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(bytes),
+        )
+        .await?;
+    Ok(stored.bundle.id)
+}
+
+/// Fetches the branch a sandbox exported into the user's repository.
+async fn download(client: &Client, top: &Path, name: &str, branch: &str) -> Result<(), ErrorInfo> {
+    let bytes = client
+        .bytes(client.request(Method::GET, &format!("/v1/sandboxes/{name}/bundle")))
+        .await?;
+    let (top, branch) = (top.to_path_buf(), branch.to_owned());
+    tokio::task::spawn_blocking(move || repo::fetch_branch(&top, &bytes, &branch))
+        .await
+        .map_err(|e| ErrorInfo::new(ReasonCode::Internal, e.to_string()))?
+}
+
+pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i32> {
+    let name = args.name.as_deref().map(checks::sandbox_name).transpose()?;
+    checks::prompt(&args.prompt, "warren run \"fix the failing test\"")?;
+    let timeout_secs = args.timeout.map(checks::timeout).transpose()?;
+    let top = repo::toplevel(&checks::repo_dir(&args.repo)?)?;
+    if let Some(name) = &name {
+        repo::check_branch_free(&top, &warren_engine::resolve::default_branch(name))?;
+    }
+    let bundle = upload(client, &top).await?;
+    let body = RunBody {
+        repository: RepositorySource::Bundle { bundle },
+        prompt: args.prompt,
+        name: name.map(|n| n.to_string()),
+        model: args.model,
+        role: args.role,
+        provider: args.provider,
+        timeout_secs,
+    };
+    let mut lines = client
+        .lines(client.request(Method::POST, "/v1/runs").json(&body))
+        .await?;
+    let mut printer = EventPrinter::new(g.json);
+    let mut summary: Option<RunSummary> = None;
+    while let Some(line) = lines.next().await? {
+        if let Some(s) = line.get("summary") {
+            summary =
+                Some(serde_json::from_value(s.clone()).map_err(|e| bad_stream("a summary", &e))?);
+        } else if let Some(e) = line.get("error") {
+            let error: ErrorInfo =
+                serde_json::from_value(e.clone()).map_err(|e| bad_stream("an error", &e))?;
+            return Err(error.into());
+        } else {
+            let record: EventRecord =
+                serde_json::from_value(line).map_err(|e| bad_stream("an event", &e))?;
+            printer.event(&record);
+        }
+    }
+    let summary = summary.ok_or_else(|| {
+        ErrorInfo::new(
+            ReasonCode::ServerUnreachable,
+            "the run's stream ended without its summary",
+        )
+        .with_hint("the run goes on on the server: 'warren list' shows it")
+    })?;
+    if let Some(branch) = &summary.branch {
+        download(client, &top, &summary.name, branch).await?;
+    }
+    print_summary(&summary, g.json)?;
+    Ok(match &summary.error {
+        None => 0,
+        Some(e) => e.reason_code.exit_class().code(),
+    })
+}
+
+pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdResult<i32> {
+    let name = checks::sandbox_name(&args.name)?;
+    if let Some(prompt) = &args.prompt {
+        checks::prompt(prompt, "--prompt \"fix the failing test\"")?;
+    }
+    if args.profile.is_some() {
+        return Err(not_remote(
+            "--profile",
+            "image profiles are the server's: set sandbox.image_profile in the server's config",
+        ));
+    }
+    let top = repo::toplevel(&checks::repo_dir(&args.repo)?)?;
+    let spinner = Spinner::start(g.json, &format!("launching {name}"));
+    let launched = async {
+        let bundle = upload(client, &top).await?;
+        let body = LaunchBody {
+            repository: RepositorySource::Bundle { bundle },
+            name: name.to_string(),
+            prompt: args.prompt,
+            model: args.model,
+            role: args.role,
+            provider: args.provider,
+        };
+        client.post::<SandboxEnvelope>("/v1/sandboxes", &body).await
+    }
+    .await;
+    spinner.finish();
+    render::sandbox(&launched?.sandbox, g.json, true)?;
+    Ok(0)
+}
+
+async fn sandbox(client: &Client, name: &str) -> Result<SandboxView, ErrorInfo> {
+    Ok(client
+        .get::<SandboxEnvelope>(&format!("/v1/sandboxes/{name}"))
+        .await?
+        .sandbox)
+}
+
+/// The seq of the last event recorded for `name`.
+async fn last_seq(client: &Client, name: &str) -> Result<u64, ErrorInfo> {
+    let mut lines = client
+        .lines(client.request(
+            Method::GET,
+            &format!("/v1/sandboxes/{name}/events?recorded=true"),
+        ))
+        .await?;
+    let mut last = 0;
+    while let Some(line) = lines.next().await? {
+        if let Some(seq) = line.get("seq").and_then(Value::as_u64) {
+            last = seq;
+        }
+    }
+    Ok(last)
+}
+
+pub async fn exec(client: &Client, g: &GlobalArgs, args: ExecArgs) -> CmdResult<i32> {
+    checks::sandbox_name(&args.name)?;
+    checks::prompt(
+        &args.prompt,
+        &format!("warren exec {} \"now add a regression test\"", args.name),
+    )?;
+    let since = last_seq(client, &args.name).await?;
+    let body = PromptBody {
+        prompt: args.prompt,
+        role: args.role,
+    };
+    let started: SandboxEnvelope = client
+        .post(&format!("/v1/sandboxes/{}/prompts", args.name), &body)
+        .await?;
+    if args.detach {
+        render::detached(&started.sandbox, g.json)?;
+        return Ok(0);
+    }
+    follow(client, g.json, &args.name, since, Follow::Prompt).await
+}
+
+pub async fn logs(client: &Client, g: &GlobalArgs, args: &LogsArgs) -> CmdResult<i32> {
+    checks::sandbox_name(&args.name)?;
+    let how = if args.follow {
+        Follow::UntilIdle
+    } else {
+        Follow::No
+    };
+    follow(client, g.json, &args.name, args.since, how).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    No,
+    UntilIdle,
+    Prompt,
+}
+
+/// Prints a sandbox's events from the server, with the exit code the local follower gives.
+async fn follow(
+    client: &Client,
+    json: bool,
+    name: &str,
+    since: u64,
+    how: Follow,
+) -> CmdResult<i32> {
+    let recorded = if how == Follow::No {
+        "&recorded=true"
+    } else {
+        ""
+    };
+    let mut lines = client
+        .lines(client.request(
+            Method::GET,
+            &format!("/v1/sandboxes/{name}/events?since={since}{recorded}"),
+        ))
+        .await?;
+    let mut printer = EventPrinter::new(json);
+    let mut finished: Option<Option<ErrorInfo>> = None;
+    let mut last_detail: Option<String> = None;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let line = tokio::select! {
+            line = lines.next() => line?,
+            _ = &mut ctrl_c => return Ok(0),
+        };
+        let Some(line) = line else { break };
+        if let Some(e) = line.get("error") {
+            let error: ErrorInfo =
+                serde_json::from_value(e.clone()).map_err(|e| bad_stream("an error", &e))?;
+            return Err(error.into());
+        }
+        let record: EventRecord =
+            serde_json::from_value(line).map_err(|e| bad_stream("an event", &e))?;
+        printer.event(&record);
+        match &record.event {
+            AgentEvent::Finished { error, .. } => finished = Some(error.clone()),
+            AgentEvent::StateChanged { state, detail } => {
+                last_detail = Some(match detail {
+                    Some(d) => format!("{state}: {d}"),
+                    None => state.to_string(),
+                });
+            }
+            _ => {}
+        }
+    }
+    match how {
+        Follow::No => Ok(0),
+        Follow::UntilIdle => {
+            let r = sandbox(client, name).await?;
+            Ok(match (&r.state, &r.error) {
+                (SandboxState::Error, Some(e)) => e.reason_code.exit_class().code(),
+                _ => 0,
+            })
+        }
+        Follow::Prompt => match finished {
+            Some(None) => Ok(0),
+            Some(Some(e)) => Ok(e.reason_code.exit_class().code()),
+            None => {
+                let r = sandbox(client, name).await?;
+                Err(ErrorInfo::new(
+                    ReasonCode::Stopped,
+                    format!(
+                        "the prompt did not finish: sandbox {} is {}{}",
+                        r.name,
+                        r.state,
+                        last_detail
+                            .map(|d| format!(" (last: {d})"))
+                            .unwrap_or_default()
+                    ),
+                )
+                .with_hint(format!(
+                    "see 'warren logs {n}' for what stopped it; its work is kept if the sandbox still exists ('warren status {n}')",
+                    n = r.name
+                ))
+                .into())
+            }
+        },
+    }
+}
+
+pub async fn list(client: &Client, g: &GlobalArgs, all: bool) -> CmdResult<i32> {
+    let mut sandboxes = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let after = cursor
+            .as_deref()
+            .map(|c| format!("&cursor={c}"))
+            .unwrap_or_default();
+        let page: ListView = client
+            .get(&format!("/v1/sandboxes?all={all}&limit=500{after}"))
+            .await?;
+        sandboxes.extend(page.sandboxes);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    render::list(&sandboxes, all, g.json)?;
+    Ok(0)
+}
+
+pub async fn status(client: &Client, g: &GlobalArgs, name: &str) -> CmdResult<i32> {
+    checks::sandbox_name(name)?;
+    let view: StatusView = client.get(&format!("/v1/sandboxes/{name}/status")).await?;
+    render::status(view, g.json)?;
+    Ok(0)
+}
+
+/// Exports on the server and fetches the branch into the repository around the current
+/// directory; an export the server already made (a fetch that failed before) is fetched again.
+async fn export_and_fetch(
+    client: &Client,
+    name: &str,
+    branch: Option<String>,
+) -> Result<ExportView, ErrorInfo> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| ErrorInfo::new(ReasonCode::Internal, format!("no current directory: {e}")))?;
+    let top = repo::toplevel(&cwd)?;
+    let wanted = branch.clone().unwrap_or_else(|| format!("warren/{name}"));
+    repo::check_branch_free(&top, &wanted)?;
+    let body = ExportBody {
+        branch,
+        push: false,
+    };
+    let exported = client
+        .post::<ExportEnvelope>(&format!("/v1/sandboxes/{name}/export"), &body)
+        .await;
+    let mut view = match exported {
+        Ok(e) => e.export,
+        Err(e) if e.reason_code == ReasonCode::BranchExists => {
+            let r = sandbox(client, name).await?;
+            if r.branch.as_deref() != Some(wanted.as_str()) {
+                return Err(e);
+            }
+            ExportView {
+                branch: r.branch.clone(),
+                patch: None,
+                files_changed: r.changed_files.unwrap_or(0),
+                commit: None,
+                keep_cr: false,
+                based_on: r
+                    .sync
+                    .as_ref()
+                    .and_then(|s| s.get("head"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                head_moved_to: None,
+                pushed_to: None,
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(branch) = &view.branch {
+        download(client, &top, name, branch).await?;
+    }
+    view.head_moved_to = match (&view.based_on, repo::head(&top)) {
+        (Some(base), Some(now)) if *base != now => Some(now),
+        _ => None,
+    };
+    Ok(view)
+}
+
+pub async fn export(client: &Client, g: &GlobalArgs, args: ExportArgs) -> CmdResult<i32> {
+    checks::sandbox_name(&args.name)?;
+    if args.patch.is_some() {
+        return Err(not_remote(
+            "--patch",
+            &format!(
+                "export the branch ('warren export {}'), then 'git format-patch BASE..warren/{}' writes the series",
+                args.name, args.name
+            ),
+        ));
+    }
+    let spinner = Spinner::start(g.json, &format!("exporting {}", args.name));
+    let view = export_and_fetch(client, &args.name, args.branch).await;
+    spinner.finish();
+    render::export(&view?, &args.name, g.json)?;
+    Ok(0)
+}
+
+pub async fn teardown(client: &Client, g: &GlobalArgs, args: TeardownArgs) -> CmdResult<i32> {
+    checks::sandbox_name(&args.name)?;
+    if args.export && sandbox(client, &args.name).await?.branch.is_none() {
+        export_and_fetch(client, &args.name, None).await?;
+    }
+    let envelope: SandboxEnvelope = client
+        .json(client.request(
+            Method::DELETE,
+            &format!("/v1/sandboxes/{}?force={}", args.name, args.force),
+        ))
+        .await?;
+    render::sandbox(&envelope.sandbox, g.json, false)?;
+    Ok(0)
+}
+
+pub async fn sync(_client: &Client, _g: &GlobalArgs, name: &str) -> CmdResult<i32> {
+    checks::sandbox_name(name)?;
+    Err(not_remote(
+        "'warren sync'",
+        "the server's copy of your repository is the bundle sent at launch; launch a new sandbox to send newer changes",
+    ))
+}
