@@ -11,4 +11,5 @@ mod runtime;
 mod schemas;
 mod serve;
 mod snapshots;
+mod sources;
 mod warm;
