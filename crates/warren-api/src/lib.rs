@@ -25,7 +25,7 @@ pub use sandbox::{
 pub use schema::{VIEWS, View, schema, schemas};
 pub use server::{
     BundleEnvelope, BundleView, ChangesEnvelope, ChangesView, ExportBody, LaunchBody, PromptBody,
-    RepositorySource, RunBody,
+    RepositorySource, RunBody, SyncBody,
 };
 pub use warren_domain::{ErrorInfo, EventRecord};
 

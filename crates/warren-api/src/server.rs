@@ -93,6 +93,17 @@ pub struct ExportBody {
     pub push: bool,
 }
 
+/// `POST /v1/sandboxes/{name}/sync`: without a body the server's copy of the repository is
+/// synced as it is; with `bundle` (from `POST /v1/bundles`, of the same repository) the copy a
+/// bundle-launched sandbox came from first takes that newer state (what remote `warren sync`
+/// sends).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncBody {
+    #[serde(default)]
+    pub bundle: Option<String>,
+}
+
 /// What `POST /v1/bundles` stored: name it in a launch as `{"bundle": id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BundleView {

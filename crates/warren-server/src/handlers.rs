@@ -286,6 +286,7 @@ pub async fn exec<P: Provider + 'static>(
 
 #[utoipa::path(post, path = "/v1/sandboxes/{name}/sync", tag = "sandboxes",
     params(("name" = String, Path, description = "The sandbox's name")),
+    request_body(content = ref("#/components/schemas/SyncBody"), content_type = "application/json"),
     responses(
         (status = 200, description = "What changed on the host since the last sync was sent in", body = ref("#/components/schemas/SyncEnvelope")),
         (status = 409, description = "The sandbox is not idle", body = ref("#/components/schemas/ErrorEnvelope")),
@@ -294,11 +295,15 @@ pub async fn sync<P: Provider + 'static>(
     State(app): AppState<P>,
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
+    ApiJson(body): ApiJson<warren_api::SyncBody>,
 ) -> ApiResult<Json<SyncEnvelope>> {
     let report = app
         .blocking(move |app| {
             let record = app.find(&who, &name)?;
             let config = app.config_for(&record)?;
+            if let Some(bundle) = &body.bundle {
+                crate::sources::update_source(app, &record, bundle, &config)?;
+            }
             app.with_lifecycle(&config, |lc| Ok(lc.sync(&name, &mut NullObserver)?))
         })
         .await?;

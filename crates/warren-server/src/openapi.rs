@@ -8,7 +8,7 @@ use utoipa::OpenApi;
 use warren_api::{
     BundleEnvelope, ChangesEnvelope, ErrorEnvelope, EventRecord, ExportBody, ExportEnvelope,
     LaunchBody, ListView, PromptBody, RunBody, SandboxEnvelope, StatusView, SummaryEnvelope,
-    SyncEnvelope,
+    SyncBody, SyncEnvelope,
 };
 
 use crate::{handlers, metrics, sources, status, stream};
@@ -74,7 +74,8 @@ pub fn document() -> Value {
         EventRecord,
         SummaryEnvelope,
         BundleEnvelope,
-        StatusView
+        StatusView,
+        SyncBody
     );
     doc["components"]["schemas"] = Value::Object(generator.take_definitions(true));
     doc["components"]["securitySchemes"] = json!({

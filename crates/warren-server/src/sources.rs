@@ -204,3 +204,27 @@ pub async fn download_bundle<P: Provider + 'static>(
     )
         .into_response())
 }
+
+/// Brings a bundle-launched sandbox's source up to a newer uploaded bundle (remote `sync`).
+pub(crate) fn update_source<P: Provider + 'static>(
+    app: &App<P>,
+    record: &warren_store::SandboxRecord,
+    bundle: &str,
+    config: &warren_config::Config,
+) -> ApiResult<()> {
+    let unsupported = |why: String| source_error(&SourceError::Unsupported(why));
+    let newer = source::source_dir(&app.data_dir, bundle)
+        .filter(|dir| source::origin_url(dir).is_none())
+        .ok_or_else(|| unsupported(format!("no uploaded bundle has the id {bundle:?}")))?;
+    let ours = record.repo.starts_with(source::sources_dir(&app.data_dir))
+        && source::origin_url(&record.repo).is_none();
+    if !ours || newer == record.repo {
+        return Err(unsupported(format!(
+            "sandbox {} was not launched from an uploaded bundle",
+            record.name
+        )));
+    }
+    source::update_from_bundle(&record.repo, &newer, &SourceLimits::from_config(config))
+        .map_err(|e| source_error(&e))?;
+    Ok(())
+}

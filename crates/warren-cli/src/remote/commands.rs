@@ -7,7 +7,8 @@ use reqwest::Method;
 use serde_json::Value;
 use warren_api::{
     BundleEnvelope, ExportBody, ExportEnvelope, ExportView, LaunchBody, ListView, PromptBody,
-    RepositorySource, RunBody, RunSummary, SandboxEnvelope, SandboxView, StatusView,
+    RepositorySource, RunBody, RunSummary, SandboxEnvelope, SandboxView, StatusView, SyncBody,
+    SyncEnvelope,
 };
 use warren_domain::{AgentEvent, ErrorInfo, EventRecord, ReasonCode, SandboxState};
 use warren_engine::RunObserver;
@@ -412,10 +413,20 @@ pub async fn teardown(client: &Client, g: &GlobalArgs, args: TeardownArgs) -> Cm
     Ok(0)
 }
 
-pub async fn sync(_client: &Client, _g: &GlobalArgs, name: &str) -> CmdResult<i32> {
+/// Sends the repository around the current directory as it is now; the server brings its copy
+/// up to it and syncs what changed into the sandbox.
+pub async fn sync(client: &Client, g: &GlobalArgs, name: &str) -> CmdResult<i32> {
     checks::sandbox_name(name)?;
-    Err(not_remote(
-        "'warren sync'",
-        "the server's copy of your repository is the bundle sent at launch; launch a new sandbox to send newer changes",
-    ))
+    let cwd = std::env::current_dir()
+        .map_err(|e| ErrorInfo::new(ReasonCode::Internal, format!("no current directory: {e}")))?;
+    let top = repo::toplevel(&cwd)?;
+    let bundle = upload(client, &top).await?;
+    let body = SyncBody {
+        bundle: Some(bundle),
+    };
+    let synced: SyncEnvelope = client
+        .post(&format!("/v1/sandboxes/{name}/sync"), &body)
+        .await?;
+    render::sync(&synced.sync, name, g.json)?;
+    Ok(0)
 }

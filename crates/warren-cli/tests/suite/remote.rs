@@ -35,14 +35,14 @@ async fn remote_mode_launch_follow_exec_export_teardown_prints_as_locally() {
     let fx = Fixture::new(&scenario(vec![
         when_turn("first task", json!({ "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/first.txt", "content": "first\n" } }] })),
         when_turn("first task", text_turn("first done")),
-        when_turn("second part", bash_turn("cat notes.txt > seen.txt && echo second > second.txt")),
+        when_turn("second part", bash_turn("cat notes.txt later.txt > seen.txt && echo second > second.txt")),
         when_turn("second part", text_turn("second done")),
     ]))
     .await;
     // The user's uncommitted state: a tracked change and an untracked file.
     std::fs::write(fx.repo.join("README.md"), "# sample, edited\n").unwrap();
     std::fs::write(fx.repo.join("notes.txt"), "untracked notes\n").unwrap();
-    let before = checkout_state(&fx.repo);
+    let mut before = checkout_state(&fx.repo);
     let server = Server::start(&fx).await;
     let alice = token(&fx, "alice").await;
     let repo = fx.repo.to_str().unwrap();
@@ -75,6 +75,17 @@ async fn remote_mode_launch_follow_exec_export_teardown_prints_as_locally() {
         "{}",
         stderr(&out)
     );
+
+    // A change made meanwhile goes in with sync, as locally.
+    std::fs::write(fx.repo.join("later.txt"), "written later\n").unwrap();
+    before = checkout_state(&fx.repo);
+    let out = remote(&fx, &server, &alice, &["sync", "work"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "sent 1 updated and 0 deleted paths into work\n"
+    );
+    assert_eq!(checkout_state(&fx.repo), before);
 
     let out = remote(
         &fx,
@@ -145,8 +156,12 @@ async fn remote_mode_launch_follow_exec_export_teardown_prints_as_locally() {
     );
     assert_eq!(
         git(&fx.repo, &["show", "warren/work:seen.txt"]),
-        "untracked notes\n",
-        "the agent saw the untracked file"
+        "untracked notes\nwritten later\n",
+        "the agent saw the untracked file and the synced one"
+    );
+    assert_eq!(
+        git(&fx.repo, &["show", "warren/work:later.txt"]),
+        "written later\n"
     );
     assert_eq!(
         git(&fx.repo, &["show", "warren/work:README.md"]),

@@ -111,6 +111,13 @@ fn import_into(dir: &Path, file: &Path, limits: &SourceLimits) -> Result<String>
             "{WIP_REF} must be one commit on top of HEAD, not a merge"
         )));
     }
+    check_out(dir, &head, &wip, limits)?;
+    Ok(head)
+}
+
+/// Puts HEAD at `head` and the work tree at `wip`'s tree: the uncommitted state as uncommitted
+/// changes (tracked edits, deletions, untracked files), the index at HEAD.
+fn check_out(dir: &Path, head: &str, wip: &str, limits: &SourceLimits) -> Result<()> {
     let checkout = |args: &[&str], what: &str| {
         capped(
             git().arg("-C").arg(dir).args(args),
@@ -120,15 +127,50 @@ fn import_into(dir: &Path, file: &Path, limits: &SourceLimits) -> Result<String>
             |stderr| SourceError::InvalidBundle(format!("{what} failed: {stderr}")),
         )
     };
-    // HEAD committed, then the uncommitted state over it in the work tree only.
-    checkout(&["reset", "--quiet", "--hard", &head], "checking out HEAD")?;
+    checkout(&["reset", "--quiet", "--hard", head], "checking out HEAD")?;
+    // What an earlier bundle left untracked is ours to drop: the new state is all in `wip`.
+    checkout(&["clean", "-q", "-ffdx"], "clearing the previous state")?;
     checkout(
-        &["read-tree", "-m", "-u", &head, &wip],
+        &["read-tree", "-m", "-u", head, wip],
         "checking out the uncommitted state",
     )?;
     checkout(
-        &["reset", "--quiet", &head],
+        &["reset", "--quiet", head],
         "unstaging the uncommitted state",
-    )?;
+    )
+}
+
+/// Brings the work tree of an imported bundle (`repo`, a launch's source) to the state another
+/// imported bundle (`newer`, the source id `newer_id`) holds, so a sync sends what changed on the
+/// user's side since; `newer` is removed afterwards.
+pub fn update_from_bundle(repo: &Path, newer: &Path, limits: &SourceLimits) -> Result<String> {
+    let fetched = capped(
+        git()
+            .arg("-C")
+            .arg(repo)
+            .args(["fetch", "--quiet", "--no-tags", "--force"])
+            .arg(newer)
+            .arg(format!("+{WIP_REF}:{WIP_REF}")),
+        "taking the newer bundle",
+        Some(repo),
+        limits,
+        |stderr| SourceError::InvalidBundle(format!("the newer bundle was refused: {stderr}")),
+    );
+    let _ = std::fs::remove_dir_all(newer);
+    fetched?;
+    let rev = |spec: &str| {
+        output(
+            git()
+                .arg("-C")
+                .arg(repo)
+                .args(["rev-parse", "--verify", "--quiet"])
+                .arg(spec),
+            "reading the bundle's commits",
+        )
+        .map_err(|_| SourceError::InvalidBundle(format!("the bundle has no commit {spec}")))
+    };
+    let wip = rev(&format!("{WIP_REF}^{{commit}}"))?;
+    let head = rev(&format!("{wip}^1"))?;
+    check_out(repo, &head, &wip, limits)?;
     Ok(head)
 }

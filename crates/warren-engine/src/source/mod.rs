@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use warren_domain::{ReasonCode, UserFacing};
 
-pub use bundle::{ImportedBundle, import_bundle};
+pub use bundle::{ImportedBundle, import_bundle, update_from_bundle};
 pub use clone::{check_url, clone_url, is_git_url};
 pub use work::{bundle_branch, origin_url, push_branch};
 
