@@ -122,18 +122,23 @@ pub fn bundle_for_launch(top: &Path) -> Result<Outgoing, ErrorInfo> {
             format!("cannot make a temporary directory: {e}"),
         )
     })?;
-    let path = |what: &str| {
-        run(
-            git(top).args(["rev-parse", "--path-format=absolute", what]),
-            "locating the repository",
-        )
-        .map(PathBuf::from)
+    let located = run(
+        git(top).args([
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-common-dir",
+            "--git-path",
+            "index",
+        ]),
+        "locating the repository",
+    )?;
+    let mut lines = located.lines().map(PathBuf::from);
+    let (Some(common), Some(index)) = (lines.next(), lines.next()) else {
+        return Err(ErrorInfo::new(
+            ReasonCode::SyncFailed,
+            format!("cannot locate the git directory of {}", top.display()),
+        ));
     };
-    let common = path("--git-common-dir")?;
-    let index = PathBuf::from(run(
-        git(top).args(["rev-parse", "--path-format=absolute", "--git-path", "index"]),
-        "locating the index",
-    )?);
     // A copy of the index only to reuse its stat cache: `add -A` then hashes changed files only.
     let temp_index = dir.path().join("index");
     if index.is_file() {

@@ -62,25 +62,6 @@ fn import_into(dir: &Path, file: &Path, limits: &SourceLimits) -> Result<String>
         limits,
         invalid("the upload is not a complete git bundle"),
     )?;
-    let heads = output(
-        git()
-            .arg("-C")
-            .arg(dir)
-            .args(["bundle", "list-heads"])
-            .arg(file),
-        "listing the bundle's refs",
-    )
-    .map_err(|e| SourceError::InvalidBundle(e.to_string()))?;
-    if !heads.lines().any(|l| l.ends_with(&format!(" {WIP_REF}"))) {
-        return Err(SourceError::InvalidBundle(format!(
-            "the bundle has no {WIP_REF} (its refs: {})",
-            heads
-                .lines()
-                .filter_map(|l| l.split(' ').nth(1))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
     capped(
         git()
             .arg("-C")
@@ -91,7 +72,9 @@ fn import_into(dir: &Path, file: &Path, limits: &SourceLimits) -> Result<String>
         "importing the bundle",
         Some(dir),
         limits,
-        invalid("the bundle's objects were refused"),
+        invalid(&format!(
+            "the bundle's {WIP_REF} was refused (missing, or objects that fail fsck)"
+        )),
     )?;
     let rev = |spec: &str| {
         output(
@@ -111,7 +94,26 @@ fn import_into(dir: &Path, file: &Path, limits: &SourceLimits) -> Result<String>
             "{WIP_REF} must be one commit on top of HEAD, not a merge"
         )));
     }
-    check_out(dir, &head, &wip, limits)?;
+    // A fresh repository: the work tree at `wip`, then the index back at HEAD, which leaves the
+    // difference as uncommitted changes.
+    let step = |args: &[&str], what: &str| {
+        capped(
+            git().arg("-C").arg(dir).args(args),
+            what,
+            Some(dir),
+            limits,
+            |stderr| SourceError::InvalidBundle(format!("{what} failed: {stderr}")),
+        )
+    };
+    step(&["update-ref", "HEAD", &head], "setting HEAD")?;
+    step(
+        &["read-tree", "-u", "--reset", &wip],
+        "checking out the uncommitted state",
+    )?;
+    step(
+        &["reset", "--quiet", &head],
+        "unstaging the uncommitted state",
+    )?;
     Ok(head)
 }
 

@@ -80,6 +80,8 @@ pub(crate) fn capped(
         .map_err(|e| SourceError::Io(format!("cannot run git for {what}: {e}")))?;
     let start = Instant::now();
     let mut last_size_check = start;
+    // Most git steps here take milliseconds: look soon, then back off.
+    let mut pause = Duration::from_millis(1);
     let outcome = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
@@ -103,7 +105,8 @@ pub(crate) fn capped(
                 });
             }
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
     };
     if outcome.is_err() {
         let _ = child.kill();
