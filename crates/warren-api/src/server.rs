@@ -9,8 +9,8 @@ use crate::ChangedFile;
 /// Where a launch's repository comes from.
 ///
 /// A string is an absolute path on the server's host, or a git URL (`https://`, `http://`,
-/// `ssh://`, `git://`, `file://`, or scp-like `user@host:path`) the server clones. An object
-/// names an uploaded bundle (`POST /v1/bundles`) or a git URL explicitly.
+/// `ssh://`, `git://`, `file://`) the server clones. An object names an uploaded bundle
+/// (`POST /v1/bundles`) or a git URL explicitly (also scp-like `user@host:path`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RepositorySource {

@@ -56,10 +56,12 @@ pub fn status_for(info: &ErrorInfo) -> StatusCode {
         | R::InvalidTransition
         | R::Interrupted
         | R::Stopped => StatusCode::CONFLICT,
-        R::InvalidConfig | R::UnknownModel | R::NotAGitRepo | R::InvalidBundle => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        R::RemoteGitFailed => StatusCode::BAD_GATEWAY,
+        // A URL the server cannot clone is the client's to fix (or retry): not a server error.
+        R::InvalidConfig
+        | R::UnknownModel
+        | R::NotAGitRepo
+        | R::InvalidBundle
+        | R::RemoteGitFailed => StatusCode::UNPROCESSABLE_ENTITY,
         R::InvalidArgument => StatusCode::BAD_REQUEST,
         code => match code.exit_class() {
             ExitClass::User => StatusCode::BAD_REQUEST,

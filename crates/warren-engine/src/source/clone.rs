@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use super::git::{ALLOWED, capped, git};
 use super::{Result, SourceError, SourceLimits, sources_dir};
 
-/// Whether `text` is meant as a URL (any scheme, or scp-like `host:path`) rather than a path.
+/// Whether a `repository` string is meant as a URL (`scheme://` or a remote helper's
+/// `transport::`) rather than a path. The scp-like `host:path` form is taken only as
+/// `{"git": ...}`: a stray colon in a string must not make the server dial a host.
 pub fn is_git_url(text: &str) -> bool {
-    text.contains("://") || text.contains("::") || scp_like(text)
+    text.contains("://") || text.contains("::")
 }
 
 /// `user@host:path` / `host:path`, as git reads it: a colon before any slash.
@@ -113,5 +115,9 @@ mod tests {
         assert!(is_git_url("ext::sh"));
         assert!(is_git_url("https://x/y"));
         assert!(!is_git_url("/abs/path"));
+        assert!(
+            !is_git_url("host:path"),
+            "scp-like only as {{\"git\": ...}}"
+        );
     }
 }
