@@ -71,13 +71,21 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The address to listen on; a non-loopback one needs --insecure-bind (no TLS yet)
+    /// The address to listen on; a non-loopback one needs TLS (--tls-cert/--tls-key) or --insecure-bind
     #[arg(long, default_value = "127.0.0.1:8420", value_name = "ADDR:PORT")]
     pub listen: std::net::SocketAddr,
 
     /// Listen on a non-loopback address without TLS (behind a TLS-terminating proxy only)
     #[arg(long)]
     pub insecure_bind: bool,
+
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 
     /// The largest request body accepted, in bytes
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]

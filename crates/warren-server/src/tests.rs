@@ -3,14 +3,18 @@
 use super::*;
 
 #[test]
-fn non_loopback_is_refused_without_insecure_bind() {
+fn non_loopback_is_refused_without_tls_or_insecure_bind() {
     let any: SocketAddr = "0.0.0.0:8420".parse().unwrap();
-    let error = check_bind(&any, false).unwrap_err();
+    let error = check_bind(&any, false, false).unwrap_err();
     assert_eq!(error.reason_code, ReasonCode::InvalidArgument);
-    assert!(error.hint.unwrap().contains("TLS"));
-    assert!(check_bind(&any, true).is_ok());
-    assert!(check_bind(&"127.0.0.1:1".parse().unwrap(), false).is_ok());
-    assert!(check_bind(&"[::1]:1".parse().unwrap(), false).is_ok());
+    assert!(error.hint.unwrap().contains("--tls-cert"));
+    assert!(check_bind(&any, true, false).is_ok());
+    assert!(
+        check_bind(&any, false, true).is_ok(),
+        "TLS allows any address"
+    );
+    assert!(check_bind(&"127.0.0.1:1".parse().unwrap(), false, false).is_ok());
+    assert!(check_bind(&"[::1]:1".parse().unwrap(), false, false).is_ok());
 }
 
 /// A provider that can do nothing: the routes and the document need a type, not a backend.

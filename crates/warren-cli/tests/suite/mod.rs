@@ -9,5 +9,7 @@ mod run;
 mod runtime;
 mod schemas;
 mod serve;
+mod serve_tls;
+mod served;
 mod snapshots;
 mod warm;
