@@ -10,8 +10,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use warren_api::{
-    ChangesEnvelope, ChangesView, ExportBody, ExportEnvelope, LaunchBody, ListView, PromptBody,
-    SandboxEnvelope, SyncEnvelope,
+    ChangesEnvelope, ExportBody, ExportEnvelope, LaunchBody, ListView, PromptBody, SandboxEnvelope,
+    SyncEnvelope,
 };
 use warren_domain::{ReasonCode, SandboxName, SandboxState};
 use warren_engine::{Cancel, ExportTarget, LaunchRequest, Lifecycle, NullObserver, SandboxDirs};
@@ -335,36 +335,57 @@ pub async fn export<P: Provider + 'static>(
     }))
 }
 
+/// The diff's size cap unless the request names one, and the largest it may name.
+const DIFF_BYTES_DEFAULT: u64 = 1024 * 1024;
+const DIFF_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesQuery {
+    /// Cap on the diff's text, 1 to 16777216 bytes (default 1048576); past it `truncated` is set.
+    #[param(minimum = 1, maximum = 16777216)]
+    max_diff_bytes: Option<u64>,
+}
+
 #[utoipa::path(get, path = "/v1/sandboxes/{name}/changes", tag = "sandboxes",
-    params(("name" = String, Path, description = "The sandbox's name")),
+    params(("name" = String, Path, description = "The sandbox's name"), ChangesQuery),
     responses(
-        (status = 200, description = "The files the agent changed (empty while it runs)", body = ref("#/components/schemas/ChangesEnvelope")),
+        (status = 200, description = "The files the agent changed and their unified diff (what an export would commit; empty while it runs)", body = ref("#/components/schemas/ChangesEnvelope")),
         (status = 404, description = "No such sandbox", body = ref("#/components/schemas/ErrorEnvelope")),
+        (status = "4XX", description = "Refused", body = ref("#/components/schemas/ErrorEnvelope")),
     ))]
 pub async fn changes<P: Provider + 'static>(
     State(app): AppState<P>,
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
+    Query(q): Query<ChangesQuery>,
 ) -> ApiResult<Json<ChangesEnvelope>> {
+    let cap = q.max_diff_bytes.unwrap_or(DIFF_BYTES_DEFAULT);
+    if !(1..=DIFF_BYTES_MAX).contains(&cap) {
+        return Err(invalid(format!(
+            "max_diff_bytes is 1 to {DIFF_BYTES_MAX}, not {cap}"
+        )));
+    }
     let view = app
         .blocking(move |app| {
             let record = app.find(&who, &name)?;
             let config = app.config_for(&record)?;
             let dirs = SandboxDirs::new(&app.data_dir, &record.id);
             let idle = matches!(record.state, SandboxState::Completed | SandboxState::Error);
-            let files = if idle && record.sync.is_some() && dirs.workspace.is_dir() {
-                warren_engine::export::collect(&config, &dirs)?
-                    .changes
-                    .iter()
-                    .map(warren_engine::views::changed_file)
-                    .collect()
+            if idle && record.sync.is_some() && dirs.workspace.is_dir() {
+                let (set, diff) = warren_engine::export::diff(&config, &record, &dirs, cap)?;
+                Ok(warren_engine::views::changes(
+                    record.name.as_str(),
+                    &set,
+                    &diff,
+                ))
             } else {
-                Vec::new()
-            };
-            Ok(ChangesView {
-                name: record.name.to_string(),
-                files,
-            })
+                Ok(warren_engine::views::changes(
+                    record.name.as_str(),
+                    &Default::default(),
+                    &Default::default(),
+                ))
+            }
         })
         .await?;
     Ok(axum::Json(ChangesEnvelope { changes: view }))

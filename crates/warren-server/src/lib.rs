@@ -11,6 +11,7 @@ mod error;
 mod handlers;
 mod metrics;
 pub mod openapi;
+mod rejections;
 mod state;
 mod stream;
 mod tasks;
@@ -152,6 +153,7 @@ pub fn router<P: Provider + 'static>(
     let router = public
         .router
         .fallback(h::fallback)
+        .layer(axum::middleware::map_response(rejections::as_wire_error))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app);

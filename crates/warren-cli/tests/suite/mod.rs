@@ -9,6 +9,7 @@ mod run;
 mod runtime;
 mod schemas;
 mod serve;
+mod serve_changes;
 mod serve_tls;
 mod served;
 mod snapshots;
