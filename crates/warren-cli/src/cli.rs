@@ -90,6 +90,12 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub max_body_bytes: usize,
+
+    /// Event streams (GET .../events, POST /v1/runs) one token may hold open at once; the next
+    /// is refused with 429 too_many_streams
+    #[arg(long, default_value_t = warren_server::DEFAULT_STREAMS_PER_TOKEN as u64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=65535))]
+    pub max_streams_per_token: u64,
 }
 
 #[derive(Debug, Args)]

@@ -67,6 +67,8 @@ pub enum ReasonCode {
     Unauthorized,
     /// A request's body is larger than the server accepts.
     RequestTooLarge,
+    /// A token already holds as many open event streams as the server allows.
+    TooManyStreams,
     /// A bug in warren.
     Internal,
 }
@@ -102,6 +104,7 @@ impl ReasonCode {
             Self::SupervisorLost => "supervisor_lost",
             Self::Unauthorized => "unauthorized",
             Self::RequestTooLarge => "request_too_large",
+            Self::TooManyStreams => "too_many_streams",
             Self::Internal => "internal",
         }
     }
@@ -126,6 +129,7 @@ impl ReasonCode {
             Self::ModelUnreachable
             | Self::RateLimited
             | Self::SandboxBusy
+            | Self::TooManyStreams
             | Self::Timeout
             | Self::Inactive
             | Self::ModelError

@@ -9,6 +9,7 @@ mod auth;
 mod body;
 mod error;
 mod handlers;
+mod limits;
 mod metrics;
 pub mod openapi;
 mod rejections;
@@ -33,6 +34,7 @@ use warren_store::{StateStore, TenancyStore};
 
 pub use auth::{Principal, create_token, verify};
 pub use error::{ApiError, status_for};
+pub use limits::DEFAULT_STREAMS_PER_TOKEN;
 pub use state::{App, ConfigLoader, ProviderFactory};
 pub use tls::TlsFiles;
 
@@ -54,6 +56,8 @@ pub struct ServeOptions<P> {
     /// Tokens and sandbox owners (SQLite for now; the same object as `store` can be both).
     pub tenancy: Arc<dyn TenancyStore>,
     pub max_body_bytes: usize,
+    /// Event streams one token may hold open at once (`GET .../events`, `POST /v1/runs`).
+    pub max_streams_per_token: usize,
     pub providers: ProviderFactory<P>,
     pub config: ConfigLoader,
 }
@@ -153,6 +157,10 @@ pub fn router<P: Provider + 'static>(
     let router = public
         .router
         .fallback(h::fallback)
+        // Every route, with a body extractor or not, refuses a declared length over the limit.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            max_body_bytes,
+        ))
         .layer(axum::middleware::map_response(rejections::as_wire_error))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -174,6 +182,7 @@ pub async fn serve<P: Provider + 'static>(opts: ServeOptions<P>) -> Result<(), E
         config: opts.config,
         tasks: tasks::Tasks::default(),
         shutdown: CancellationToken::new(),
+        streams: limits::StreamLimits::new(opts.max_streams_per_token),
         runs_succeeded: Default::default(),
         runs_failed: Default::default(),
     });

@@ -92,7 +92,9 @@ pub async fn events<P: Provider + 'static>(
         })
         .transpose()?;
     let since = last_id.or(q.since).unwrap_or(0);
+    let token = who.token.clone();
     let record = app.blocking(move |app| app.find(&who, &name)).await?;
+    let slot = app.streams.acquire(&token)?;
     let end = StreamEnd::default();
     let stream = EventStream::new(app.store.clone(), record.id.clone(), since, end.clone());
     // Ends the stream once the sandbox is idle (unless following), or at shutdown.
@@ -125,8 +127,10 @@ pub async fn events<P: Provider + 'static>(
         }
         end.finish();
     });
+    // The watcher and the slot live as long as the response body: until the stream ends or
+    // the client goes away.
     let records = records(stream).map(move |item| {
-        let _keep = &alive;
+        let _keep = (&alive, &slot);
         item
     });
     let wants_ndjson = headers
@@ -177,6 +181,7 @@ pub async fn run<P: Provider + 'static>(
         .transpose()
         .map_err(|e| ApiError::new(warren_domain::ReasonCode::InvalidArgument, e.to_string()))?;
     let repo = repository(&body.repository)?;
+    let slot = app.streams.acquire(&who.token)?;
     let (repo2, kind) = (repo.clone(), body.provider.clone());
     let (config, provider) = app
         .blocking(move |app| {
@@ -231,7 +236,11 @@ pub async fn run<P: Provider + 'static>(
         };
         task_app.tasks.remove(key);
     });
-    let body = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>);
+    // The slot is held while the client reads; the run itself goes on without it.
+    let body = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |chunk| {
+        let _held = &slot;
+        Ok::<_, Infallible>(chunk)
+    });
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, NDJSON)],

@@ -70,6 +70,7 @@ fn app(data_dir: PathBuf) -> Arc<App<NoProvider>> {
         config: Arc::new(|_| Ok(warren_config::Config::default())),
         tasks: tasks::Tasks::default(),
         shutdown: CancellationToken::new(),
+        streams: limits::StreamLimits::new(2),
         runs_succeeded: Default::default(),
         runs_failed: Default::default(),
     })

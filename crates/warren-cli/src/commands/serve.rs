@@ -32,6 +32,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> CmdResult<i32> {
         store: store.clone(),
         tenancy: store,
         max_body_bytes: args.max_body_bytes,
+        max_streams_per_token: usize::try_from(args.max_streams_per_token).unwrap_or(usize::MAX),
         providers: Arc::new(AnyProvider::for_kind),
         config: Arc::new(|repo| Ok(load_config(repo, Vec::new())?.config)),
     };

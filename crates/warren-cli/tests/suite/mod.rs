@@ -10,6 +10,7 @@ mod runtime;
 mod schemas;
 mod serve;
 mod serve_changes;
+mod serve_limits;
 mod serve_tls;
 mod served;
 mod snapshots;
