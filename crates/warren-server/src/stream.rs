@@ -31,6 +31,7 @@ const NDJSON: &str = "application/x-ndjson";
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Events with a `seq` above this one (`Last-Event-ID` wins when both are given).
@@ -88,6 +89,7 @@ pub async fn events<P: Provider + 'static>(
                     warren_domain::ReasonCode::InvalidArgument,
                     "Last-Event-ID is not a seq",
                 )
+                .with_hint("send the id: of the last event received (a whole number)")
             })
         })
         .transpose()?;
