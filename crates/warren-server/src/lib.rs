@@ -10,6 +10,7 @@ mod body;
 mod error;
 mod handlers;
 mod limits;
+mod meter;
 mod metrics;
 pub mod openapi;
 mod rejections;
@@ -162,6 +163,10 @@ pub fn router<P: Provider + 'static>(
             max_body_bytes,
         ))
         .layer(axum::middleware::map_response(rejections::as_wire_error))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            meter::record::<P>,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app);
@@ -183,6 +188,7 @@ pub async fn serve<P: Provider + 'static>(opts: ServeOptions<P>) -> Result<(), E
         tasks: tasks::Tasks::default(),
         shutdown: CancellationToken::new(),
         streams: limits::StreamLimits::new(opts.max_streams_per_token),
+        meter: meter::Meter::default(),
         runs_succeeded: Default::default(),
         runs_failed: Default::default(),
     });

@@ -215,6 +215,7 @@ pub async fn run<P: Provider + 'static>(
     let key = app.tasks.add(handle.id.as_str(), handle.cancel.clone());
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     let task_app = app.clone();
+    let started = std::time::Instant::now();
     tokio::spawn(async move {
         // The run goes on to its end even when the client goes away (its work is exported).
         let mut events = handle.events(0);
@@ -232,6 +233,7 @@ pub async fn run<P: Provider + 'static>(
         }
         let result = handle.finish().await;
         task_app.count_run(result.as_ref().is_ok_and(|s| s.error.is_none()));
+        task_app.meter.observe("run", started.elapsed());
         let _ = match result {
             Ok(summary) => tx.send(line(&SummaryEnvelope { summary })).await,
             Err(error) => tx.send(line(&ErrorEnvelope { error })).await,

@@ -150,5 +150,42 @@ async fn changes_carry_a_unified_diff_with_binary_and_symlinks_marked() {
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["error"]["reason_code"], "invalid_argument");
     }
+
+    // What that traffic shows on /metrics.
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert_eq!(
+        value("warren_operation_duration_seconds_count{operation=\"launch\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("warren_operation_duration_seconds_count{operation=\"changes\"}"),
+        6.0
+    );
+    assert_eq!(
+        value(
+            "warren_http_requests_total{route=\"/v1/sandboxes/{name}/changes\",method=\"GET\",class=\"4xx\"}"
+        ),
+        4.0
+    );
+    assert!(
+        value("warren_model_request_duration_seconds_count") >= 2.0,
+        "{metrics}"
+    );
+    assert_eq!(value("warren_streams_open"), 0.0);
     server.stop().await;
 }
