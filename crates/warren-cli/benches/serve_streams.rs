@@ -84,7 +84,11 @@ async fn hold(addr: &str, request: String, until: &'static [u8]) -> TcpStream {
             .await
             .expect("the server did not answer")
             .unwrap();
-        assert!(n > 0, "the server closed: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "the server closed: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     s
@@ -244,10 +248,16 @@ fn main() {
     });
     let sse = p50(sse);
     let plain = p50(plain);
-    println!("{clients} concurrent SSE clients on one replica (p50 of 3 rounds): {sse:.1} KiB of server RSS per client");
+    println!(
+        "{clients} concurrent SSE clients on one replica (p50 of 3 rounds): {sse:.1} KiB of server RSS per client"
+    );
     println!(
         "  baseline {clients} idle keep-alive connections after GET /healthz: {plain:.1} KiB per connection (SSE costs {:.1}x)",
-        if plain > 0.0 { sse / plain } else { f64::INFINITY }
+        if plain > 0.0 {
+            sse / plain
+        } else {
+            f64::INFINITY
+        }
     );
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
