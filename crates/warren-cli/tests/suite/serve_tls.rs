@@ -36,7 +36,7 @@ fn trusting(pem: &str) -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_over_tls_with_a_self_signed_certificate() {
-    let fx = Fixture::new(&scenario(vec![text_turn("unused")])).await;
+    let fx = Fixture::new(&scenario(vec![text_turn("done")])).await;
     let pair = self_signed(fx.dir.path());
     let args = [
         "--tls-cert",
@@ -97,7 +97,39 @@ async fn serve_over_tls_with_a_self_signed_certificate() {
             .status(),
         200
     );
+
+    // A sandbox over TLS, and an event stream held open (`follow`) while the server is told to
+    // stop: the stream ends cleanly and the server drains and exits 0.
+    let (status, launched) = json_of(
+        server
+            .http
+            .post(server.url("/v1/sandboxes"))
+            .bearer_auth(&alice)
+            .json(&serde_json::json!({ "repository": fx.repo, "name": "secure", "prompt": "say done" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{launched}");
+    let held = server
+        .http
+        .get(server.url("/v1/sandboxes/secure/events?follow=true"))
+        .bearer_auth(&alice)
+        .header("Accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    let reading = tokio::spawn(held.text());
+    tokio::time::sleep(Duration::from_millis(500)).await;
     server.stop().await;
+    let text = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the held stream did not end at shutdown")
+        .unwrap()
+        .expect("the held stream ended with an error instead of cleanly");
+    assert!(text.lines().count() >= 1, "events came over TLS: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
