@@ -22,8 +22,22 @@ fn schemathesis() -> Option<std::path::PathBuf> {
     if let Some(p) = std::env::var_os("WARREN_SCHEMATHESIS") {
         return Some(p.into());
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    // Where `python3 -m pip install` puts scripts, for a PATH without it (a pyenv before rehash).
+    let scripts = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    on_path
+        .into_iter()
+        .chain(scripts)
         .map(|d| d.join("schemathesis"))
         .find(|p| p.is_file())
 }
