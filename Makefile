@@ -26,6 +26,7 @@ lint:
 bench: tools
 	$(CARGO) bench -p warren-cli --bench run
 	$(CARGO) bench -p warren-cli --bench remote
+	$(CARGO) bench -p warren-cli --bench serve_streams
 
 clean-demo:
 	rm -rf .demo

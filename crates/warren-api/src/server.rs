@@ -120,12 +120,23 @@ pub struct BundleEnvelope {
     pub bundle: BundleView,
 }
 
-/// The files an idle sandbox's agent changed.
+/// The files an idle sandbox's agent changed, and the unified diff of those changes: exactly what
+/// an export would commit (the agent's work on top of the tree it started from).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ChangesView {
     pub name: String,
     /// Empty while the agent runs (its files are in motion).
     pub files: Vec<ChangedFile>,
+    /// git's unified diff (`diff --git a/<path> b/<path>` per file) of the text changes. Binary
+    /// files appear only as git's "Binary files ... differ" line; symlinks are left out. Bytes
+    /// that are not UTF-8 are replaced by U+FFFD. Empty while the agent runs.
+    pub diff: String,
+    /// The diff was cut (at a line end) to stay within `max_diff_bytes`; `files` is complete.
+    pub truncated: bool,
+    /// Paths whose old or new content is binary: listed, not dumped.
+    pub binary: Vec<String>,
+    /// Paths that are or were symlinks: listed, not in `diff`.
+    pub symlinks: Vec<String>,
 }
 
 /// `{"changes": ...}`: `GET /v1/sandboxes/{name}/changes`.

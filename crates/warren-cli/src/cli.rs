@@ -85,7 +85,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The address to listen on; a non-loopback one needs --insecure-bind (no TLS yet)
+    /// The address to listen on; a non-loopback one needs TLS (--tls-cert/--tls-key) or --insecure-bind
     #[arg(long, default_value = "127.0.0.1:8420", value_name = "ADDR:PORT")]
     pub listen: std::net::SocketAddr,
 
@@ -93,9 +93,23 @@ pub struct ServeArgs {
     #[arg(long)]
     pub insecure_bind: bool,
 
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// The largest request body accepted, in bytes
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub max_body_bytes: usize,
+
+    /// Event streams (GET .../events, POST /v1/runs) one token may hold open at once; the next
+    /// is refused with 429 too_many_streams
+    #[arg(long, default_value_t = warren_server::DEFAULT_STREAMS_PER_TOKEN as u64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=65535))]
+    pub max_streams_per_token: u64,
 }
 
 #[derive(Debug, Args)]

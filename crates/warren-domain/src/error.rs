@@ -79,6 +79,8 @@ pub enum ReasonCode {
     /// The warren server (`WARREN_SERVER` / `--server`) could not be reached, or answered with
     /// something that is not warren's API.
     ServerUnreachable,
+    /// A token already holds as many open event streams as the server allows.
+    TooManyStreams,
     /// A bug in warren.
     Internal,
 }
@@ -118,6 +120,7 @@ impl ReasonCode {
             Self::InvalidBundle => "invalid_bundle",
             Self::RemoteGitFailed => "remote_git_failed",
             Self::ServerUnreachable => "server_unreachable",
+            Self::TooManyStreams => "too_many_streams",
             Self::Internal => "internal",
         }
     }
@@ -144,6 +147,7 @@ impl ReasonCode {
             Self::ModelUnreachable
             | Self::RateLimited
             | Self::SandboxBusy
+            | Self::TooManyStreams
             | Self::Timeout
             | Self::Inactive
             | Self::ModelError

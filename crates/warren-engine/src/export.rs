@@ -55,6 +55,22 @@ pub fn collect(config: &Config, dirs: &SandboxDirs) -> Result<ChangeSet, ErrorIn
         .map_err(|e| e.to_error_info())
 }
 
+/// The sandbox's changes and their unified diff: exactly what an export would commit, its patch
+/// capped at `max_bytes`. Writes nothing (the objects git needs go to a scratch store).
+pub fn diff(
+    config: &Config,
+    record: &warren_store::SandboxRecord,
+    dirs: &SandboxDirs,
+    max_bytes: u64,
+) -> Result<(ChangeSet, warren_sync::ChangesDiff), ErrorInfo> {
+    let changes = collect(config, dirs)?;
+    let sync = crate::provision::sync_report(record)?;
+    let repo = warren_sync::inspect_repo(&record.repo).map_err(|e| e.to_error_info())?;
+    let diff = warren_sync::diff_changes(&repo, &sync, &dirs.workspace, &changes, max_bytes)
+        .map_err(|e| e.to_error_info())?;
+    Ok((changes, diff))
+}
+
 pub(crate) struct ExportInput<'a> {
     pub config: &'a Config,
     pub repo: &'a RepoInfo,

@@ -84,6 +84,22 @@ pub fn changed_file(c: &warren_sync::Change) -> ChangedFile {
     }
 }
 
+/// `GET /v1/sandboxes/{name}/changes`: the changed files and their diff.
+pub fn changes(
+    name: &str,
+    set: &warren_sync::ChangeSet,
+    diff: &warren_sync::ChangesDiff,
+) -> warren_api::ChangesView {
+    warren_api::ChangesView {
+        name: name.to_owned(),
+        files: set.changes.iter().map(changed_file).collect(),
+        diff: String::from_utf8_lossy(&diff.patch).into_owned(),
+        truncated: diff.truncated,
+        binary: diff.binary.iter().map(|p| text(p)).collect(),
+        symlinks: diff.symlinks.iter().map(|p| text(p)).collect(),
+    }
+}
+
 pub fn export(e: &Exported) -> ExportView {
     ExportView {
         branch: e.branch.clone(),

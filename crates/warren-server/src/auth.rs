@@ -21,6 +21,8 @@ const PREFIX: &str = "wrn_";
 /// Who made a request.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The token's id (never its secret): per-token limits count by it.
+    pub token: String,
     pub owner: String,
     pub admin: bool,
 }
@@ -82,6 +84,7 @@ pub fn verify(store: &dyn TenancyStore, token: &str) -> Result<Option<Principal>
     };
     let same: bool = hash(secret).as_bytes().ct_eq(record.hash.as_bytes()).into();
     Ok((same && record.revoked_at.is_none()).then_some(Principal {
+        token: record.id,
         owner: record.owner,
         admin: record.admin,
     }))

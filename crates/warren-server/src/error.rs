@@ -49,6 +49,7 @@ pub fn status_for(info: &ErrorInfo) -> StatusCode {
         R::SandboxNotFound => StatusCode::NOT_FOUND,
         R::Unauthorized => StatusCode::UNAUTHORIZED,
         R::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        R::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
         R::WrongState
         | R::SandboxBusy
         | R::UnexportedChanges
@@ -101,6 +102,7 @@ mod tests {
             s(ReasonCode::RequestTooLarge),
             StatusCode::PAYLOAD_TOO_LARGE
         );
+        assert_eq!(s(ReasonCode::TooManyStreams), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(
             s(ReasonCode::ModelUnreachable),
             StatusCode::SERVICE_UNAVAILABLE

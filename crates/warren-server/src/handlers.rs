@@ -10,8 +10,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use warren_api::{
-    ChangesEnvelope, ChangesView, ExportBody, ExportEnvelope, LaunchBody, ListView, PromptBody,
-    SandboxEnvelope, SyncEnvelope,
+    ChangesEnvelope, ExportBody, ExportEnvelope, LaunchBody, ListView, PromptBody, SandboxEnvelope,
+    SyncEnvelope,
 };
 use warren_domain::{ReasonCode, SandboxName, SandboxState, UserFacing};
 use warren_engine::{Cancel, ExportTarget, LaunchRequest, Lifecycle, NullObserver, SandboxDirs};
@@ -38,6 +38,14 @@ pub(crate) fn repository(raw: &str) -> ApiResult<PathBuf> {
             invalid(format!("repository {raw:?} is not an absolute path"))
                 .with_hint("name the repository by its absolute path on the server's host"),
         );
+    }
+    // No '..': the path a client names is the one that is checked and recorded.
+    if path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(invalid(format!("repository {raw:?} has a '..' component"))
+            .with_hint("name the repository by its absolute path without '..'"));
     }
     if !path.is_dir() {
         return Err(ApiError::new(
@@ -113,6 +121,7 @@ pub async fn launch<P: Provider + 'static>(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only sandboxes in this state (`running`, `completed`, ...).
@@ -125,6 +134,7 @@ pub struct ListQuery {
     /// From `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500, nullable = false)]
     limit: Option<usize>,
 }
 
@@ -143,12 +153,17 @@ pub async fn list<P: Provider + 'static>(
         .as_deref()
         .map(|s| {
             serde_json::from_value::<SandboxState>(serde_json::Value::String(s.to_owned()))
-                .map_err(|_| invalid(format!("unknown state {s:?}")))
+                .map_err(|_| {
+                    invalid(format!("unknown state {s:?}")).with_hint(
+                        "a state is one of new, queued, provisioning, running, saving, completed, error, tearing_down, destroyed",
+                    )
+                })
         })
         .transpose()?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(invalid("limit is 1 to 500"));
+        return Err(invalid(format!("limit is 1 to 500, not {limit}"))
+            .with_hint("leave it out for pages of 100"));
     }
     let view = app
         .blocking(move |app| {
@@ -168,7 +183,11 @@ pub async fn list<P: Provider + 'static>(
                 let at = records
                     .iter()
                     .position(|r| r.id.as_str() == cursor)
-                    .ok_or_else(|| invalid("unknown cursor"))?;
+                    .ok_or_else(|| {
+                        invalid("unknown cursor").with_hint(
+                            "pass the next_cursor of the previous page, or leave it out for the first page",
+                        )
+                    })?;
                 records.drain(..=at);
             }
             let next_cursor = (records.len() > limit).then(|| records[limit - 1].id.to_string());
@@ -200,6 +219,7 @@ pub async fn get_sandbox<P: Provider + 'static>(
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TeardownQuery {
     /// Export to `warren/<name>` first.
@@ -355,36 +375,59 @@ pub async fn export<P: Provider + 'static>(
     Ok(axum::Json(ExportEnvelope { export: exported }))
 }
 
+/// The diff's size cap unless the request names one, and the largest it may name.
+const DIFF_BYTES_DEFAULT: u64 = 1024 * 1024;
+const DIFF_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesQuery {
+    /// Cap on the diff's text, 1 to 16777216 bytes (default 1048576); past it `truncated` is set.
+    #[param(minimum = 1, maximum = 16777216, nullable = false)]
+    max_diff_bytes: Option<u64>,
+}
+
 #[utoipa::path(get, path = "/v1/sandboxes/{name}/changes", tag = "sandboxes",
-    params(("name" = String, Path, description = "The sandbox's name")),
+    params(("name" = String, Path, description = "The sandbox's name"), ChangesQuery),
     responses(
-        (status = 200, description = "The files the agent changed (empty while it runs)", body = ref("#/components/schemas/ChangesEnvelope")),
+        (status = 200, description = "The files the agent changed and their unified diff (what an export would commit; empty while it runs)", body = ref("#/components/schemas/ChangesEnvelope")),
         (status = 404, description = "No such sandbox", body = ref("#/components/schemas/ErrorEnvelope")),
+        (status = "4XX", description = "Refused", body = ref("#/components/schemas/ErrorEnvelope")),
     ))]
 pub async fn changes<P: Provider + 'static>(
     State(app): AppState<P>,
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
+    Query(q): Query<ChangesQuery>,
 ) -> ApiResult<Json<ChangesEnvelope>> {
+    let cap = q.max_diff_bytes.unwrap_or(DIFF_BYTES_DEFAULT);
+    if !(1..=DIFF_BYTES_MAX).contains(&cap) {
+        return Err(invalid(format!(
+            "max_diff_bytes is 1 to {DIFF_BYTES_MAX}, not {cap}"
+        ))
+        .with_hint("leave it out for the default of 1 MiB"));
+    }
     let view = app
         .blocking(move |app| {
             let record = app.find(&who, &name)?;
             let config = app.config_for(&record)?;
             let dirs = SandboxDirs::new(&app.data_dir, &record.id);
             let idle = matches!(record.state, SandboxState::Completed | SandboxState::Error);
-            let files = if idle && record.sync.is_some() && dirs.workspace.is_dir() {
-                warren_engine::export::collect(&config, &dirs)?
-                    .changes
-                    .iter()
-                    .map(warren_engine::views::changed_file)
-                    .collect()
+            if idle && record.sync.is_some() && dirs.workspace.is_dir() {
+                let (set, diff) = warren_engine::export::diff(&config, &record, &dirs, cap)?;
+                Ok(warren_engine::views::changes(
+                    record.name.as_str(),
+                    &set,
+                    &diff,
+                ))
             } else {
-                Vec::new()
-            };
-            Ok(ChangesView {
-                name: record.name.to_string(),
-                files,
-            })
+                Ok(warren_engine::views::changes(
+                    record.name.as_str(),
+                    &Default::default(),
+                    &Default::default(),
+                ))
+            }
         })
         .await?;
     Ok(axum::Json(ChangesEnvelope { changes: view }))

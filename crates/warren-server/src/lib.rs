@@ -9,13 +9,17 @@ mod auth;
 mod body;
 mod error;
 mod handlers;
+mod limits;
+mod meter;
 mod metrics;
 pub mod openapi;
+mod rejections;
 mod sources;
 mod state;
 mod status;
 mod stream;
 mod tasks;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,7 +37,9 @@ use warren_store::{StateStore, TenancyStore};
 
 pub use auth::{Principal, create_token, verify};
 pub use error::{ApiError, status_for};
+pub use limits::DEFAULT_STREAMS_PER_TOKEN;
 pub use state::{App, ConfigLoader, ProviderFactory};
+pub use tls::TlsFiles;
 
 /// How long shutdown waits for running supervisors to stop and keep their work.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -43,28 +49,33 @@ const SWEEP_MAX: Duration = Duration::from_secs(60);
 
 pub struct ServeOptions<P> {
     pub listen: SocketAddr,
-    /// Allow a non-loopback address (there is no TLS yet).
+    /// Allow a non-loopback address without TLS.
     pub insecure_bind: bool,
+    /// Serve HTTPS with this certificate and key (a non-loopback address is then allowed).
+    pub tls: Option<TlsFiles>,
     pub data_dir: PathBuf,
     /// The state, opened (and migrated) by the host, which chooses the implementation.
     pub store: Arc<dyn StateStore>,
     /// Tokens and sandbox owners (SQLite for now; the same object as `store` can be both).
     pub tenancy: Arc<dyn TenancyStore>,
     pub max_body_bytes: usize,
+    /// Event streams one token may hold open at once (`GET .../events`, `POST /v1/runs`).
+    pub max_streams_per_token: usize,
     pub providers: ProviderFactory<P>,
     pub config: ConfigLoader,
 }
 
-/// Refuses a non-loopback address unless `insecure_bind`: tokens would cross the network in clear.
-pub fn check_bind(listen: &SocketAddr, insecure_bind: bool) -> Result<(), ErrorInfo> {
-    if listen.ip().is_loopback() || insecure_bind {
+/// Refuses a non-loopback address without TLS unless `insecure_bind`: tokens would cross the
+/// network in clear.
+pub fn check_bind(listen: &SocketAddr, insecure_bind: bool, tls: bool) -> Result<(), ErrorInfo> {
+    if listen.ip().is_loopback() || insecure_bind || tls {
         return Ok(());
     }
     Err(ErrorInfo::new(
         ReasonCode::InvalidArgument,
-        format!("refusing to listen on {listen}: it is not a loopback address, and warren serve has no TLS yet (bearer tokens would cross the network in clear)"),
+        format!("refusing to listen on {listen} without TLS: it is not a loopback address (bearer tokens would cross the network in clear)"),
     )
-    .with_hint("listen on 127.0.0.1 (TLS is a later step), or pass --insecure-bind behind a TLS-terminating proxy"))
+    .with_hint("pass --tls-cert and --tls-key, listen on 127.0.0.1, or pass --insecure-bind behind a TLS-terminating proxy"))
 }
 
 /// The app's routes, each with the path and method `/openapi.json` must list.
@@ -165,6 +176,15 @@ pub fn router<P: Provider + 'static>(
     let router = public
         .router
         .fallback(h::fallback)
+        // Every route, with a body extractor or not, refuses a declared length over the limit.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            max_body_bytes,
+        ))
+        .layer(axum::middleware::map_response(rejections::as_wire_error))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            meter::record::<P>,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app);
@@ -174,7 +194,9 @@ pub fn router<P: Provider + 'static>(
 /// Serves until SIGTERM or Ctrl-C, then drains: stops accepting, ends event streams, stops the
 /// supervisors it runs (their work is kept) and waits for them up to [`SHUTDOWN_GRACE`].
 pub async fn serve<P: Provider + 'static>(opts: ServeOptions<P>) -> Result<(), ErrorInfo> {
-    check_bind(&opts.listen, opts.insecure_bind)?;
+    check_bind(&opts.listen, opts.insecure_bind, opts.tls.is_some())?;
+    // A bad certificate or key fails here, before anything listens.
+    let tls = opts.tls.as_ref().map(tls::acceptor).transpose()?;
     let app = Arc::new(App {
         data_dir: opts.data_dir,
         store: opts.store,
@@ -183,6 +205,8 @@ pub async fn serve<P: Provider + 'static>(opts: ServeOptions<P>) -> Result<(), E
         config: opts.config,
         tasks: tasks::Tasks::default(),
         shutdown: CancellationToken::new(),
+        streams: limits::StreamLimits::new(opts.max_streams_per_token),
+        meter: meter::Meter::default(),
         runs_succeeded: Default::default(),
         runs_failed: Default::default(),
     });
@@ -198,18 +222,19 @@ pub async fn serve<P: Provider + 'static>(opts: ServeOptions<P>) -> Result<(), E
         .local_addr()
         .map_err(|e| ErrorInfo::new(ReasonCode::Internal, e.to_string()))?;
     // The one line a caller (or a test) waits for.
-    eprintln!("warren serve: listening on http://{local}");
+    // The handler is in place before the line a caller waits for: a SIGTERM right after it
+    // drains rather than kills.
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("warren serve: listening on {scheme}://{local}");
     let sweeper = tokio::spawn(reconcile_loop(app.clone()));
     let (router, _) = router(app.clone(), opts.max_body_bytes);
     let shutdown = app.shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        wait_for_signal(term).await;
         shutdown.cancel();
     });
-    let token = app.shutdown.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        token.cancelled().await;
-    });
+    let server = tls::serve(listener, tls, router, app.shutdown.clone());
     let drained = async {
         app.shutdown.cancelled().await;
         app.tasks.cancel_all(&Cancel::stopped("server shutdown"));
@@ -220,7 +245,7 @@ pub async fn serve<P: Provider + 'static>(opts: ServeOptions<P>) -> Result<(), E
     let (served, ()) = tokio::join!(
         async {
             // Requests still open after the grace (a client that never reads) are dropped.
-            let graceful = server.into_future();
+            let graceful = server;
             tokio::select! {
                 r = graceful => r,
                 () = async { app.shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE + Duration::from_secs(5)).await } => Ok(()),
@@ -232,9 +257,8 @@ pub async fn serve<P: Provider + 'static>(opts: ServeOptions<P>) -> Result<(), E
     served.map_err(|e| ErrorInfo::new(ReasonCode::Internal, format!("the server failed: {e}")))
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
+async fn wait_for_signal(term: Option<tokio::signal::unix::Signal>) {
+    let Some(mut term) = term else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };

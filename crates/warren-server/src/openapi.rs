@@ -81,15 +81,24 @@ pub fn document() -> Value {
     doc["components"]["securitySchemes"] = json!({
         "bearer": { "type": "http", "scheme": "bearer", "description": "A token from 'warren token create'" }
     });
-    // Every operation needs the token except the public ones.
+    // Every operation needs the token except the public ones, and any of them can be refused
+    // with the wire error (a bad name or parameter, no token, a body too large, too many
+    // streams): each documents its `4XX`.
+    let refused = json!({
+        "description": "Refused: the wire error, with a reason code",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorEnvelope" } } }
+    });
     if let Some(paths) = doc["paths"].as_object_mut() {
         for (path, item) in paths.iter_mut() {
-            if PUBLIC.contains(&path.as_str()) {
-                continue;
-            }
+            let public = PUBLIC.contains(&path.as_str());
             if let Some(item) = item.as_object_mut() {
                 for op in item.values_mut() {
-                    op["security"] = json!([{ "bearer": [] }]);
+                    if !public {
+                        op["security"] = json!([{ "bearer": [] }]);
+                    }
+                    if let Some(responses) = op["responses"].as_object_mut() {
+                        responses.entry("4XX").or_insert_with(|| refused.clone());
+                    }
                 }
             }
         }

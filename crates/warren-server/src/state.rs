@@ -37,6 +37,10 @@ pub struct App<P> {
     pub config: ConfigLoader,
     pub tasks: Tasks,
     pub shutdown: CancellationToken,
+    /// The event streams each token holds open.
+    pub streams: Arc<crate::limits::StreamLimits>,
+    /// Requests and operation durations, for `/metrics`.
+    pub meter: crate::meter::Meter,
     pub runs_succeeded: AtomicU64,
     pub runs_failed: AtomicU64,
 }

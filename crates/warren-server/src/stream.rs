@@ -31,6 +31,7 @@ const NDJSON: &str = "application/x-ndjson";
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Events with a `seq` above this one (`Last-Event-ID` wins when both are given).
@@ -92,11 +93,14 @@ pub async fn events<P: Provider + 'static>(
                     warren_domain::ReasonCode::InvalidArgument,
                     "Last-Event-ID is not a seq",
                 )
+                .with_hint("send the id: of the last event received (a whole number)")
             })
         })
         .transpose()?;
     let since = last_id.or(q.since).unwrap_or(0);
+    let token = who.token.clone();
     let record = app.blocking(move |app| app.find(&who, &name)).await?;
+    let slot = app.streams.acquire(&token)?;
     let end = StreamEnd::default();
     let stream = EventStream::new(app.store.clone(), record.id.clone(), since, end.clone());
     // Ends the stream once the sandbox is idle (unless following), or at shutdown.
@@ -132,8 +136,10 @@ pub async fn events<P: Provider + 'static>(
         }
         end.finish();
     });
+    // The watcher and the slot live as long as the response body: until the stream ends or
+    // the client goes away.
     let records = records(stream).map(move |item| {
-        let _keep = &alive;
+        let _keep = (&alive, &slot);
         item
     });
     let wants_ndjson = headers
@@ -184,6 +190,7 @@ pub async fn run<P: Provider + 'static>(
         .transpose()
         .map_err(|e| ApiError::new(warren_domain::ReasonCode::InvalidArgument, e.to_string()))?;
     let repo = crate::sources::resolve(&app, &body.repository).await?;
+    let slot = app.streams.acquire(&who.token)?;
     let (repo2, kind, timeout) = (repo.clone(), body.provider.clone(), body.timeout_secs);
     let (config, provider) = app
         .blocking(move |app| {
@@ -224,6 +231,7 @@ pub async fn run<P: Provider + 'static>(
     let key = app.tasks.add(handle.id.as_str(), handle.cancel.clone());
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     let task_app = app.clone();
+    let started = std::time::Instant::now();
     tokio::spawn(async move {
         // The run goes on to its end even when the client goes away (its work is exported).
         let mut events = handle.events(0);
@@ -241,13 +249,18 @@ pub async fn run<P: Provider + 'static>(
         }
         let result = handle.finish().await;
         task_app.count_run(result.as_ref().is_ok_and(|s| s.error.is_none()));
+        task_app.meter.observe("run", started.elapsed());
         let _ = match result {
             Ok(summary) => tx.send(line(&SummaryEnvelope { summary })).await,
             Err(error) => tx.send(line(&ErrorEnvelope { error })).await,
         };
         task_app.tasks.remove(key);
     });
-    let body = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>);
+    // The slot is held while the client reads; the run itself goes on without it.
+    let body = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |chunk| {
+        let _held = &slot;
+        Ok::<_, Infallible>(chunk)
+    });
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, NDJSON)],

@@ -57,7 +57,7 @@ pub(crate) fn build_chain(
         user_changes_commit = Some(oid);
     }
 
-    let agent_tree = write_agent_tree(repo, sync, workspace, changes)?;
+    let agent_tree = write_agent_tree(repo, sync, workspace, changes, Objects::User)?;
     let mut agent_commit = None;
     if agent_tree != sync.user_tree {
         let (name, email) = &req.agent_author;
@@ -166,18 +166,42 @@ fn commit_tree(
     parse_oid(&out, "writing a commit", root)
 }
 
+/// Where the blobs and trees an export computes are written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Objects<'a> {
+    /// The user's object store: the export's commits will refer to them.
+    User,
+    /// A scratch store that borrows the user's (an alternate): a read, such as the diff of the
+    /// agent's changes, leaves nothing in the user's repository.
+    Scratch(&'a Path),
+}
+
+impl Objects<'_> {
+    pub(crate) fn git(self, repo: &RepoInfo, step: &str) -> Git {
+        let git = Git::user(&repo.root, step);
+        match self {
+            Self::User => git,
+            Self::Scratch(dir) => git.env("GIT_OBJECT_DIRECTORY", dir).env(
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+                repo.common_dir.join("objects"),
+            ),
+        }
+    }
+}
+
 /// user_tree plus the agent's changes, each blob read from the workspace through the safe path.
-fn write_agent_tree(
+pub(crate) fn write_agent_tree(
     repo: &RepoInfo,
     sync: &SyncInReport,
     workspace: &Path,
     changes: &ChangeSet,
+    objects: Objects<'_>,
 ) -> Result<String> {
     let root = &repo.root;
     let tmp = tempfile::tempdir()
         .map_err(|e| SyncError::io("creating a temporary index", std::env::temp_dir(), e))?;
     let index = tmp.path().join("index");
-    let git = |step: &str| Git::user(root, step).env("GIT_INDEX_FILE", &index);
+    let git = |step: &str| objects.git(repo, step).env("GIT_INDEX_FILE", &index);
     git("loading the user tree into a temporary index")
         .args(["read-tree", &sync.user_tree])
         .run()?;
@@ -195,7 +219,11 @@ fn write_agent_tree(
             ChangeKind::Deleted => (0, zero.clone()),
             ChangeKind::Added | ChangeKind::Modified => {
                 let mode = change.mode.unwrap_or(0);
-                (mode, hash_blob(root, &ws, &change.path, mode, change.size)?)
+                let hash = objects.git(repo, "storing a changed file");
+                (
+                    mode,
+                    hash_blob(hash, root, &ws, &change.path, mode, change.size)?,
+                )
             }
         };
         info.extend_from_slice(format!("{mode:o} {oid}\t").as_bytes());
@@ -211,13 +239,15 @@ fn write_agent_tree(
 
 /// Stores one changed path's content as a blob, re-checking it is still what was collected. git
 /// is fed from warren's own descriptor (`--stdin`), never given a path it could follow.
-fn hash_blob(root: &Path, ws: &SafeRoot, rel: &Path, mode: u32, size: u64) -> Result<String> {
-    let hash = Git::user(root, "storing a changed file").args([
-        "hash-object",
-        "-w",
-        "--no-filters",
-        "--stdin",
-    ]);
+fn hash_blob(
+    hash: Git,
+    root: &Path,
+    ws: &SafeRoot,
+    rel: &Path,
+    mode: u32,
+    size: u64,
+) -> Result<String> {
+    let hash = hash.args(["hash-object", "-w", "--no-filters", "--stdin"]);
     let out = match content::open(ws, STEP, rel, mode, size)? {
         Content::Symlink(target) => hash.run_input(target.as_slice())?,
         Content::File(mut reader) => {

@@ -18,6 +18,7 @@ mod commits;
 mod conflicts;
 mod content;
 mod copy;
+mod diff;
 mod error;
 mod export;
 mod git;
@@ -38,6 +39,7 @@ pub use collect::{
     Change, ChangeKind, ChangeSet, Limits, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK,
     collect_changes,
 };
+pub use diff::{ChangesDiff, diff_changes};
 pub use error::{Result, SyncError};
 pub use export::{ExportReport, ExportRequest, export_branch};
 pub use partial::{PartialSyncReport, sync_partial};

@@ -13,7 +13,11 @@ use crate::output::print_json;
 use crate::provider::AnyProvider;
 
 pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> CmdResult<i32> {
-    warren_server::check_bind(&args.listen, args.insecure_bind)?;
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(warren_server::TlsFiles { cert, key }),
+        _ => None,
+    };
+    warren_server::check_bind(&args.listen, args.insecure_bind, tls.is_some())?;
     // The server's own settings are checked at start: a broken config fails now, not per request.
     load_config(None, Vec::new())?;
     let data_dir = data_dir(global)?;
@@ -23,10 +27,12 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> CmdResult<i32> {
     let options = ServeOptions {
         listen: args.listen,
         insecure_bind: args.insecure_bind,
+        tls,
         data_dir,
         store: store.clone(),
         tenancy: store,
         max_body_bytes: args.max_body_bytes,
+        max_streams_per_token: usize::try_from(args.max_streams_per_token).unwrap_or(usize::MAX),
         providers: Arc::new(AnyProvider::for_kind),
         config: Arc::new(|repo| Ok(load_config(repo, Vec::new())?.config)),
     };

@@ -1,3 +1,4 @@
+mod api_fuzz;
 mod bad_input;
 mod bad_input_table;
 mod harness;
@@ -10,6 +11,11 @@ mod run;
 mod runtime;
 mod schemas;
 mod serve;
+mod serve_bad_input;
+mod serve_changes;
+mod serve_limits;
+mod serve_tls;
+mod served;
 mod snapshots;
 mod sources;
 mod warm;
