@@ -100,7 +100,7 @@ pub fn router<P: Provider + 'static>(
     max_body_bytes: usize,
 ) -> (Router, Vec<(String, String)>) {
     use handlers as h;
-    let private = Routes {
+    let mut private = Routes {
         router: Router::new(),
         listed: Vec::new(),
     }
@@ -141,12 +141,6 @@ pub fn router<P: Provider + 'static>(
         get(stream::events::<P>),
     )
     .add(&["POST"], "/v1/runs", post(stream::run::<P>))
-    // A bundle has its own cap (the server's sync.max_total_bytes), checked as it streams in.
-    .add(
-        &["POST"],
-        "/v1/bundles",
-        post(sources::upload_bundle::<P>).layer(DefaultBodyLimit::disable()),
-    )
     .add(
         &["GET"],
         "/v1/sandboxes/{name}/status",
@@ -158,6 +152,18 @@ pub fn router<P: Provider + 'static>(
         get(sources::download_bundle::<P>),
     )
     .add(&["GET"], "/metrics", get(metrics::metrics::<P>));
+    // Every route so far, with a body extractor or not, refuses a declared length over the limit.
+    private.router = private
+        .router
+        .route_layer(tower_http::limit::RequestBodyLimitLayer::new(
+            max_body_bytes,
+        ));
+    // A bundle has its own cap (the server's sync.max_total_bytes), checked as it streams in.
+    let private = private.add(
+        &["POST"],
+        "/v1/bundles",
+        post(sources::upload_bundle::<P>).layer(DefaultBodyLimit::disable()),
+    );
     let private_router = private
         .router
         .route_layer(axum::middleware::from_fn_with_state(
@@ -176,10 +182,6 @@ pub fn router<P: Provider + 'static>(
     let router = public
         .router
         .fallback(h::fallback)
-        // Every route, with a body extractor or not, refuses a declared length over the limit.
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            max_body_bytes,
-        ))
         .layer(axum::middleware::map_response(rejections::as_wire_error))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

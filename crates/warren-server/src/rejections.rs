@@ -12,8 +12,16 @@ use crate::error::ApiError;
 /// The longest rejection text kept as the message (axum's are one line).
 const MAX_TEXT: usize = 4096;
 
-pub async fn as_wire_error(response: Response) -> Response {
+pub async fn as_wire_error(mut response: Response) -> Response {
     let status = response.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was refused unread, so this connection cannot carry another request: say so,
+        // or a client that pools connections sends its next request into a closing socket.
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
@@ -51,5 +59,11 @@ pub async fn as_wire_error(response: Response) -> Response {
     let mut wire = error.into_response();
     // The status axum chose stands (a 405 stays a 405); only the body changes.
     *wire.status_mut() = status;
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        wire.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     wire
 }

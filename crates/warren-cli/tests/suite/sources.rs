@@ -192,6 +192,9 @@ async fn hostile_sources_are_refused_and_create_nothing() {
     for (bytes, want, code) in [
         (b"not a bundle at all\n".to_vec(), 422, "invalid_bundle"),
         (Vec::new(), 422, "invalid_bundle"),
+        // Over the server's --max-body-bytes (64 KiB here) but under the bundle cap: read and
+        // judged as a bundle, not refused for its size.
+        (vec![7u8; 200_000], 422, "invalid_bundle"),
         (vec![7u8; 1_500_000], 413, "request_too_large"),
     ] {
         let (status, body) = upload(&server, &alice, bytes).await;
