@@ -82,12 +82,31 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub max_body_bytes: usize,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Where the server keeps its state and tokens: a postgres://USER:PASSWORD@HOST:PORT/DB URL
+    /// that several replicas share, or 'sqlite' [default: SQLite in the data directory]
+    #[arg(
+        long = "store",
+        env = "WARREN_STORE",
+        value_name = "URL",
+        global = true
+    )]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     #[command(subcommand)]
     pub command: TokenCommand,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]

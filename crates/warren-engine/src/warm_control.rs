@@ -122,16 +122,12 @@ pub(crate) fn stop_warm_monitor(dirs: &SandboxDirs) {
         return;
     };
     let _ = ask(&socket_path(dirs), &Request::Shutdown, ANSWER_TIMEOUT);
-    // A server hosts warm monitors as tasks of its own process: such a one is gone when its
-    // marker is, and is never killed by pid (that would kill the server).
+    // A monitor removes its marker when it stops. A server hosts warm monitors as tasks of its
+    // own process, which lives on: such a one is gone when its marker is, whether this server
+    // hosts it or another replica on the same data dir does (its pid would outlive it). One of
+    // this process is never killed by pid (that would kill the server).
     let own = info.monitor.pid == std::process::id();
-    let alive = || {
-        if own {
-            marker_path(dirs).exists()
-        } else {
-            info.monitor.is_alive()
-        }
-    };
+    let alive = || marker_path(dirs).exists() && (own || info.monitor.is_alive());
     let deadline = Instant::now() + STOP_TIMEOUT;
     while alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

@@ -38,6 +38,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// The reconciler's sweep runs at least this often and at most this often.
 const SWEEP_MIN: Duration = Duration::from_secs(1);
 const SWEEP_MAX: Duration = Duration::from_secs(60);
+/// How often a replica that does not lead the reconciler asks for the lead again.
+const FOLLOWER_RETRY: Duration = Duration::from_secs(2);
 
 pub struct ServeOptions<P> {
     pub listen: SocketAddr,
@@ -211,6 +213,8 @@ pub async fn serve<P: Provider + 'static>(opts: ServeOptions<P>) -> Result<(), E
         drained
     );
     sweeper.abort();
+    // Another replica takes the reconciler over at once rather than when this session closes.
+    let _ = app.blocking(|app| Ok(app.store.resign_reconciler()?)).await;
     served.map_err(|e| ErrorInfo::new(ReasonCode::Internal, format!("the server failed: {e}")))
 }
 
@@ -227,9 +231,24 @@ async fn wait_for_signal() {
 }
 
 /// The reconciler's sweep (`Lifecycle::gc`) in a loop, on a blocking thread, waking when the
-/// sweep says (bounded to 1..=60 s).
+/// sweep says (bounded to 1..=60 s). Where replicas share the store, only the one that leads
+/// (`StateStore::try_lead_reconciler`) sweeps; the others ask for the lead again every
+/// [`FOLLOWER_RETRY`], so one takes over when the leader stops or dies.
 async fn reconcile_loop<P: Provider + 'static>(app: Arc<App<P>>) {
     loop {
+        let leads = app
+            .blocking(|app| Ok(app.store.try_lead_reconciler()?))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("cannot ask for the reconciler's lead: {}", e.0);
+                false
+            });
+        if !leads {
+            tokio::select! {
+                () = tokio::time::sleep(FOLLOWER_RETRY) => continue,
+                () = app.shutdown.cancelled() => return,
+            }
+        }
         let swept = app
             .blocking(|app| {
                 let config = (app.config)(None)?;

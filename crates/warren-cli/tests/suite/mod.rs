@@ -1,10 +1,12 @@
 mod bad_input;
 mod bad_input_table;
 mod harness;
+mod http;
 mod isolation;
 mod lifecycle;
 mod races;
 mod readers;
+mod replicas;
 mod run;
 mod runtime;
 mod schemas;
