@@ -24,7 +24,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench: tools
-	$(CARGO) bench -p warren-cli --bench run
+	$(CARGO) bench -p warren-cli --bench run --bench server
 
 clean-demo:
 	rm -rf .demo

@@ -1,9 +1,10 @@
-//! `warren serve`: warren's HTTP API over the engine, for one replica on SQLite (v1). The API
+//! `warren serve`: warren's HTTP API over the engine, on whichever store the host opens (SQLite
+//! for one replica, PostgreSQL for several; the server sees only the store traits). The API
 //! layer only parses and maps errors; each handler calls the engine and returns a `warren-api`
 //! view. Supervisors run as tasks of this process (`tasks.rs`), every route but health needs a
 //! bearer token of an owner (`auth.rs`), events stream from the store (`stream.rs`), and the
-//! reconciler's sweep runs in a loop. The provider and the settings loader are handed in by the
-//! host (the CLI), so this crate depends on no provider.
+//! reconciler's sweep runs in a loop on the replica that leads it. The provider and the settings
+//! loader are handed in by the host (the CLI), so this crate depends on no provider.
 
 mod auth;
 mod body;
@@ -48,7 +49,7 @@ pub struct ServeOptions<P> {
     pub data_dir: PathBuf,
     /// The state, opened (and migrated) by the host, which chooses the implementation.
     pub store: Arc<dyn StateStore>,
-    /// Tokens and sandbox owners (SQLite for now; the same object as `store` can be both).
+    /// Tokens and sandbox owners (the same object as `store` can be both).
     pub tenancy: Arc<dyn TenancyStore>,
     pub max_body_bytes: usize,
     pub providers: ProviderFactory<P>,

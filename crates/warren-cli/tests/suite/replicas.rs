@@ -264,3 +264,56 @@ async fn a_replica_stopped_with_sigterm_settles_its_sandbox_and_releases_the_lea
     );
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_or_unreachable_store_is_a_clear_error_and_creates_nothing() {
+    let fx = Fixture::new(&scenario(vec![text_turn("unused")])).await;
+    // Port 1 on loopback: nothing listens there.
+    for (store, reason, code, hint) in [
+        (
+            "mysql://warren@db/warren",
+            "invalid_argument",
+            2,
+            "postgres://",
+        ),
+        (
+            "postgres://warren@127.0.0.1:notaport/db",
+            "invalid_argument",
+            2,
+            "store URL",
+        ),
+        (
+            "postgres://warren@127.0.0.1:1/warren",
+            "store_failed",
+            4,
+            "127.0.0.1:1",
+        ),
+    ] {
+        for args in [
+            vec!["token", "create", "--owner", "alice", "--json"],
+            vec!["serve", "--listen", "127.0.0.1:0", "--json"],
+        ] {
+            let out = fx
+                .warren_with(&args, |cmd| {
+                    cmd.env("WARREN_STORE", store);
+                })
+                .await;
+            let text = super::harness::stdout(&out);
+            let error: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{store} {args:?}: not JSON ({e}): {text}"));
+            assert_eq!(out.status.code(), Some(code), "{store} {args:?}: {error}");
+            assert_eq!(error["error"]["reason_code"], reason, "{store}: {error}");
+            assert!(
+                error["error"]["hint"].as_str().unwrap().contains(hint),
+                "{store}: {error}"
+            );
+            if reason == "store_failed" {
+                assert_eq!(error["error"]["retryable"], true, "{error}");
+            }
+        }
+    }
+    assert!(
+        !fx.data.join("warren.db").exists(),
+        "nothing fell back to SQLite"
+    );
+}
