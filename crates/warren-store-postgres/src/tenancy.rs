@@ -6,8 +6,10 @@ use std::collections::HashMap;
 
 use tokio_postgres::Row;
 use warren_domain::SandboxId;
-use warren_store::{Cause, StoreError, TenancyStore, TokenRecord};
+use warren_domain::SandboxState;
+use warren_store::{Cause, PageQuery, SandboxPage, StoreError, TenancyStore, TokenRecord};
 
+use crate::sandboxes::{COLUMNS, record};
 use crate::store::{Ctx, PostgresStore};
 
 const TOKEN_COLUMNS: &str = "id, owner, admin, hash, created_at, revoked_at";
@@ -125,6 +127,46 @@ impl Ctx {
         row.try_get(0).map_err(self.fail(OP))
     }
 
+    /// One statement: the filters, the cursor (by its creation order) and the limit run in the
+    /// database, on the `sandboxes_created` index.
+    async fn sandbox_page(&self, query: PageQuery) -> Result<SandboxPage, StoreError> {
+        const OP: &str = "listing a page of sandboxes";
+        let client = self.client(OP).await?;
+        let after = query.after.as_ref().map(|id| id.as_str().to_owned());
+        if let Some(after) = &query.after {
+            // `NotFound` for a cursor naming no sandbox.
+            self.require(&**client, after, OP).await?;
+        }
+        let limit = query.limit.max(1);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM sandboxes \
+                     WHERE ($1 OR state <> 'destroyed') AND ($2::text IS NULL OR owner = $2) \
+                     AND ($3::text IS NULL OR state = $3) \
+                     AND ($4::text IS NULL OR (created_at, created_order) < \
+                          (SELECT created_at, created_order FROM sandboxes WHERE id = $4)) \
+                     ORDER BY created_at DESC, created_order DESC LIMIT $5"
+                ),
+                &[
+                    &query.include_destroyed,
+                    &query.owner,
+                    &query.state.map(SandboxState::as_str),
+                    &after,
+                    &i64::try_from(limit + 1).unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .map_err(self.fail(OP))?;
+        let mut records = rows
+            .iter()
+            .map(|row| record(row).map_err(self.corrupt(OP)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = records.len() > limit;
+        records.truncate(limit);
+        Ok(SandboxPage { records, more })
+    }
+
     async fn owners(&self) -> Result<HashMap<String, String>, StoreError> {
         const OP: &str = "reading sandbox owners";
         let client = self.client(OP).await?;
@@ -189,6 +231,13 @@ impl TenancyStore for PostgresStore {
         let id = sandbox.clone();
         self.call("reading a sandbox's owner", |ctx| async move {
             ctx.owner(id).await
+        })
+    }
+
+    fn sandbox_page(&self, query: &PageQuery) -> Result<SandboxPage, StoreError> {
+        let query = query.clone();
+        self.call("listing a page of sandboxes", |ctx| async move {
+            ctx.sandbox_page(query).await
         })
     }
 

@@ -317,3 +317,78 @@ async fn a_bad_or_unreachable_store_is_a_clear_error_and_creates_nothing() {
         "nothing fell back to SQLite"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_pages_through_an_owners_sandboxes_in_the_store() {
+    let Some(url) = database() else { return };
+    let fx = Fixture::new(&scenario(vec![text_turn("unused")])).await;
+    let store = PostgresStore::open(&url).unwrap();
+    let mut alices = Vec::new();
+    let mut bobs = Vec::new();
+    for i in 0..7 {
+        let record = store
+            .create_sandbox(warren_store::NewSandbox {
+                id: SandboxId::new(),
+                name: SandboxName::parse(&format!("listed-{i}")).unwrap(),
+                repo: fx.repo.clone(),
+                provider: "local".into(),
+                model: None,
+                prompt: None,
+                role: None,
+            })
+            .unwrap();
+        store
+            .transition(&record.id, warren_domain::SandboxState::Error, None)
+            .unwrap();
+        let owner = if i % 3 == 0 { "bob" } else { "alice" };
+        warren_store::TenancyStore::set_owner(&store, &record.id, owner).unwrap();
+        let name = record.name.to_string();
+        if owner == "alice" {
+            alices.insert(0, name);
+        } else {
+            bobs.push(record.id.to_string());
+        }
+    }
+    let alice = token_in(&fx, "alice", Some(&url)).await;
+    let server = Server::start_with(&fx, Some(&url), &[]).await;
+    let list = |query: String| {
+        let (server, alice) = (&server, &alice);
+        async move {
+            json_of(
+                server
+                    .http
+                    .get(server.url(&format!("/v1/sandboxes?{query}")))
+                    .bearer_auth(alice)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let query = match &cursor {
+            Some(c) => format!("limit=2&cursor={c}"),
+            None => "limit=2".to_owned(),
+        };
+        let (status, page) = list(query).await;
+        assert_eq!(status, 200, "{page}");
+        for sandbox in page["sandboxes"].as_array().unwrap() {
+            seen.push(sandbox["name"].as_str().unwrap().to_owned());
+        }
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, alices, "alice's only, newest first, no gap or repeat");
+    // Another owner's sandbox is no cursor for alice.
+    let (status, refused) = list(format!("cursor={}", bobs[0])).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["reason_code"], "invalid_argument");
+    let (_, none) = list("owner=bob".to_owned()).await;
+    assert_eq!(none["sandboxes"], json!([]));
+    server.stop().await;
+}

@@ -151,6 +151,7 @@ macro_rules! __conformance_cases {
             tokens_are_created_found_listed_and_revoked_once,
             a_sandboxs_owner_is_set_once_and_kept,
             the_reconcilers_lead_is_kept_while_asked_and_free_after_resigning,
+            a_page_filters_by_owner_and_state_and_resumes_after_its_cursor,
         }
     };
 }

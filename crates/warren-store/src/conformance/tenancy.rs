@@ -95,3 +95,93 @@ pub fn the_reconcilers_lead_is_kept_while_asked_and_free_after_resigning(f: &dyn
     );
     next.resign_reconciler().unwrap();
 }
+
+pub fn a_page_filters_by_owner_and_state_and_resumes_after_its_cursor(f: &dyn Factory) {
+    use crate::{PageQuery, StoreError};
+    use warren_domain::SandboxState;
+
+    let opened = open(f);
+    let tenancy = opened.tenancy();
+    // Oldest first: a0 b0 a1 b1 a2 a3 (a = alice's, b = bob's), then one unowned and one
+    // destroyed of alice's.
+    let mut alice = Vec::new();
+    for (i, owner) in ["alice", "bob", "alice", "bob", "alice", "alice"]
+        .iter()
+        .enumerate()
+    {
+        let id = sandbox(&*opened, &format!("page-{i}"));
+        tenancy.set_owner(&id, owner).unwrap();
+        if *owner == "alice" {
+            alice.push(id);
+        }
+    }
+    let unowned = sandbox(&*opened, "page-unowned");
+    let gone = sandbox(&*opened, "page-gone");
+    tenancy.set_owner(&gone, "alice").unwrap();
+    for to in [SandboxState::TearingDown, SandboxState::Destroyed] {
+        opened.transition(&gone, to, None).unwrap();
+    }
+    opened
+        .transition(&alice[1], SandboxState::Queued, None)
+        .unwrap();
+    alice.reverse(); // newest first
+    let ids = |page: &crate::SandboxPage| -> Vec<SandboxId> {
+        page.records.iter().map(|r| r.id.clone()).collect()
+    };
+
+    let first = tenancy
+        .sandbox_page(&PageQuery {
+            owner: Some("alice".into()),
+            limit: 3,
+            ..PageQuery::default()
+        })
+        .unwrap();
+    assert_eq!(ids(&first), alice[..3], "newest first, alice's only");
+    assert!(first.more);
+    let rest = tenancy
+        .sandbox_page(&PageQuery {
+            owner: Some("alice".into()),
+            after: first.records.last().map(|r| r.id.clone()),
+            limit: 3,
+            ..PageQuery::default()
+        })
+        .unwrap();
+    assert_eq!(ids(&rest), alice[3..], "no gap, no repeat");
+    assert!(!rest.more);
+
+    let everything = tenancy
+        .sandbox_page(&PageQuery {
+            include_destroyed: true,
+            limit: 100,
+            ..PageQuery::default()
+        })
+        .unwrap();
+    assert_eq!(everything.records.len(), 8, "an admin's list has all");
+    assert_eq!(everything.records[0].id, gone);
+    assert_eq!(everything.records[1].id, unowned);
+    let listed: Vec<_> = opened
+        .list(true)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids(&everything), listed, "the order of `list`");
+
+    let queued = tenancy
+        .sandbox_page(&PageQuery {
+            owner: Some("alice".into()),
+            state: Some(SandboxState::Queued),
+            limit: 10,
+            ..PageQuery::default()
+        })
+        .unwrap();
+    assert_eq!(ids(&queued), [alice[2].clone()]);
+    assert!(matches!(
+        tenancy.sandbox_page(&PageQuery {
+            after: Some(SandboxId::new()),
+            limit: 10,
+            ..PageQuery::default()
+        }),
+        Err(StoreError::NotFound { .. })
+    ));
+}
