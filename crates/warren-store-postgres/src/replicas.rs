@@ -28,10 +28,12 @@ const CHANNEL: &str = "warren_events";
 /// How long the listener waits before it reconnects.
 const RECONNECT: Duration = Duration::from_secs(1);
 
-/// The session that holds the lead, once taken.
+/// The session that asks for the lead, kept between asks (a follower asks every few seconds),
+/// and whether it holds it.
 #[derive(Default)]
 pub(crate) struct Lead {
     session: Option<Client>,
+    held: bool,
 }
 
 /// The readers waiting on each sandbox's events, and whether the listener runs.
@@ -134,39 +136,45 @@ impl Ctx {
             |err: tokio_postgres::Error| database(&self.location, OP, classify(&err, false), err);
         let mut lead = self.lead.lock().await;
         if let Some(session) = &lead.session {
-            // A session that is gone took the lock with it: take it again below.
-            if !session.is_closed() && session.simple_query("SELECT 1").await.is_ok() {
-                return Ok(true);
+            // A session that is gone took the lock with it: ask again on a new one.
+            if session.is_closed() || session.simple_query("SELECT 1").await.is_err() {
+                *lead = Lead::default();
             }
-            lead.session = None;
         }
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|err| database(&self.location, OP, classify(&err, true), err))?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "the reconciler lead's session ended");
-            }
-        });
-        let row = client
+        if lead.held {
+            return Ok(true);
+        }
+        if lead.session.is_none() {
+            let (client, connection) = self
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(|err| database(&self.location, OP, classify(&err, true), err))?;
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, "the reconciler lead's session ended");
+                }
+            });
+            lead.session = Some(client);
+        }
+        let Some(session) = &lead.session else {
+            return Ok(false);
+        };
+        // Asked only while not held: each success stacks one more hold on the session.
+        let row = session
             .query_one(
                 "SELECT pg_try_advisory_lock($1, $2)",
                 &[&LOCK_CLASS, &LEAD_LOCK],
             )
             .await
             .map_err(fail)?;
-        let took: bool = row.try_get(0).map_err(fail)?;
-        if took {
-            lead.session = Some(client);
-        }
-        Ok(took)
+        lead.held = row.try_get(0).map_err(fail)?;
+        Ok(lead.held)
     }
 
     /// Ends the lead's session, which frees the lock.
     pub(crate) async fn resign(&self) -> Result<(), StoreError> {
-        self.lead.lock().await.session = None;
+        *self.lead.lock().await = Lead::default();
         Ok(())
     }
 }
