@@ -255,11 +255,14 @@ async fn reconcile_loop<P: Provider + 'static>(app: Arc<App<P>>) {
                 let config = (app.config)(None)?;
                 let provider = (app.providers)("local", &config, None)?;
                 let lc = Lifecycle::new(&provider, &config, &app.data_dir, app.store.clone());
-                Ok(lc.gc()?)
+                let lease_ttl = Duration::from_secs(config.timeouts.lease_ttl_secs);
+                Ok((lc.gc()?, lease_ttl))
             })
             .await;
         let next = match swept {
-            Ok(report) => {
+            // At least once a lease lifetime: a sandbox another replica launched after this
+            // sweep is not in its requeue time, and must be looked at if that replica dies.
+            Ok((report, lease_ttl)) => {
                 if !report.marked_error.is_empty() || !report.torn_down.is_empty() {
                     tracing::info!(
                         "reconciler: marked {:?}, tore down {:?}",
@@ -270,6 +273,7 @@ async fn reconcile_loop<P: Provider + 'static>(app: Arc<App<P>>) {
                 report
                     .requeue_after_secs
                     .map_or(SWEEP_MAX, Duration::from_secs)
+                    .min(lease_ttl)
             }
             Err(e) => {
                 tracing::warn!("reconciler sweep failed: {}", e.0);

@@ -182,8 +182,9 @@ async fn a_replica_killed_mid_run_leaves_its_sandbox_lost_on_the_other_with_its_
     .await;
     let ttl = [("WARREN_LEASE_TTL_SECS", LEASE_TTL_SECS)];
     let alice = token_in(&fx, "alice", Some(&url)).await;
-    let a = Server::start_with(&fx, Some(&url), &ttl).await;
+    // B first, so B leads the reconciler and sweeps while A runs the sandbox.
     let b = Server::start_with(&fx, Some(&url), &ttl).await;
+    let a = Server::start_with(&fx, Some(&url), &ttl).await;
 
     let (status, launched) = post(
         &a,
@@ -195,6 +196,8 @@ async fn a_replica_killed_mid_run_leaves_its_sandbox_lost_on_the_other_with_its_
     assert_eq!(status, 201, "{launched}");
     // The file is written and the agent waits on the model: A is mid-run.
     wait_for_agent_calls(&fx, 2).await;
+    // Over more than two lease lifetimes B's reconciler sees A's renewed lease as alive.
+    tokio::time::sleep(Duration::from_secs(7)).await;
     assert!(lease_of(&url, "crash").is_some(), "A supervises it");
     assert_eq!(get(&b, &alice, "crash").await["state"], "running");
 
