@@ -24,9 +24,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench: tools
-	$(CARGO) bench -p warren-cli --bench run
-	$(CARGO) bench -p warren-cli --bench remote
-	$(CARGO) bench -p warren-cli --bench serve_streams
+	$(CARGO) bench -p warren-cli --bench run --bench server --bench remote --bench serve_streams
 
 clean-demo:
 	rm -rf .demo

@@ -110,12 +110,31 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = warren_server::DEFAULT_STREAMS_PER_TOKEN as u64, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=65535))]
     pub max_streams_per_token: u64,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Where the server keeps its state and tokens: a postgres://USER:PASSWORD@HOST:PORT/DB URL
+    /// that several replicas share, or 'sqlite' [default: SQLite in the data directory]
+    #[arg(
+        long = "store",
+        env = "WARREN_STORE",
+        value_name = "URL",
+        global = true
+    )]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     #[command(subcommand)]
     pub command: TokenCommand,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]

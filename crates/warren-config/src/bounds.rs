@@ -9,6 +9,11 @@ use crate::model::Config;
 /// extra digit, milliseconds for seconds), not a plan.
 pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 60 * 60;
 
+/// A supervisor's lease: under 2 s a heartbeat (every third of it) has too little room to land
+/// before the lease lapses; over an hour, a dead replica's sandboxes wait that long to be marked.
+pub const MIN_LEASE_TTL_SECS: u64 = 2;
+pub const MAX_LEASE_TTL_SECS: u64 = 3600;
+
 /// The accepted range of every timeout, for messages: "1 to 604800 seconds (7 days)".
 pub fn timeout_range() -> String {
     format!(
@@ -54,6 +59,19 @@ pub(crate) fn check(
                 )),
             });
         }
+    }
+    let ttl = config.timeouts.lease_ttl_secs;
+    if !(MIN_LEASE_TTL_SECS..=MAX_LEASE_TTL_SECS).contains(&ttl) {
+        let key = "timeouts.lease_ttl_secs";
+        return Err(ConfigError::Invalid {
+            origin: origin_of(key),
+            message: format!(
+                "{key} = {ttl} is out of range; accepted: {MIN_LEASE_TTL_SECS} to {MAX_LEASE_TTL_SECS} seconds"
+            ),
+            hint: Some(format!(
+                "set {key} to a number of seconds from {MIN_LEASE_TTL_SECS} to {MAX_LEASE_TTL_SECS}, e.g. 30"
+            )),
+        });
     }
     for (name, pool) in &config.pools {
         if pool.max_concurrent == 0 {

@@ -77,6 +77,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("WARREN_TIMEOUT_INACTIVITY_SECS", "timeouts.inactivity_secs"),
     ("WARREN_OPENCODE", "opencode.binary"),
     ("WARREN_WARM_IDLE_SECS", "opencode.warm_idle_secs"),
+    ("WARREN_LEASE_TTL_SECS", "timeouts.lease_ttl_secs"),
 ];
 
 #[derive(Debug, Clone, Default)]

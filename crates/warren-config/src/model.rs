@@ -120,6 +120,9 @@ pub struct TimeoutsConfig {
     pub inactivity_secs: u64,
     /// How long to wait for the model endpoint's TCP connect.
     pub connect_secs: u64,
+    /// How long a supervisor's lease lives without a heartbeat (renewed every third of it): how
+    /// soon a sandbox whose supervisor died (its process, or its whole replica) is marked lost.
+    pub lease_ttl_secs: u64,
 }
 
 impl Default for TimeoutsConfig {
@@ -128,6 +131,7 @@ impl Default for TimeoutsConfig {
             run_secs: 3600,
             inactivity_secs: 600,
             connect_secs: 5,
+            lease_ttl_secs: 30,
         }
     }
 }

@@ -314,6 +314,26 @@ fn a_zero_or_absurd_timeout_is_refused_naming_the_key_and_the_range() {
 }
 
 #[test]
+fn the_lease_ttl_is_bounded_and_set_by_its_variable() {
+    for bad in [1, 3601] {
+        let (text, hint) = refused(&format!("[timeouts]\nlease_ttl_secs = {bad}\n"));
+        assert!(
+            text.contains("timeouts.lease_ttl_secs") && text.contains("2 to 3600"),
+            "{bad}: {text}"
+        );
+        assert!(hint.contains("timeouts.lease_ttl_secs"), "{hint}");
+    }
+    let mut o = opts(None, None);
+    assert_eq!(load(&o).unwrap().config.timeouts.lease_ttl_secs, 30);
+    o.env = vec![("WARREN_LEASE_TTL_SECS".into(), "3".into())];
+    let loaded = load(&o).unwrap();
+    assert_eq!(loaded.config.timeouts.lease_ttl_secs, 3);
+    o.env = vec![("WARREN_LEASE_TTL_SECS".into(), "0".into())];
+    let err = load(&o).unwrap_err().to_string();
+    assert!(err.contains("WARREN_LEASE_TTL_SECS"), "{err}");
+}
+
+#[test]
 fn a_pool_of_zero_runs_is_refused_naming_the_key() {
     let (text, hint) = refused("[pools.gpu]\nmax_concurrent = 0\n");
     assert!(

@@ -55,7 +55,7 @@ impl<P: Provider> Lifecycle<'_, P> {
         for record in records {
             let before = record.state;
             let (record, verdict) = crate::reconcile::reconcile(&*self.store, record)?;
-            requeue(verdict.requeue_after());
+            requeue(verdict.requeue_after(crate::supervisor::lease_ttl(self.config)));
             if before != record.state && record.state == SandboxState::Error {
                 report.marked_error.push(record.name.to_string());
             }
@@ -76,7 +76,7 @@ impl<P: Provider> Lifecycle<'_, P> {
                 continue;
             }
             if self.store.lease(&record.id)?.is_some() {
-                requeue(Some(crate::supervisor::SUPERVISOR_LEASE_TTL));
+                requeue(Some(crate::supervisor::lease_ttl(self.config)));
                 continue;
             }
             if self.unexported_changes(&record)? {

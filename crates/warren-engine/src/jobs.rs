@@ -20,7 +20,7 @@ use crate::prepare::{Prepared, prepare};
 use crate::provision::provision;
 use crate::recorder::{Recorder, RunObserver};
 use crate::run::{Phases, RunSummary};
-use crate::supervisor::{HeldLease, SUPERVISOR_LEASE_TTL, record_failure};
+use crate::supervisor::{HeldLease, lease_ttl, record_failure};
 use crate::task::{TaskOutcome, TaskRequest, run_task};
 use crate::teardown::remove_sandbox;
 use crate::warm::WarmServer;
@@ -85,7 +85,7 @@ impl<P: Provider> JobContext<'_, P> {
         cancel: Cancel,
     ) -> Result<Option<RunSummary>, ErrorInfo> {
         let id = job.id();
-        let lease = HeldLease::acquire(self.store, &id, job.operation(), SUPERVISOR_LEASE_TTL)?;
+        let lease = HeldLease::acquire(self.store, &id, job.operation(), lease_ttl(self.config))?;
         let mut rec = Recorder {
             store: &**self.store,
             id,

@@ -22,7 +22,7 @@ use crate::prepare::{ensure_branch_free, prepare};
 use crate::provision::sync_report;
 use crate::recorder::{Recorder, RunObserver};
 use crate::resolve::default_branch;
-use crate::supervisor::{HeldLease, SUPERVISOR_LEASE_TTL};
+use crate::supervisor::{HeldLease, lease_ttl};
 use crate::teardown::remove_sandbox;
 use crate::warm_control::{self, Handoff};
 
@@ -342,7 +342,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         // accepted at that moment): a forced teardown stops that one too rather than give up.
         let mut stops = 0;
         let lease = loop {
-            match HeldLease::acquire(&self.store, &record.id, "teardown", SUPERVISOR_LEASE_TTL) {
+            match HeldLease::acquire(&self.store, &record.id, "teardown", lease_ttl(self.config)) {
                 Ok(lease) => break lease,
                 Err(e) if force && e.reason_code == ReasonCode::SandboxBusy && stops < 3 => {
                     stops += 1;
@@ -394,7 +394,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         operation: &str,
         body: impl FnOnce(&Self, Cancel) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        let lease = HeldLease::acquire(&self.store, &record.id, operation, SUPERVISOR_LEASE_TTL)?;
+        let lease = HeldLease::acquire(&self.store, &record.id, operation, lease_ttl(self.config))?;
         let result = body(self, Cancel::new());
         lease.release();
         result

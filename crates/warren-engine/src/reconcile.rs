@@ -29,11 +29,12 @@ pub enum Assessment {
 }
 
 impl Assessment {
-    /// When the reconciler should look at this sandbox again.
-    pub fn requeue_after(&self) -> Option<Duration> {
+    /// When the reconciler should look at this sandbox again; a supervised one when its lease,
+    /// of `lease_ttl`, would lapse.
+    pub fn requeue_after(&self, lease_ttl: Duration) -> Option<Duration> {
         match self {
             Self::Settled | Self::SupervisorLost => None,
-            Self::Supervised => Some(crate::supervisor::SUPERVISOR_LEASE_TTL),
+            Self::Supervised => Some(lease_ttl),
             Self::Starting { grace_left_ms } => Some(Duration::from_millis(*grace_left_ms)),
         }
     }

@@ -11,8 +11,10 @@ use std::time::Duration;
 use warren_domain::{ErrorInfo, SandboxId, SandboxState, UserFacing};
 use warren_store::{LeaseHolder, StateStore};
 
-/// How long a supervisor's lease lives without a heartbeat.
-pub const SUPERVISOR_LEASE_TTL: Duration = Duration::from_secs(30);
+/// How long a supervisor's lease lives without a heartbeat (`timeouts.lease_ttl_secs`).
+pub fn lease_ttl(config: &warren_config::Config) -> Duration {
+    Duration::from_secs(config.timeouts.lease_ttl_secs)
+}
 
 /// The lease identity of one operation: this process (liveness is judged by its pid and start
 /// time) plus a token of the operation's own, so two operations in one process (a server's tasks)

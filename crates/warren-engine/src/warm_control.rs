@@ -122,21 +122,19 @@ pub(crate) fn stop_warm_monitor(dirs: &SandboxDirs) {
         return;
     };
     let _ = ask(&socket_path(dirs), &Request::Shutdown, ANSWER_TIMEOUT);
-    // A server hosts warm monitors as tasks of its own process: such a one is gone when its
-    // marker is, and is never killed by pid (that would kill the server).
+    // A monitor removes its marker when it stops serving, then ends its sandbox and (a monitor
+    // process) exits. A server hosts warm monitors as tasks of its own process, which lives on:
+    // whether this server hosts it or another replica on the same data dir does, its pid
+    // outlives it, so a monitor whose marker is gone is never killed. One of this process is
+    // gone with its marker; another process is waited for until it exits or the time is up.
     let own = info.monitor.pid == std::process::id();
-    let alive = || {
-        if own {
-            marker_path(dirs).exists()
-        } else {
-            info.monitor.is_alive()
-        }
-    };
+    let serving = || marker_path(dirs).exists() && (own || info.monitor.is_alive());
+    let running = || !own && info.monitor.is_alive();
     let deadline = Instant::now() + STOP_TIMEOUT;
-    while alive() && Instant::now() < deadline {
+    while (serving() || running()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    if alive()
+    if serving()
         && !own
         && let Some(pid) = i32::try_from(info.monitor.pid)
             .ok()

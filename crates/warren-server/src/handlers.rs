@@ -167,33 +167,53 @@ pub async fn list<P: Provider + 'static>(
     }
     let view = app
         .blocking(move |app| {
-            let owners = app.tenancy.owners()?;
-            let mut records: Vec<_> = app
-                .store
-                .list(q.all)?
-                .into_iter()
-                .filter(|r| {
-                    let owner = owners.get(r.id.as_str()).map(String::as_str);
-                    who.sees(owner)
-                        && q.owner.as_deref().is_none_or(|o| owner == Some(o))
-                        && state.is_none_or(|s| r.state == s)
-                })
-                .collect();
-            if let Some(cursor) = &q.cursor {
-                let at = records
-                    .iter()
-                    .position(|r| r.id.as_str() == cursor)
-                    .ok_or_else(|| {
-                        invalid("unknown cursor").with_hint(
-                            "pass the next_cursor of the previous page, or leave it out for the first page",
-                        )
-                    })?;
-                records.drain(..=at);
+            // The filters and the page run in the store: a page costs its size, not the number
+            // of sandboxes recorded.
+            let owner = if who.admin {
+                q.owner.clone()
+            } else if q.owner.as_deref().is_some_and(|o| o != who.owner) {
+                return Ok(ListView {
+                    sandboxes: Vec::new(),
+                    next_cursor: None,
+                });
+            } else {
+                Some(who.owner.clone())
+            };
+            let after = q
+                .cursor
+                .as_deref()
+                .map(warren_domain::SandboxId::from_stored);
+            // A cursor is a sandbox the caller may see; anything else is unknown to it.
+            if let Some(after) = &after {
+                let owner = app
+                    .tenancy
+                    .owner(after)
+                    .map_err(|_| invalid("unknown cursor").with_hint(
+                        "pass the next_cursor of the previous page, or leave it out for the first page",
+                    ))?;
+                if !who.sees(owner.as_deref()) {
+                    return Err(invalid("unknown cursor").with_hint(
+                        "pass the next_cursor of the previous page, or leave it out for the first page",
+                    ));
+                }
             }
-            let next_cursor = (records.len() > limit).then(|| records[limit - 1].id.to_string());
-            records.truncate(limit);
+            let page = app.tenancy.sandbox_page(&warren_store::PageQuery {
+                owner,
+                state,
+                include_destroyed: q.all,
+                after,
+                limit,
+            })?;
+            let next_cursor = page
+                .more
+                .then(|| page.records.last().map(|r| r.id.to_string()))
+                .flatten();
             Ok(ListView {
-                sandboxes: records.iter().map(warren_engine::views::sandbox).collect(),
+                sandboxes: page
+                    .records
+                    .iter()
+                    .map(warren_engine::views::sandbox)
+                    .collect(),
                 next_cursor,
             })
         })

@@ -1,9 +1,10 @@
-//! `warren serve`: warren's HTTP API over the engine, for one replica on SQLite (v1). The API
+//! `warren serve`: warren's HTTP API over the engine, on whichever store the host opens (SQLite
+//! for one replica, PostgreSQL for several; the server sees only the store traits). The API
 //! layer only parses and maps errors; each handler calls the engine and returns a `warren-api`
 //! view. Supervisors run as tasks of this process (`tasks.rs`), every route but health needs a
 //! bearer token of an owner (`auth.rs`), events stream from the store (`stream.rs`), and the
-//! reconciler's sweep runs in a loop. The provider and the settings loader are handed in by the
-//! host (the CLI), so this crate depends on no provider.
+//! reconciler's sweep runs in a loop on the replica that leads it. The provider and the settings
+//! loader are handed in by the host (the CLI), so this crate depends on no provider.
 
 mod auth;
 mod body;
@@ -46,6 +47,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// The reconciler's sweep runs at least this often and at most this often.
 const SWEEP_MIN: Duration = Duration::from_secs(1);
 const SWEEP_MAX: Duration = Duration::from_secs(60);
+/// How often a replica that does not lead the reconciler asks for the lead again.
+const FOLLOWER_RETRY: Duration = Duration::from_secs(2);
 
 pub struct ServeOptions<P> {
     pub listen: SocketAddr,
@@ -56,7 +59,7 @@ pub struct ServeOptions<P> {
     pub data_dir: PathBuf,
     /// The state, opened (and migrated) by the host, which chooses the implementation.
     pub store: Arc<dyn StateStore>,
-    /// Tokens and sandbox owners (SQLite for now; the same object as `store` can be both).
+    /// Tokens and sandbox owners (the same object as `store` can be both).
     pub tenancy: Arc<dyn TenancyStore>,
     pub max_body_bytes: usize,
     /// Event streams one token may hold open at once (`GET .../events`, `POST /v1/runs`).
@@ -256,6 +259,8 @@ pub async fn serve<P: Provider + 'static>(opts: ServeOptions<P>) -> Result<(), E
         drained
     );
     sweeper.abort();
+    // Another replica takes the reconciler over at once rather than when this session closes.
+    let _ = app.blocking(|app| Ok(app.store.resign_reconciler()?)).await;
     served.map_err(|e| ErrorInfo::new(ReasonCode::Internal, format!("the server failed: {e}")))
 }
 
@@ -271,19 +276,37 @@ async fn wait_for_signal(term: Option<tokio::signal::unix::Signal>) {
 }
 
 /// The reconciler's sweep (`Lifecycle::gc`) in a loop, on a blocking thread, waking when the
-/// sweep says (bounded to 1..=60 s).
+/// sweep says (bounded to 1..=60 s). Where replicas share the store, only the one that leads
+/// (`StateStore::try_lead_reconciler`) sweeps; the others ask for the lead again every
+/// [`FOLLOWER_RETRY`], so one takes over when the leader stops or dies.
 async fn reconcile_loop<P: Provider + 'static>(app: Arc<App<P>>) {
     loop {
+        let leads = app
+            .blocking(|app| Ok(app.store.try_lead_reconciler()?))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("cannot ask for the reconciler's lead: {}", e.0);
+                false
+            });
+        if !leads {
+            tokio::select! {
+                () = tokio::time::sleep(FOLLOWER_RETRY) => continue,
+                () = app.shutdown.cancelled() => return,
+            }
+        }
         let swept = app
             .blocking(|app| {
                 let config = (app.config)(None)?;
                 let provider = (app.providers)("local", &config, None)?;
                 let lc = Lifecycle::new(&provider, &config, &app.data_dir, app.store.clone());
-                Ok(lc.gc()?)
+                let lease_ttl = Duration::from_secs(config.timeouts.lease_ttl_secs);
+                Ok((lc.gc()?, lease_ttl))
             })
             .await;
         let next = match swept {
-            Ok(report) => {
+            // At least once a lease lifetime: a sandbox another replica launched after this
+            // sweep is not in its requeue time, and must be looked at if that replica dies.
+            Ok((report, lease_ttl)) => {
                 if !report.marked_error.is_empty() || !report.torn_down.is_empty() {
                     tracing::info!(
                         "reconciler: marked {:?}, tore down {:?}",
@@ -294,6 +317,7 @@ async fn reconcile_loop<P: Provider + 'static>(app: Arc<App<P>>) {
                 report
                     .requeue_after_secs
                     .map_or(SWEEP_MAX, Duration::from_secs)
+                    .min(lease_ttl)
             }
             Err(e) => {
                 tracing::warn!("reconciler sweep failed: {}", e.0);

@@ -31,7 +31,7 @@ pub struct App<P> {
     /// The state, opened by the host (which chooses the implementation), shared by every
     /// handler, task and engine the server runs.
     pub store: Arc<dyn StateStore>,
-    /// Tokens and sandbox owners (SQLite for now: one `Arc<SqliteStore>` can be both handles).
+    /// Tokens and sandbox owners (one store object can be both handles).
     pub tenancy: Arc<dyn TenancyStore>,
     pub providers: ProviderFactory<P>,
     pub config: ConfigLoader,

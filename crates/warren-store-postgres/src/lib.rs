@@ -13,6 +13,9 @@
 //! - **Liveness.** [`TtlLiveness`](warren_store::TtlLiveness) by default (holders on several
 //!   hosts), any [`Liveness`](warren_store::Liveness) by [`PostgresOptions`] or
 //!   [`PostgresStore::with_liveness`].
+//! - **Replicas.** The reconciler's lead is a session advisory lock; appends NOTIFY, so a
+//!   replica streaming events hears of another's write at once (`replicas`). Tokens and
+//!   sandbox owners ([`warren_store::TenancyStore`]) live here too, shared by every replica.
 //! - **Schema.** Embedded, versioned migrations (refinery) applied at open under an advisory
 //!   lock.
 //!
@@ -22,10 +25,12 @@ mod error;
 mod events;
 mod leases;
 mod pools;
+mod replicas;
 mod sandboxes;
 mod schema;
 mod state_store;
 mod store;
+mod tenancy;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod worker;

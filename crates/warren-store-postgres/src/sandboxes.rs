@@ -14,13 +14,13 @@ use crate::leases::lease_row;
 use crate::store::{Ctx, parse_state, to_u64};
 
 /// The column list every sandbox query selects, in [`record`]'s order.
-const COLUMNS: &str = "id, name, repo, provider, state, created_at, updated_at, \
+pub(crate) const COLUMNS: &str = "id, name, repo, provider, state, created_at, updated_at, \
     state_changed_at, model, prompt, role, session_id, workspace, sync_json, outcome_json, \
     error_json, branch, tokens_input, tokens_output, tokens_reasoning, tokens_cache_read, \
     tokens_cache_write, cost, changed_files, exported_at, destroyed_at";
 
 /// A sandbox row as a record; an error names the column that is corrupt.
-fn record(row: &Row) -> Result<SandboxRecord, Cause> {
+pub(crate) fn record(row: &Row) -> Result<SandboxRecord, Cause> {
     let id: String = row.try_get(0)?;
     let corrupt = |what: &str, detail: String| -> Cause {
         format!("sandbox {id}: stored {what} is invalid: {detail}").into()

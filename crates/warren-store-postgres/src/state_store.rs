@@ -2,6 +2,7 @@
 //! `async` method of `Ctx`, in the module of its tables) to the worker thread and waits for it.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use warren_domain::{
@@ -233,6 +234,22 @@ impl StateStore for PostgresStore {
         self.call("reading a concurrency pool's use", |ctx| async move {
             ctx.pool_usage(pool).await
         })
+    }
+
+    fn try_lead_reconciler(&self) -> Result<bool, StoreError> {
+        self.call("taking the reconciler's lead", |ctx| async move {
+            ctx.try_lead().await
+        })
+    }
+
+    fn resign_reconciler(&self) -> Result<(), StoreError> {
+        self.call("giving up the reconciler's lead", |ctx| async move {
+            ctx.resign().await
+        })
+    }
+
+    fn event_signal(&self, id: &SandboxId) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.signal(id))
     }
 }
 

@@ -14,6 +14,7 @@ use warren_domain::{SandboxId, SandboxState};
 use warren_store::{Cause, DatabaseProblem, Liveness, StoreError, TtlLiveness};
 
 use crate::error::{classify, classify_pool, database, location};
+use crate::replicas::{Lead, Signals};
 use crate::schema;
 use crate::worker::Worker;
 
@@ -69,8 +70,12 @@ impl std::fmt::Debug for PostgresStore {
 #[derive(Clone)]
 pub(crate) struct Ctx {
     pool: Pool,
-    location: Arc<str>,
+    pub(crate) location: Arc<str>,
     pub(crate) liveness: Arc<dyn Liveness>,
+    /// For the sessions kept outside the pool (the lead, the event listener).
+    pub(crate) config: Config,
+    pub(crate) lead: Arc<tokio::sync::Mutex<Lead>>,
+    pub(crate) signals: Arc<Signals>,
 }
 
 impl PostgresStore {
@@ -120,7 +125,7 @@ impl PostgresStore {
             .unwrap_or_else(|| Err(worker_gone(&location, "migrating the schema")))?;
 
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -146,6 +151,9 @@ impl PostgresStore {
                 pool,
                 location,
                 liveness: options.liveness,
+                config,
+                lead: Arc::default(),
+                signals: Arc::default(),
             },
             worker,
         })
@@ -161,6 +169,20 @@ impl PostgresStore {
     /// The server and database this store uses, without the password.
     pub fn location(&self) -> &str {
         &self.ctx.location
+    }
+
+    /// The signal of sandbox `id`'s appends, starting the store's listener on first use.
+    pub(crate) fn signal(&self, id: &SandboxId) -> Arc<tokio::sync::Notify> {
+        let signal = self.ctx.signals.signal(id.as_str());
+        if self.ctx.signals.start() {
+            let listener =
+                crate::replicas::listen(self.ctx.config.clone(), self.ctx.signals.clone());
+            // Returns once the listener is spawned; it runs as long as the worker does.
+            let _ = self.worker.run(async move {
+                tokio::spawn(listener);
+            });
+        }
+        signal
     }
 
     /// Runs one operation on the worker and waits for it.

@@ -40,7 +40,7 @@ pub use pools::PoolTry;
 pub use record::{NewSandbox, SandboxRecord, TransitionRecord};
 pub use state_store::StateStore;
 pub use store::{SqliteStore, Store};
-pub use tenancy::{TenancyStore, TokenRecord};
+pub use tenancy::{PageQuery, SandboxPage, TenancyStore, TokenRecord};
 
 use std::path::{Path, PathBuf};
 

@@ -3,6 +3,7 @@
 //! database. The conformance suite (`conformance` feature) checks an implementation against it.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use warren_domain::{
@@ -202,4 +203,30 @@ pub trait StateStore: Send + Sync {
     /// Who uses `pool` now: the sandboxes holding its slots (oldest first) and those waiting, in
     /// queue order, both without entries whose holder is dead.
     fn pool_usage(&self, pool: &str) -> Result<(Vec<SandboxId>, Vec<SandboxId>), StoreError>;
+
+    // --- replicas ------------------------------------------------------------------------------
+
+    /// Whether this handle may run the reconciler's loop now. Where several server replicas
+    /// share the store, at most one handle leads at a time and the lead passes on when its
+    /// holder resigns or dies (PostgreSQL: a session advisory lock). A store for one replica may
+    /// let every handle lead (the default, SQLite's: always this one). Asking again while
+    /// leading keeps the lead. The reconciler's writes are safe from several processes at once
+    /// anyway ([`StateStore::mark_lost`]); the lead only keeps replicas from repeating the work.
+    fn try_lead_reconciler(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Gives the reconciler's lead up (a draining server), so another replica takes it at once.
+    fn resign_reconciler(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// A signal woken whenever an event of `id` may have been appended, by any writer on any
+    /// host, so a reader waiting for the next event reads at once instead of at its next poll.
+    /// Readers wait on it with a poll as a fallback (a signal may be missed while the store
+    /// reconnects). `None` where the store has no such signal (the default): readers poll.
+    fn event_signal(&self, id: &SandboxId) -> Option<Arc<tokio::sync::Notify>> {
+        let _ = id;
+        None
+    }
 }

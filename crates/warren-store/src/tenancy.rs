@@ -6,11 +6,37 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 use time::OffsetDateTime;
-use warren_domain::SandboxId;
+use warren_domain::{SandboxId, SandboxState};
 
 use crate::clock;
 use crate::error::StoreError;
+use crate::record::{RawSandbox, SANDBOX_COLUMNS, SandboxRecord};
 use crate::store::SqliteStore;
+
+/// Which sandboxes a page of a server's list holds: the filters run in the store, so a page
+/// costs its own size, not the number of sandboxes recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageQuery {
+    /// Only this owner's sandboxes; `None`: every sandbox, owned or not (an admin's list).
+    pub owner: Option<String>,
+    /// Only sandboxes in this state.
+    pub state: Option<SandboxState>,
+    /// Destroyed sandboxes too.
+    pub include_destroyed: bool,
+    /// The sandboxes after this one (the last of the previous page) in the list's order, whether
+    /// or not it passes the filters; `NotFound` if no sandbox has the id.
+    pub after: Option<SandboxId>,
+    /// The most records returned (at least 1).
+    pub limit: usize,
+}
+
+/// One page, newest first (the order of [`crate::StateStore::list`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxPage {
+    pub records: Vec<SandboxRecord>,
+    /// Whether more sandboxes pass the filters after the last one.
+    pub more: bool,
+}
 
 /// An API token as recorded, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +77,9 @@ pub trait TenancyStore: Send + Sync {
 
     /// Every owned sandbox's owner, by sandbox id.
     fn owners(&self) -> Result<HashMap<String, String>, StoreError>;
+
+    /// One page of the sandboxes `query` lets through, newest first.
+    fn sandbox_page(&self, query: &PageQuery) -> Result<SandboxPage, StoreError>;
 }
 
 type RawToken = (String, String, bool, String, String, Option<String>);
@@ -189,6 +218,47 @@ impl TenancyStore for SqliteStore {
                 sandbox: sandbox.to_string(),
             }),
         }
+    }
+
+    fn sandbox_page(&self, query: &PageQuery) -> Result<SandboxPage, StoreError> {
+        const OP: &str = "listing a page of sandboxes";
+        if let Some(after) = &query.after {
+            // `NotFound` for a cursor naming no sandbox.
+            self.owner(after)?;
+        }
+        let after = query.after.as_ref().map(SandboxId::as_str);
+        let limit = query.limit.max(1);
+        let sql = format!(
+            "SELECT {SANDBOX_COLUMNS} FROM sandboxes \
+             WHERE (?1 OR state != 'destroyed') AND (?2 IS NULL OR owner = ?2) \
+             AND (?3 IS NULL OR state = ?3) \
+             AND (?4 IS NULL OR (created_at, rowid) < \
+                  (SELECT created_at, rowid FROM sandboxes WHERE id = ?4)) \
+             ORDER BY created_at DESC, rowid DESC LIMIT ?5"
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql).map_err(self.fail(OP))?;
+        let raws = stmt
+            .query_map(
+                params![
+                    query.include_destroyed,
+                    query.owner,
+                    query.state.map(SandboxState::as_str),
+                    after,
+                    i64::try_from(limit + 1).unwrap_or(i64::MAX),
+                ],
+                RawSandbox::from_row,
+            )
+            .map_err(self.fail(OP))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.fail(OP))?;
+        let mut records = raws
+            .into_iter()
+            .map(|raw| raw.into_record().map_err(self.fail(OP)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = records.len() > limit;
+        records.truncate(limit);
+        Ok(SandboxPage { records, more })
     }
 
     fn owners(&self) -> Result<HashMap<String, String>, StoreError> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tempfile::TempDir;
 use warren_store::conformance::{Factory, Harness};
-use warren_store::{Liveness, SqliteStore, StateStore};
+use warren_store::{Liveness, SqliteStore, StateStore, TenancyStore};
 
 struct OnFile {
     // Dropped after the store, which holds the file open.
@@ -28,6 +28,10 @@ impl Harness for OnFile {
             .unwrap()
             .with_liveness(Arc::clone(&self.liveness));
         Some(Arc::new(store))
+    }
+
+    fn tenancy(&self) -> Arc<dyn TenancyStore> {
+        self.store.clone()
     }
 }
 
@@ -58,6 +62,10 @@ impl Harness for InMemory {
 
     fn second_handle(&self) -> Option<Arc<dyn StateStore>> {
         None
+    }
+
+    fn tenancy(&self) -> Arc<dyn TenancyStore> {
+        self.0.clone()
     }
 }
 

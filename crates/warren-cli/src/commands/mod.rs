@@ -8,6 +8,7 @@ mod read;
 mod run;
 mod schema;
 mod serve;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,7 +65,7 @@ async fn local(cli: Cli) -> CmdResult<i32> {
         },
         Command::Schema(args) => schema::schema(json, args.view.as_deref()).map_err(CliError::from),
         Command::Serve(args) => serve::serve(g, args).await,
-        Command::Token(args) => serve::token(g, args.command),
+        Command::Token(args) => serve::token(g, args),
     }
 }
 

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 use warren_server::ServeOptions;
-use warren_store::TenancyStore;
 
-use super::{CmdResult, data_dir, load_config, open_store};
-use crate::cli::{GlobalArgs, ServeArgs, TokenCommand};
+use super::store::open_stores;
+use super::{CmdResult, data_dir, load_config};
+use crate::cli::{GlobalArgs, ServeArgs, TokenArgs, TokenCommand};
 use crate::output::print_json;
 use crate::provider::AnyProvider;
 
@@ -21,16 +21,15 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> CmdResult<i32> {
     // The server's own settings are checked at start: a broken config fails now, not per request.
     load_config(None, Vec::new())?;
     let data_dir = data_dir(global)?;
-    // The store is created and migrated before the first request. SQLite for now: the one
-    // handle serves both the state and the tokens.
-    let store = open_store(&data_dir)?;
+    // The store is created and migrated before the first request.
+    let stores = open_stores(args.store.url.as_deref(), &data_dir)?;
     let options = ServeOptions {
         listen: args.listen,
         insecure_bind: args.insecure_bind,
         tls,
         data_dir,
-        store: store.clone(),
-        tenancy: store,
+        store: stores.state,
+        tenancy: stores.tenancy,
         max_body_bytes: args.max_body_bytes,
         max_streams_per_token: usize::try_from(args.max_streams_per_token).unwrap_or(usize::MAX),
         providers: Arc::new(AnyProvider::for_kind),
@@ -40,18 +39,14 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> CmdResult<i32> {
     Ok(0)
 }
 
-fn store(global: &GlobalArgs) -> CmdResult<Arc<warren_store::Store>> {
-    open_store(&data_dir(global)?)
-}
-
 fn rfc3339(t: &time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-pub fn token(global: &GlobalArgs, command: TokenCommand) -> CmdResult<i32> {
-    let store = store(global)?;
-    match command {
+pub fn token(global: &GlobalArgs, args: TokenArgs) -> CmdResult<i32> {
+    let store = open_stores(args.store.url.as_deref(), &data_dir(global)?)?.tenancy;
+    match args.command {
         TokenCommand::Create { owner, admin } => {
             let (token, record) = warren_server::create_token(&*store, &owner, admin)?;
             if global.json {

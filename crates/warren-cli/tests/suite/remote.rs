@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::harness::{Fixture, bash_turn, git, scenario, stderr, stdout, text_turn, when_turn};
-use super::serve::{Server, token};
+use super::http::{Server, token};
 
 /// Runs warren with WARREN_SERVER and WARREN_TOKEN set, in the user's repository (where the
 /// work comes back to).

@@ -1,114 +1,11 @@
 //! `warren serve` end to end: the real binary serving on a free loopback port with its own data
 //! dir, tokens made with `warren token create`, real OpenCode and bubblewrap, the scripted model.
-//! Every server started is stopped by its pid (SIGTERM, which drains it). `Server`, `token` and
-//! `json_of` are shared with the remote-mode suites (`remote.rs`, `sources.rs`).
+//! Every server started is stopped by its pid (SIGTERM, which drains it).
 
-use std::time::Duration;
-
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::harness::{Fixture, bash_turn, git, scenario, stderr, stdout, text_turn, when_turn};
-
-pub(super) struct Server {
-    child: tokio::process::Child,
-    pub(super) base: String,
-    pub(super) http: reqwest::Client,
-}
-
-impl Server {
-    pub(super) async fn start(fx: &Fixture) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = fx
-            .command(&[
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--max-body-bytes",
-                "65536",
-            ])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains("listening on") {
-                    return;
-                }
-            }
-            panic!("warren serve ended before listening");
-        });
-        ready.await.expect("warren serve did not start");
-        // Keep draining its log so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    pub(super) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Stops the server by its pid with SIGTERM and waits for it to drain.
-    pub(super) async fn stop(mut self) {
-        let pid = self.child.id().unwrap();
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .expect("the server did not stop on SIGTERM")
-            .unwrap();
-        assert!(
-            status.success(),
-            "the server exits cleanly on SIGTERM: {status}"
-        );
-    }
-}
-
-pub(super) async fn token(fx: &Fixture, owner: &str) -> String {
-    let out = fx.warren(&["token", "create", "--owner", owner]).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).trim().to_owned()
-}
-
-pub(super) async fn json_of(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")),
-    )
-}
-
-/// Reads SSE events from `resp` (at most `max`), as `(id, data)`.
-async fn sse(resp: reqwest::Response, max: usize) -> Vec<(u64, Value)> {
-    assert_eq!(resp.status(), 200);
-    let mut stream = resp.bytes_stream().eventsource();
-    let mut out = Vec::new();
-    while out.len() < max {
-        let Some(event) = tokio::time::timeout(Duration::from_secs(120), stream.next())
-            .await
-            .expect("the event stream stalled")
-        else {
-            break;
-        };
-        let event = event.unwrap();
-        let data: Value = serde_json::from_str(&event.data).unwrap();
-        out.push((event.id.parse().unwrap(), data));
-    }
-    out
-}
+use super::harness::{Fixture, bash_turn, git, scenario, text_turn, when_turn};
+use super::http::{Server, json_of, sse, token};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_launch_events_exec_changes_export_teardown() {

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 
 use super::harness::{Fixture, bash_turn, git, scenario, text_turn};
-use super::serve::{Server, json_of, token};
+use super::http::{Server, json_of, token};
 
 fn entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| d.count())

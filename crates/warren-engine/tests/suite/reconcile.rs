@@ -38,7 +38,10 @@ fn supervisor_died(path: &[SandboxState], operation: &str) {
     );
     let verdict = assess(&record, lease.as_ref(), OffsetDateTime::now_utc());
     assert_eq!(verdict, Assessment::SupervisorLost);
-    assert_eq!(verdict.requeue_after(), None);
+    assert_eq!(
+        verdict.requeue_after(std::time::Duration::from_secs(30)),
+        None
+    );
     assert_eq!(store.get(&id).unwrap(), record);
     let transitions_before = store.transitions(&id).unwrap();
     let events_before = store.events(&id, 0, None).unwrap();

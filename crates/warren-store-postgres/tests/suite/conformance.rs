@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use warren_store::conformance::{Factory, Harness};
-use warren_store::{Liveness, StateStore};
+use warren_store::{Liveness, StateStore, TenancyStore};
 use warren_store_postgres::{PostgresStore, testing};
 
 struct OnServer {
@@ -21,6 +21,10 @@ impl Harness for OnServer {
 
     fn second_handle(&self) -> Option<Arc<dyn StateStore>> {
         Some(Arc::new(super::open(&self.url, Arc::clone(&self.liveness))))
+    }
+
+    fn tenancy(&self) -> Arc<dyn TenancyStore> {
+        self.store.clone()
     }
 }
 

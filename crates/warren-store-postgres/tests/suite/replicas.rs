@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use warren_domain::{SandboxId, SandboxName, SandboxState};
 use warren_store::{LeaseHolder, NewSandbox, StateStore, StoreError};
+use warren_store_postgres::PostgresStore;
 
 const ROUNDS: usize = 25;
 const MINUTE: Duration = Duration::from_secs(60);
@@ -169,4 +170,94 @@ fn a_lease_taken_on_one_replica_expires_for_the_other() {
         one.renew_lease_as(&id, MINUTE, &holder("replica-one")),
         Err(StoreError::LeaseLost { .. })
     ));
+}
+
+#[test]
+fn only_one_replica_leads_the_reconciler_and_the_lead_passes_on() {
+    let Some(url) = super::database() else { return };
+    let replicas: Vec<_> = (0..3).map(|_| super::replica(&url)).collect();
+    let leads = |replicas: &[PostgresStore]| -> Vec<bool> {
+        std::thread::scope(|scope| {
+            let asking: Vec<_> = replicas
+                .iter()
+                .map(|r| scope.spawn(|| r.try_lead_reconciler().unwrap()))
+                .collect();
+            asking.into_iter().map(|t| t.join().unwrap()).collect()
+        })
+    };
+    let first = leads(&replicas);
+    assert_eq!(first.iter().filter(|l| **l).count(), 1, "{first:?}");
+    let leader = first.iter().position(|l| *l).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            leads(&replicas),
+            first,
+            "the leader keeps it; nobody else takes it"
+        );
+    }
+    // A resigned leader frees it for one of the others.
+    replicas[leader].resign_reconciler().unwrap();
+    let others: Vec<_> = replicas
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| (i != leader).then_some(r))
+        .collect();
+    let second = leads(&others);
+    assert_eq!(second.iter().filter(|l| **l).count(), 1, "{second:?}");
+    // A leader that goes away (its session closes, as when its process dies) frees it too.
+    let mut others = others;
+    let leading = others.remove(second.iter().position(|l| *l).unwrap());
+    let survivor = others.pop().unwrap();
+    assert!(!survivor.try_lead_reconciler().unwrap());
+    drop(leading);
+    let mut took = false;
+    for _ in 0..50 {
+        if survivor.try_lead_reconciler().unwrap() {
+            took = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(took, "the lead of a closed session passes on");
+}
+
+#[test]
+fn an_append_on_one_replica_signals_the_others_readers() {
+    let Some(url) = super::database() else { return };
+    let (one, two) = (super::replica(&url), super::replica(&url));
+    let id = create(&one, "signalled");
+    let quiet = create(&one, "quiet");
+    let signal = two.event_signal(&id).unwrap();
+    let other = two.event_signal(&quiet).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // The listener starts on first use; give it its LISTEN before the first append.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for round in 0..5 {
+            let woken = signal.notified();
+            let not_woken = other.notified();
+            tokio::pin!(woken, not_woken);
+            woken.as_mut().enable();
+            not_woken.as_mut().enable();
+            one.append_event(
+                &id,
+                &warren_domain::AgentEvent::Text {
+                    text: format!("round {round}"),
+                },
+            )
+            .unwrap();
+            tokio::time::timeout(Duration::from_secs(5), woken)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: the other replica was not signalled"));
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), not_woken)
+                    .await
+                    .is_err(),
+                "round {round}: another sandbox's readers were woken"
+            );
+        }
+    });
 }

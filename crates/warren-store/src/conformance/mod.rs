@@ -23,6 +23,7 @@ mod pools;
 mod races;
 mod reconciler;
 mod sandboxes;
+mod tenancy;
 mod transitions;
 
 pub use events::*;
@@ -32,6 +33,7 @@ pub use pools::*;
 pub use races::*;
 pub use reconciler::*;
 pub use sandboxes::*;
+pub use tenancy::*;
 pub use transitions::*;
 
 use std::ops::Deref;
@@ -41,7 +43,7 @@ use std::sync::Arc;
 
 use warren_domain::{SandboxId, SandboxName};
 
-use crate::{LeaseHolder, Liveness, NewSandbox, ProcessLiveness, StateStore};
+use crate::{LeaseHolder, Liveness, NewSandbox, ProcessLiveness, StateStore, TenancyStore};
 
 /// How the suite gets stores from an implementation.
 pub trait Factory: Sync {
@@ -60,6 +62,10 @@ pub trait Harness: Send + Sync {
     /// two (a private in-memory database): racing cases then share [`Harness::store`] between
     /// threads instead.
     fn second_handle(&self) -> Option<Arc<dyn StateStore>>;
+
+    /// The tokens and owners of the same store ([`TenancyStore`]), usually the same object as
+    /// [`Harness::store`].
+    fn tenancy(&self) -> Arc<dyn TenancyStore>;
 }
 
 /// One case of the suite: it opens the stores it needs from the factory and panics on failure.
@@ -142,6 +148,10 @@ macro_rules! __conformance_cases {
             mark_lost_moves_an_unsupervised_sandbox_to_error_once,
             mark_lost_leaves_a_supervised_or_moved_sandbox_alone,
             a_supervisor_taking_up_a_sandbox_races_the_reconciler_and_one_wins,
+            tokens_are_created_found_listed_and_revoked_once,
+            a_sandboxs_owner_is_set_once_and_kept,
+            the_reconcilers_lead_is_kept_while_asked_and_free_after_resigning,
+            a_page_filters_by_owner_and_state_and_resumes_after_its_cursor,
         }
     };
 }
@@ -198,6 +208,10 @@ impl Opened {
         self.harness
             .second_handle()
             .unwrap_or_else(|| Arc::clone(&self.store))
+    }
+
+    pub(crate) fn tenancy(&self) -> Arc<dyn TenancyStore> {
+        self.harness.tenancy()
     }
 }
 
