@@ -453,8 +453,30 @@ pub async fn changes<P: Provider + 'static>(
     Ok(axum::Json(ChangesEnvelope { changes: view }))
 }
 
+/// Why a caller stops what runs on a sandbox: the reason its operation records.
+#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// Another caller stopped it (`stopped`).
+    #[default]
+    Stopped,
+    /// The user who started it interrupted it (Ctrl-C in the CLI's remote mode): `interrupted`,
+    /// exactly as a local Ctrl-C records.
+    Interrupted,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CancelQuery {
+    /// The reason recorded as the operation's error (default `stopped`).
+    #[serde(default)]
+    #[param(inline)]
+    reason: CancelReason,
+}
+
 #[utoipa::path(post, path = "/v1/sandboxes/{name}/cancel", tag = "sandboxes",
-    params(("name" = String, Path, description = "The sandbox's name")),
+    params(("name" = String, Path, description = "The sandbox's name"), CancelQuery),
     responses(
         (status = 202, description = "Asked to stop; its work so far is kept", body = ref("#/components/schemas/SandboxEnvelope")),
         (status = 409, description = "Nothing of this server runs on the sandbox", body = ref("#/components/schemas/ErrorEnvelope")),
@@ -463,9 +485,13 @@ pub async fn cancel<P: Provider + 'static>(
     State(app): AppState<P>,
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
+    Query(q): Query<CancelQuery>,
 ) -> ApiResult<(StatusCode, Json<SandboxEnvelope>)> {
     let record = app.blocking(move |app| app.find(&who, &name)).await?;
-    let why = Cancel::stopped("a cancel request");
+    let why = match q.reason {
+        CancelReason::Stopped => Cancel::stopped("a cancel request"),
+        CancelReason::Interrupted => Cancel::interrupted(),
+    };
     if app.tasks.cancel_sandbox(record.id.as_str(), &why) == 0 {
         return Err(ApiError::new(
             ReasonCode::WrongState,

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use warren_api::ErrorEnvelope;
 use warren_domain::{ErrorInfo, ReasonCode};
 
+#[derive(Clone)]
 pub struct Client {
     base: String,
     token: String,

@@ -27,6 +27,13 @@ fn bad_stream(what: &str, e: &impl std::fmt::Display) -> ErrorInfo {
     )
 }
 
+/// The view inside `{"<key>": ...}` when `line` is that envelope. An event record is never one,
+/// though some carry an `error` field of their own (a `finished` event with the agent's error).
+fn envelope<'a>(line: &'a Value, key: &str) -> Option<&'a Value> {
+    let object = line.as_object()?;
+    (object.len() == 1).then(|| object.get(key)).flatten()
+}
+
 fn not_remote(flag: &str, hint: &str) -> CliError {
     ErrorInfo::new(
         ReasonCode::InvalidArgument,
@@ -75,11 +82,14 @@ pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i3
     if let Some(name) = &name {
         repo::check_branch_free(&top, &warren_engine::resolve::default_branch(name))?;
     }
+    // The name is chosen here (as the local run would choose it) so that Ctrl-C can name the
+    // run to cancel before the server has said anything.
+    let name = name.unwrap_or_else(|| warren_domain::SandboxName::generate(&args.prompt));
     let bundle = upload(client, &top).await?;
     let body = RunBody {
         repository: RepositorySource::Bundle { bundle },
         prompt: args.prompt,
-        name: name.map(|n| n.to_string()),
+        name: Some(name.to_string()),
         model: args.model,
         role: args.role,
         provider: args.provider,
@@ -90,11 +100,27 @@ pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i3
         .await?;
     let mut printer = EventPrinter::new(g.json);
     let mut summary: Option<RunSummary> = None;
-    while let Some(line) = lines.next().await? {
-        if let Some(s) = line.get("summary") {
+    // Ctrl-C stops the run as it does locally: the server cancels it, keeps and exports its work,
+    // and the stream still ends with the summary. A second Ctrl-C leaves at once.
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| ErrorInfo::new(ReasonCode::Internal, format!("cannot watch Ctrl-C: {e}")))?;
+    let mut cancel: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let line = tokio::select! {
+            line = lines.next() => line?,
+            _ = interrupts.recv() => {
+                if cancel.is_some() {
+                    return Ok(130);
+                }
+                cancel = Some(tokio::spawn(cancel_run(client.clone(), name.to_string())));
+                continue;
+            }
+        };
+        let Some(line) = line else { break };
+        if let Some(s) = envelope(&line, "summary") {
             summary =
                 Some(serde_json::from_value(s.clone()).map_err(|e| bad_stream("a summary", &e))?);
-        } else if let Some(e) = line.get("error") {
+        } else if let Some(e) = envelope(&line, "error") {
             let error: ErrorInfo =
                 serde_json::from_value(e.clone()).map_err(|e| bad_stream("an error", &e))?;
             return Err(error.into());
@@ -119,6 +145,23 @@ pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i3
         None => 0,
         Some(e) => e.reason_code.exit_class().code(),
     })
+}
+
+/// Asks the server to stop the run `name` (its work is kept); a failure is only reported, since
+/// the run's own stream says how it ended.
+async fn cancel_run(client: Client, name: String) {
+    let asked = client
+        .send(client.request(
+            Method::POST,
+            &format!("/v1/sandboxes/{name}/cancel?reason=interrupted"),
+        ))
+        .await;
+    if let Err(e) = asked {
+        eprintln!(
+            "warren: could not stop the run on the server: {}",
+            e.message
+        );
+    }
 }
 
 pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdResult<i32> {
@@ -244,7 +287,7 @@ async fn follow(
             _ = &mut ctrl_c => return Ok(0),
         };
         let Some(line) = line else { break };
-        if let Some(e) = line.get("error") {
+        if let Some(e) = envelope(&line, "error") {
             let error: ErrorInfo =
                 serde_json::from_value(e.clone()).map_err(|e| bad_stream("an error", &e))?;
             return Err(error.into());

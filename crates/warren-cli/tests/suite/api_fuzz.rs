@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use super::harness::{Fixture, scenario, text_turn};
-use super::served::{Served, json_of, token};
+use super::http::{Server, json_of, token};
 
 /// The fuzz's time budget (schemathesis' `--max-time`); the whole test stays well under 3 min.
 const BUDGET_SECS: &str = "60";
@@ -57,7 +57,8 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
     let fx = Fixture::new(&scenario(vec![text_turn("unused")])).await;
     // No model at all: nothing the fuzzer sends can start an agent.
     std::fs::write(&fx.config, "").unwrap();
-    let server = Served::start(&fx, &["--max-body-bytes", "65536"], reqwest::Client::new()).await;
+    let server =
+        Server::start_args(&fx, &["--max-body-bytes", "65536"], reqwest::Client::new()).await;
     let fuzz = token(&fx, "fuzz").await;
     let work = fx.dir.path().join("fuzz");
     std::fs::create_dir_all(&work).unwrap();

@@ -12,6 +12,15 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::harness::{Fixture, stderr, stdout};
 
+/// A free loopback port (free when asked; the server binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub struct Server {
     child: tokio::process::Child,
     pub base: String,
@@ -25,16 +34,29 @@ impl Server {
 
     /// A server on `store` (`--store`; SQLite in the data dir when `None`), with `env` set.
     pub async fn start_with(fx: &Fixture, store: Option<&str>, env: &[(&str, &str)]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["serve", "--listen", &listen, "--max-body-bytes", "65536"];
+        let mut args = vec!["--max-body-bytes", "65536"];
         if let Some(store) = store {
             args.extend(["--store", store]);
         }
+        Self::launch(fx, &args, env, reqwest::Client::new()).await
+    }
+
+    /// `warren serve --listen 127.0.0.1:<free port> EXTRA...`, reached with `http` (a client
+    /// trusting the server's certificate when `EXTRA` turns TLS on).
+    pub async fn start_args(fx: &Fixture, extra: &[&str], http: reqwest::Client) -> Server {
+        Self::launch(fx, extra, &[], http).await
+    }
+
+    async fn launch(
+        fx: &Fixture,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        http: reqwest::Client,
+    ) -> Server {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["serve", "--listen", &listen];
+        args.extend_from_slice(extra);
         let mut command = fx.command(&args);
         for (key, value) in env {
             command.env(key, value);
@@ -44,28 +66,26 @@ impl Server {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        // The line names the address with its scheme (`https://` with TLS).
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
             let mut seen = Vec::new();
             while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains("listening on") {
-                    return;
+                if let Some((_, url)) = line.split_once("listening on ") {
+                    return url.trim().to_owned();
                 }
                 seen.push(line);
             }
             panic!("warren serve ended before listening:\n{}", seen.join("\n"));
-        });
-        ready.await.expect("warren serve did not start");
+        })
+        .await
+        .expect("warren serve did not start");
         // Keep draining its log so it never blocks on a full pipe; shown when a test fails.
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 eprintln!("[serve {port}] {line}");
             }
         });
-        Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        }
+        Server { child, base, http }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -17,7 +17,6 @@ mod serve_bad_input;
 mod serve_changes;
 mod serve_limits;
 mod serve_tls;
-mod served;
 mod snapshots;
 mod sources;
 mod warm;

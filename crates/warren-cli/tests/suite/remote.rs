@@ -242,3 +242,63 @@ async fn remote_mode_run_brings_the_branch_back() {
     assert!(stderr(&out).contains("[branch_exists]"), "{}", stderr(&out));
     server.stop().await;
 }
+
+/// Ctrl-C on a remote `run` behaves as on a local one (`bad_input::ctrl_c_stops_the_agent_and_keeps_its_work`):
+/// the server stops the agent, keeps and exports its work, the summary says `interrupted`, the
+/// exit code is 130, and the branch comes back. No `--name`: the CLI picks the name itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_on_a_remote_run_stops_it_and_brings_its_work_back() {
+    let fx = Fixture::new(&scenario(vec![
+        bash_turn("echo partial > partial.txt && sleep 60"),
+        text_turn("never reached"),
+    ]))
+    .await;
+    let before = checkout_state(&fx.repo);
+    let server = Server::start(&fx).await;
+    let alice = token(&fx, "alice").await;
+    let child = fx
+        .command(&[
+            "run",
+            "--repo",
+            fx.repo.to_str().unwrap(),
+            "--json",
+            "slow work",
+        ])
+        .env("WARREN_SERVER", &server.base)
+        .env("WARREN_TOKEN", &alice)
+        .current_dir(&fx.repo)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    super::harness::wait_for_agent_call(fx.model.as_ref().unwrap()).await;
+    // Give the bash tool a moment to write its file, then interrupt warren (by its pid).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("warren did not stop after Ctrl-C")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let lines = super::harness::json_lines(&out);
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(
+        summary["error"]["reason_code"],
+        "interrupted",
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let branch = summary["branch"].as_str().unwrap();
+    assert_eq!(
+        git(&fx.repo, &["show", &format!("{branch}:partial.txt")]),
+        "partial\n"
+    );
+    assert_eq!(checkout_state(&fx.repo), before);
+    server.stop().await;
+}

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::harness::{Fixture, scenario, text_turn};
-use super::served::{Served, json_of, token};
+use super::http::{Server, json_of, token};
 
 struct Case {
     method: reqwest::Method,
@@ -35,7 +35,8 @@ fn launch(body: Value) -> Option<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_a_4xx_with_a_reason_code_and_creates_nothing() {
     let fx = Fixture::new(&scenario(vec![text_turn("unused")])).await;
-    let server = Served::start(&fx, &["--max-body-bytes", "65536"], reqwest::Client::new()).await;
+    let server =
+        Server::start_args(&fx, &["--max-body-bytes", "65536"], reqwest::Client::new()).await;
     let alice = token(&fx, "alice").await;
     let repo = fx.repo.to_str().unwrap().to_owned();
     let readme = fx.repo.join("README.md");

@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::harness::{Fixture, bash_turn, git, scenario, text_turn};
-use super::served::{Served, json_of, token};
+use super::http::{Server, json_of, token};
 
-async fn wait_idle(server: &Served, t: &str, name: &str) -> Value {
+async fn wait_idle(server: &Server, t: &str, name: &str) -> Value {
     for _ in 0..600 {
         let (_, got) = json_of(
             server
@@ -43,7 +43,7 @@ async fn changes_carry_a_unified_diff_with_binary_and_symlinks_marked() {
         text_turn("done"),
     ]))
     .await;
-    let server = Served::start(&fx, &[], reqwest::Client::new()).await;
+    let server = Server::start_args(&fx, &[], reqwest::Client::new()).await;
     let alice = token(&fx, "alice").await;
     let (status, launched) = json_of(
         server

@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::harness::{Fixture, scenario, text_turn};
-use super::served::{Served, json_of, token};
+use super::http::{Server, json_of, token};
 
-async fn open_stream(server: &Served, t: &str) -> reqwest::Response {
+async fn open_stream(server: &Server, t: &str) -> reqwest::Response {
     server
         .http
         .get(server.url("/v1/sandboxes/held/events?follow=true"))
@@ -23,7 +23,7 @@ async fn open_stream(server: &Served, t: &str) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_holds_at_most_its_streams_and_a_dropped_one_frees_its_slot() {
     let fx = Fixture::new(&scenario(vec![text_turn("done")])).await;
-    let server = Served::start(
+    let server = Server::start_args(
         &fx,
         &["--max-streams-per-token", "2"],
         reqwest::Client::new(),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::harness::{Fixture, scenario, stderr, text_turn};
-use super::served::{Served, json_of, token};
+use super::http::{Server, json_of, token};
 
 struct Pair {
     cert: std::path::PathBuf,
@@ -44,7 +44,7 @@ async fn serve_over_tls_with_a_self_signed_certificate() {
         "--tls-key",
         pair.key.to_str().unwrap(),
     ];
-    let server = Served::start(&fx, &args, trusting(&pair.pem)).await;
+    let server = Server::start_args(&fx, &args, trusting(&pair.pem)).await;
     assert!(
         server.base.starts_with("https://127.0.0.1:"),
         "{}",
@@ -143,7 +143,7 @@ async fn tls_files_and_addresses_are_checked_before_listening() {
     std::fs::write(&other_key, other.signing_key.serialize_pem()).unwrap();
     let missing = fx.dir.path().join("missing.pem");
     let (cert, key) = (pair.cert.to_str().unwrap(), pair.key.to_str().unwrap());
-    let port = super::served::free_port().to_string();
+    let port = super::http::free_port().to_string();
     let loopback = format!("127.0.0.1:{port}");
     for (args, words) in [
         (
