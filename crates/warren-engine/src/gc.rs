@@ -2,7 +2,8 @@
 //! several processes. It drops leases whose holders died, marks sandboxes whose supervisor is
 //! gone, tears down completed sandboxes past their retention whose work is exported (never one
 //! whose lease is held: an export in progress makes it wait for the next sweep), removes
-//! directories no record owns, and says when it should run again.
+//! directories no record owns (the server's repository sources too, once no sandbox needs them),
+//! and says when it should run again.
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -12,6 +13,11 @@ use warren_provider::Provider;
 use crate::error::EngineError;
 use crate::ops::Lifecycle;
 use crate::recorder::NullObserver;
+
+/// How long a source (`<data>/sources/<id>`) that no sandbox uses yet is left for its launch.
+const SOURCE_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How long a torn-down sandbox's source is kept, so its exported branch can still be fetched.
+const SOURCE_AFTER_TEARDOWN: time::Duration = time::Duration::hours(24);
 
 #[derive(Debug, Default, Serialize)]
 pub struct GcReport {
@@ -44,8 +50,14 @@ impl<P: Provider> Lifecycle<'_, P> {
             .flatten()
             .flatten()
             .collect();
+        let source_dirs: Vec<_> = std::fs::read_dir(crate::source::sources_dir(self.data_dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
         let records = self.store.list(true)?;
         let mut live_dirs = std::collections::HashSet::new();
+        let mut live_sources = std::collections::HashSet::new();
         let mut next: Option<std::time::Duration> = None;
         let mut requeue = |after: Option<std::time::Duration>| {
             if let Some(after) = after {
@@ -61,6 +73,14 @@ impl<P: Provider> Lifecycle<'_, P> {
             }
             if record.state != SandboxState::Destroyed {
                 live_dirs.insert(record.id.short().to_owned());
+            }
+            // A source outlives its sandbox for a while: its branch can still be fetched.
+            let since = OffsetDateTime::now_utc() - record.state_changed_at;
+            if record.state != SandboxState::Destroyed || since < SOURCE_AFTER_TEARDOWN {
+                live_sources.insert(record.repo.clone());
+                if let Ok(real) = record.repo.canonicalize() {
+                    live_sources.insert(real);
+                }
             }
             let retention = time::Duration::minutes(
                 i64::try_from(self.config.sandbox.completed_retention_mins)
@@ -94,6 +114,25 @@ impl<P: Provider> Lifecycle<'_, P> {
                 report
                     .orphan_dirs_removed
                     .push(entry.path().display().to_string());
+            }
+        }
+        // A source no sandbox uses: an upload or a clone whose launch never came (given time to
+        // come), or one whose sandbox was torn down long enough ago. The directories were read
+        // before the records, so a source a launch just made is either in the records or young.
+        for entry in source_dirs {
+            let path = entry.path();
+            let young = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().unwrap_or_default() < SOURCE_GRACE);
+            if !young
+                && !live_sources.contains(&path)
+                && !path
+                    .canonicalize()
+                    .is_ok_and(|real| live_sources.contains(&real))
+                && std::fs::remove_dir_all(&path).is_ok()
+            {
+                report.orphan_dirs_removed.push(path.display().to_string());
             }
         }
         report.requeue_after_secs = next.map(|d| d.as_secs().max(1));

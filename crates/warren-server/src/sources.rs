@@ -35,6 +35,34 @@ fn limits<P: Provider + 'static>(app: &App<P>) -> ApiResult<SourceLimits> {
 
 /// The work tree a launch's repository names: a host path as is, a git URL cloned, an uploaded
 /// bundle's import.
+/// A repository named by its path on the server's host, which may not lie in the server's own
+/// data directory: that holds every tenant's sandboxes and sources, and a path into it would
+/// let one owner launch on another's work.
+fn host_path<P: Provider + 'static>(app: &App<P>, raw: &str) -> ApiResult<PathBuf> {
+    let path = repository(raw)?;
+    refuse_data_dir(app, raw, &path)?;
+    Ok(path)
+}
+
+/// Refuses a repository (a host path, or the path of a `file://` URL) inside the data directory.
+fn refuse_data_dir<P: Provider + 'static>(
+    app: &App<P>,
+    raw: &str,
+    path: &std::path::Path,
+) -> ApiResult<()> {
+    let data = app
+        .data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| app.data_dir.clone());
+    let lexical = path.starts_with(&app.data_dir) || path.starts_with(&data);
+    if lexical || path.canonicalize().is_ok_and(|p| p.starts_with(&data)) {
+        return Err(source_error(&SourceError::Unsupported(format!(
+            "repository {raw:?} lies in the server's data directory, which holds every owner's sandboxes"
+        ))));
+    }
+    Ok(())
+}
+
 pub(crate) async fn resolve<P: Provider + 'static>(
     app: &Arc<App<P>>,
     raw: &RepositorySource,
@@ -51,9 +79,21 @@ pub(crate) async fn resolve<P: Provider + 'static>(
         }
         RepositorySource::Git { git } => git.clone(),
         RepositorySource::Text(text) if source::is_git_url(text) => text.clone(),
-        RepositorySource::Text(text) => return repository(text),
+        RepositorySource::Text(text) => return host_path(app, text),
     };
     source::check_url(&url).map_err(|e| source_error(&e))?;
+    if let Some((scheme, rest)) = url.split_once("://")
+        && scheme.eq_ignore_ascii_case("file")
+    {
+        // file://HOST/PATH: the path starts at the first slash after the (usually empty) host.
+        if rest.contains('%') {
+            return Err(source_error(&SourceError::Unsupported(format!(
+                "repository URL {url:?} holds percent-escapes, which a file:// URL here may not"
+            ))));
+        }
+        let path = rest.find('/').map_or("", |at| &rest[at..]);
+        refuse_data_dir(app, &url, std::path::Path::new(path))?;
+    }
     app.blocking(move |app| {
         let limits = limits(app)?;
         source::clone_url(&app.data_dir, &url, &limits).map_err(|e| source_error(&e))

@@ -212,6 +212,14 @@ async fn hostile_sources_are_refused_and_create_nothing() {
         json!("ftp://example.com/r.git"),
         json!({ "bundle": "0123456789abcdef" }),
         json!({ "bundle": "../../etc" }),
+        // The server's data directory holds every owner's sandboxes and sources: not a
+        // repository anyone may name, by path or by file:// URL.
+        json!(fx.data.display().to_string()),
+        json!(format!("file://{}", fx.data.join("sources").display())),
+        json!(format!(
+            "file:///{}",
+            fx.data.display().to_string()[1..].replace('/', "%2F")
+        )),
     ] {
         let (status, body) = json_of(
             http.post(server.url("/v1/sandboxes"))

@@ -175,12 +175,17 @@ impl Fixture {
     /// A sandbox record put directly into a phase (each state through the state machine), with
     /// a workspace holding the agent's work, as a supervisor would have left it.
     pub fn sandbox_in(&self, name: &str, path: &[SandboxState]) -> SandboxRecord {
+        self.sandbox_of(name, &self.repo, path)
+    }
+
+    /// The same, for a sandbox whose repository is `repo`.
+    pub fn sandbox_of(&self, name: &str, repo: &Path, path: &[SandboxState]) -> SandboxRecord {
         let store = self.store();
         let record = store
             .create_sandbox(NewSandbox {
                 id: SandboxId::new(),
                 name: SandboxName::parse(name).unwrap(),
-                repo: self.repo.clone(),
+                repo: repo.to_path_buf(),
                 provider: "fake".into(),
                 model: Some("scripted/scripted".into()),
                 prompt: Some("work".into()),

@@ -171,3 +171,55 @@ fn settled_sandboxes_are_not_touched() {
     assert_eq!(now.state_changed_at, done.state_changed_at);
     assert!(fx.workspace_of(&done.id).join("work.txt").exists());
 }
+
+/// The server's repository sources (`<data>/sources/<id>`) are collected by the sweep once no
+/// sandbox needs them: one a live sandbox works on stays, one a sandbox was torn down from
+/// recently stays (its branch can still be fetched), a fresh one waits for its launch, and an
+/// old one nobody uses goes.
+#[test]
+fn the_sweep_collects_sources_no_sandbox_needs() {
+    let fx = Fixture::new();
+    let sources = fx.data.join("sources");
+    let dir = |name: &str| {
+        let d = sources.join(name);
+        std::fs::create_dir_all(d.join(".git")).unwrap();
+        d
+    };
+    let (used, torn, fresh, stale) = (dir("used"), dir("torn"), dir("fresh"), dir("stale"));
+    for old in [&used, &torn, &stale] {
+        let status = std::process::Command::new("touch")
+            .args(["-d", "3 hours ago"])
+            .arg(old)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    fx.sandbox_of(
+        "working",
+        &used,
+        &[Queued, Provisioning, Running, Completed],
+    );
+    fx.sandbox_of(
+        "gone",
+        &torn,
+        &[
+            Queued,
+            Provisioning,
+            Running,
+            Completed,
+            TearingDown,
+            SandboxState::Destroyed,
+        ],
+    );
+    let report = fx.lifecycle().gc().unwrap();
+    assert!(!stale.exists(), "{report:?}");
+    assert!(
+        report
+            .orphan_dirs_removed
+            .contains(&stale.display().to_string()),
+        "{report:?}"
+    );
+    for kept in [&used, &torn, &fresh] {
+        assert!(kept.exists(), "{} was kept: {report:?}", kept.display());
+    }
+}
