@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod follow;
 mod hints;
 mod output;
 mod provider;

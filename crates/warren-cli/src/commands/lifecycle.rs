@@ -8,11 +8,12 @@ use warren_engine::{Cancel, Engine, ExportTarget, LaunchRequest, Lifecycle, Moni
 use warren_provider_local::LocalProvider;
 use warren_store::StateStore;
 
-use super::read::{Follow, follow_events};
+use super::read::follow_events;
 use super::{CmdResult, checks, data_dir, load_config, open_store, with_lifecycle};
 use crate::cli::{
     ExecArgs, ExportArgs, GlobalArgs, LaunchArgs, MonitorArgs, PullArgs, TeardownArgs,
 };
+use crate::follow::Follow;
 use crate::output::{EventPrinter, Spinner, print_json};
 use crate::provider::AnyProvider;
 use crate::render;

@@ -6,14 +6,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use warren_api::{OpenEnvelope, OpenView};
-use warren_domain::{AgentEvent, ErrorInfo, ReasonCode, SandboxState, UserFacing};
+use warren_domain::{ErrorInfo, ReasonCode, SandboxState, UserFacing};
 use warren_engine::reconcile::needs_supervisor;
 use warren_engine::{Assessment, Lifecycle, RunObserver, SandboxDirs, assess};
 use warren_provider_local::LocalProvider;
 use warren_store::SandboxRecord;
 
-use super::{CliError, CmdResult, checks, load_config, with_lifecycle};
+use super::{CmdResult, checks, load_config, with_lifecycle};
 use crate::cli::{GlobalArgs, LogsArgs};
+use crate::follow::{Follow, Seen};
 use crate::output::{EventPrinter, print_json};
 use crate::provider::AnyProvider;
 use crate::render;
@@ -75,18 +76,6 @@ pub async fn logs(global: &GlobalArgs, args: &LogsArgs) -> CmdResult<i32> {
     follow_events(&lc, &args.name, args.since, follow, &mut printer).await
 }
 
-/// What a follower of a sandbox's events waits for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Follow {
-    /// Print what is recorded and stop.
-    No,
-    /// Until the sandbox is idle.
-    UntilIdle,
-    /// Until the prompt handed over ends: its `finished` event says how (`exec`). A prompt that
-    /// ends without one was stopped, and that is not a success.
-    Prompt,
-}
-
 pub(crate) async fn follow_events(
     lc: &Lifecycle<'_, AnyProvider>,
     name: &str,
@@ -95,8 +84,7 @@ pub(crate) async fn follow_events(
     printer: &mut EventPrinter,
 ) -> CmdResult<i32> {
     let mut seq = since;
-    let mut finished: Option<Option<ErrorInfo>> = None;
-    let mut last_detail: Option<String> = None;
+    let mut seen = Seen::default();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -109,16 +97,7 @@ pub(crate) async fn follow_events(
         for event in &events {
             printer.event(event);
             seq = event.seq;
-            match &event.event {
-                AgentEvent::Finished { error, .. } => finished = Some(error.clone()),
-                AgentEvent::StateChanged { state, detail } => {
-                    last_detail = Some(match detail {
-                        Some(d) => format!("{state}: {d}"),
-                        None => state.to_string(),
-                    });
-                }
-                _ => {}
-            }
+            seen.event(event);
         }
         let lease = lc.store.lease(&record.id).map_err(|e| e.to_error_info())?;
         let verdict = assess(&record, lease.as_ref(), time::OffsetDateTime::now_utc());
@@ -127,33 +106,12 @@ pub(crate) async fn follow_events(
             return Err(lost(&record).into());
         }
         if follow == Follow::No || (!busy && events.is_empty()) {
-            return match follow {
-                Follow::Prompt => match finished {
-                    Some(None) => Ok(0),
-                    Some(Some(e)) => Ok(e.reason_code.exit_class().code()),
-                    None => Err(CliError::from(ErrorInfo::new(
-                        ReasonCode::Stopped,
-                        format!(
-                            "the prompt did not finish: sandbox {} is {}{}",
-                            record.name,
-                            record.state,
-                            last_detail
-                                .map(|d| format!(" (last: {d})"))
-                                .unwrap_or_default()
-                        ),
-                    )
-                    .with_hint(format!(
-                        "see 'warren logs {n}' for what stopped it; its work is kept if the sandbox still exists ('warren status {n}')",
-                        n = record.name
-                    )))),
-                },
-                _ => Ok(match (&record.state, &record.error) {
-                    (SandboxState::Error, Some(e)) if follow != Follow::No => {
-                        e.reason_code.exit_class().code()
-                    }
-                    _ => 0,
-                }),
-            };
+            return Ok(seen.exit(
+                follow,
+                record.name.as_str(),
+                record.state,
+                record.error.as_ref(),
+            )?);
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(150)) => {}

@@ -10,13 +10,14 @@ use warren_api::{
     RepositorySource, RunBody, RunSummary, SandboxEnvelope, SandboxView, StatusView, SyncBody,
     SyncEnvelope,
 };
-use warren_domain::{AgentEvent, ErrorInfo, EventRecord, ReasonCode, SandboxState};
+use warren_domain::{ErrorInfo, EventRecord, ReasonCode};
 use warren_engine::RunObserver;
 
 use super::client::Client;
 use super::repo;
 use crate::cli::{ExecArgs, ExportArgs, GlobalArgs, LaunchArgs, LogsArgs, RunArgs, TeardownArgs};
 use crate::commands::{CliError, CmdResult, checks};
+use crate::follow::{Follow, Seen};
 use crate::output::{EventPrinter, Spinner, print_summary};
 use crate::render;
 
@@ -250,13 +251,6 @@ pub async fn logs(client: &Client, g: &GlobalArgs, args: &LogsArgs) -> CmdResult
     follow(client, g.json, &args.name, args.since, how).await
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Follow {
-    No,
-    UntilIdle,
-    Prompt,
-}
-
 /// Prints a sandbox's events from the server, with the exit code the local follower gives.
 async fn follow(
     client: &Client,
@@ -277,8 +271,7 @@ async fn follow(
         ))
         .await?;
     let mut printer = EventPrinter::new(json);
-    let mut finished: Option<Option<ErrorInfo>> = None;
-    let mut last_detail: Option<String> = None;
+    let mut seen = Seen::default();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -295,50 +288,13 @@ async fn follow(
         let record: EventRecord =
             serde_json::from_value(line).map_err(|e| bad_stream("an event", &e))?;
         printer.event(&record);
-        match &record.event {
-            AgentEvent::Finished { error, .. } => finished = Some(error.clone()),
-            AgentEvent::StateChanged { state, detail } => {
-                last_detail = Some(match detail {
-                    Some(d) => format!("{state}: {d}"),
-                    None => state.to_string(),
-                });
-            }
-            _ => {}
-        }
+        seen.event(&record);
     }
-    match how {
-        Follow::No => Ok(0),
-        Follow::UntilIdle => {
-            let r = sandbox(client, name).await?;
-            Ok(match (&r.state, &r.error) {
-                (SandboxState::Error, Some(e)) => e.reason_code.exit_class().code(),
-                _ => 0,
-            })
-        }
-        Follow::Prompt => match finished {
-            Some(None) => Ok(0),
-            Some(Some(e)) => Ok(e.reason_code.exit_class().code()),
-            None => {
-                let r = sandbox(client, name).await?;
-                Err(ErrorInfo::new(
-                    ReasonCode::Stopped,
-                    format!(
-                        "the prompt did not finish: sandbox {} is {}{}",
-                        r.name,
-                        r.state,
-                        last_detail
-                            .map(|d| format!(" (last: {d})"))
-                            .unwrap_or_default()
-                    ),
-                )
-                .with_hint(format!(
-                    "see 'warren logs {n}' for what stopped it; its work is kept if the sandbox still exists ('warren status {n}')",
-                    n = r.name
-                ))
-                .into())
-            }
-        },
+    if how == Follow::No {
+        return Ok(0);
     }
+    let r = sandbox(client, name).await?;
+    Ok(seen.exit(how, r.name.as_str(), r.state, r.error.as_ref())?)
 }
 
 pub async fn list(client: &Client, g: &GlobalArgs, all: bool) -> CmdResult<i32> {

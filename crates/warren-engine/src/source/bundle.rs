@@ -76,20 +76,8 @@ fn import_into(dir: &Path, file: &Path, limits: &SourceLimits) -> Result<String>
             "the bundle's {WIP_REF} was refused (missing, or objects that fail fsck)"
         )),
     )?;
-    let rev = |spec: &str| {
-        output(
-            git()
-                .arg("-C")
-                .arg(dir)
-                .args(["rev-parse", "--verify", "--quiet"])
-                .arg(spec),
-            "reading the bundle's commits",
-        )
-        .map_err(|_| SourceError::InvalidBundle(format!("the bundle has no commit {spec}")))
-    };
-    let wip = rev(&format!("{WIP_REF}^{{commit}}"))?;
-    let head = rev(&format!("{wip}^1"))?;
-    if rev(&format!("{wip}^2")).is_ok() {
+    let (wip, head) = wip_commits(dir)?;
+    if rev(dir, &format!("{wip}^2")).is_ok() {
         return Err(SourceError::InvalidBundle(format!(
             "{WIP_REF} must be one commit on top of HEAD, not a merge"
         )));
@@ -160,19 +148,27 @@ pub fn update_from_bundle(repo: &Path, newer: &Path, limits: &SourceLimits) -> R
     );
     let _ = std::fs::remove_dir_all(newer);
     fetched?;
-    let rev = |spec: &str| {
-        output(
-            git()
-                .arg("-C")
-                .arg(repo)
-                .args(["rev-parse", "--verify", "--quiet"])
-                .arg(spec),
-            "reading the bundle's commits",
-        )
-        .map_err(|_| SourceError::InvalidBundle(format!("the bundle has no commit {spec}")))
-    };
-    let wip = rev(&format!("{WIP_REF}^{{commit}}"))?;
-    let head = rev(&format!("{wip}^1"))?;
+    let (wip, head) = wip_commits(repo)?;
     check_out(repo, &head, &wip, limits)?;
     Ok(head)
+}
+
+/// The commit `spec` names in `repo`, as the bundle's: a missing one is the bundle's fault.
+fn rev(repo: &Path, spec: &str) -> Result<String> {
+    output(
+        git()
+            .arg("-C")
+            .arg(repo)
+            .args(["rev-parse", "--verify", "--quiet"])
+            .arg(spec),
+        "reading the bundle's commits",
+    )
+    .map_err(|_| SourceError::InvalidBundle(format!("the bundle has no commit {spec}")))
+}
+
+/// The fetched `refs/warren/wip` commit and its parent (the user's HEAD).
+fn wip_commits(repo: &Path) -> Result<(String, String)> {
+    let wip = rev(repo, &format!("{WIP_REF}^{{commit}}"))?;
+    let head = rev(repo, &format!("{wip}^1"))?;
+    Ok((wip, head))
 }
