@@ -436,7 +436,9 @@ async fn the_hard_limit_stops_a_busy_agent_and_keeps_its_work() {
         "",
     )
     .await;
-    let out = fx.run("slow", &["--json", "--timeout", "6"], "x").await;
+    // The limit counts from the run's start, OpenCode's boot included, which takes over 6 s on a
+    // loaded 2-core machine: 20 s leaves the agent time to write before the limit stops it.
+    let out = fx.run("slow", &["--json", "--timeout", "20"], "x").await;
     assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
     let s = summary(&out);
     assert_eq!(s["error"]["reason_code"], "timeout", "{s}");
