@@ -81,6 +81,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create, list and revoke the server's API tokens
     Token(TokenArgs),
+    /// Print a completion script for bash, zsh or fish (see the README)
+    Completions(crate::completions::CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +222,7 @@ pub struct LaunchArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
+    #[arg(add = crate::completions::names())]
     pub name: String,
     /// The follow-up prompt
     pub prompt: String,
@@ -234,6 +237,7 @@ pub struct ExecArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    #[arg(add = crate::completions::names())]
     pub name: String,
     /// Branch to create [default: warren/<name>]
     #[arg(long, conflicts_with = "patch")]
@@ -248,6 +252,7 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
+    #[arg(add = crate::completions::names())]
     pub name: String,
     /// Directory to write the changed files into (created if missing)
     #[arg(long, value_name = "DIR")]
@@ -256,6 +261,7 @@ pub struct PullArgs {
 
 #[derive(Debug, Args)]
 pub struct TeardownArgs {
+    #[arg(add = crate::completions::names())]
     pub name: String,
     /// Tear down even while the agent runs or changes are unexported (they are lost)
     #[arg(long)]
@@ -312,11 +318,13 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct NameArgs {
+    #[arg(add = crate::completions::names())]
     pub name: String,
 }
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    #[arg(add = crate::completions::names())]
     pub name: String,
     /// Keep following new events until the agent finishes (Ctrl-C detaches)
     #[arg(short = 'f', long)]

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod completions;
 mod follow;
 mod hints;
 mod output;
@@ -17,6 +18,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    completions::answer_callback();
     let cli = cli::Cli::parse();
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -66,6 +66,7 @@ async fn local(cli: Cli) -> CmdResult<i32> {
         Command::Schema(args) => schema::schema(json, args.view.as_deref()).map_err(CliError::from),
         Command::Serve(args) => serve::serve(g, args).await,
         Command::Token(args) => serve::token(g, args),
+        Command::Completions(args) => Ok(crate::completions::print(&args)),
     }
 }
 
