@@ -14,6 +14,8 @@ use warren_store::StateStore;
 /// The variable the scripts set when they call `warren` back for candidates.
 pub const VAR: &str = "WARREN_COMPLETE";
 
+const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to print the completion script for
@@ -106,9 +108,14 @@ fn remote_names() -> Option<Vec<String>> {
         .enable_all()
         .build()
         .ok()?;
+    // A server that does not answer must not freeze the user's prompt.
     runtime.block_on(async {
         let client = crate::remote::Client::new(&server, &token).ok()?;
-        let page: ListView = client.get("/v1/sandboxes?all=false&limit=500").await.ok()?;
+        let list = client.get::<ListView>("/v1/sandboxes?all=false&limit=500");
+        let page = tokio::time::timeout(REMOTE_TIMEOUT, list)
+            .await
+            .ok()?
+            .ok()?;
         Some(
             page.sandboxes
                 .into_iter()

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use warren_domain::{SandboxId, SandboxName, SandboxState};
-use warren_store::StateStore;
+use warren_store::{StateStore, TenancyStore};
+
+use super::harness::{Fixture, scenario, text_turn};
+use super::http::{Server, token};
 
 fn warren(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_warren"))
@@ -68,6 +71,15 @@ fn each_shell_accepts_its_script_and_an_unknown_shell_is_a_usage_error() {
 /// Runs bash's completion function the way bash does on TAB after `line` (the last word is the
 /// one being completed), with `warren` on PATH, and returns the candidates.
 fn complete_in_bash(dir: &Path, data_dir: &Path, words: &[&str]) -> Vec<String> {
+    complete_in_bash_with(dir, data_dir, words, &[])
+}
+
+fn complete_in_bash_with(
+    dir: &Path,
+    data_dir: &Path,
+    words: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<String> {
     let script = script("bash", dir);
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -92,6 +104,7 @@ fn complete_in_bash(dir: &Path, data_dir: &Path, words: &[&str]) -> Vec<String> 
         .env("WARREN_DATA_DIR", data_dir)
         .env_remove("WARREN_SERVER")
         .env_remove("WARREN_TOKEN")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -103,6 +116,10 @@ fn complete_in_bash(dir: &Path, data_dir: &Path, words: &[&str]) -> Vec<String> 
 }
 
 fn sandbox(store: &warren_store::Store, repo: &Path, name: &str) -> SandboxId {
+    sandbox_in(store, repo, name)
+}
+
+fn sandbox_in(store: &dyn StateStore, repo: &Path, name: &str) -> SandboxId {
     store
         .create_sandbox(warren_store::NewSandbox {
             id: SandboxId::new(),
@@ -161,4 +178,87 @@ fn bash_completes_subcommands_and_the_stores_sandbox_names() {
     }
     // Completing is a read: no state, timestamp or transition moved.
     assert_eq!(store.list(true).unwrap(), before);
+}
+
+#[test]
+fn fish_completes_the_stores_sandbox_names() {
+    if !installed("fish") {
+        eprintln!("skipping: fish is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = warren_store::Store::open(&warren_store::default_db_path(&data)).unwrap();
+    sandbox(&store, dir.path(), "fish-one");
+    sandbox(&store, dir.path(), "other-two");
+    let script = script("fish", dir.path());
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_warren"), bin.join("warren")).unwrap();
+    let out = Command::new("fish")
+        .args(["--no-config", "-c"])
+        .arg(format!(
+            "source '{}'; complete -C 'warren teardown fi'",
+            script.display()
+        ))
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("WARREN_DATA_DIR", &data)
+        .env_remove("WARREN_SERVER")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let words: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(words, vec!["fish-one".to_owned()]);
+}
+
+/// In remote mode the names are the server's (as the token's owner sees them), not the local
+/// store's.
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_mode_completes_the_servers_sandbox_names_for_the_tokens_owner() {
+    let fx = Fixture::new(&scenario(vec![text_turn("unused")])).await;
+    let store = warren_store::Store::open(&warren_store::default_db_path(&fx.data)).unwrap();
+    for (name, owner) in [
+        ("mine-one", "alice"),
+        ("mine-two", "alice"),
+        ("theirs", "bob"),
+    ] {
+        let id = sandbox_in(&store, &fx.repo, name);
+        store.set_owner(&id, owner).unwrap();
+    }
+    let alice = token(&fx, "alice").await;
+    let server = Server::start(&fx).await;
+    let local = tempfile::tempdir().unwrap();
+    let local_data = local.path().join("data");
+    let local_store =
+        warren_store::Store::open(&warren_store::default_db_path(&local_data)).unwrap();
+    sandbox(&local_store, local.path(), "local-only");
+
+    let words = tokio::task::spawn_blocking({
+        let (base, dir) = (server.base.clone(), local.path().to_path_buf());
+        move || {
+            complete_in_bash_with(
+                &dir,
+                &local_data,
+                &["warren", "status", ""],
+                &[("WARREN_SERVER", &base), ("WARREN_TOKEN", &alice)],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+    for name in ["mine-one", "mine-two"] {
+        assert!(
+            words.contains(&name.to_owned()),
+            "{name} missing: {words:?}"
+        );
+    }
+    assert!(!words.contains(&"theirs".to_owned()), "{words:?}");
+    assert!(!words.contains(&"local-only".to_owned()), "{words:?}");
 }
