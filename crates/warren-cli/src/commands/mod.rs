@@ -3,6 +3,7 @@
 //! hints that name this CLI's commands), rendered with the exit code of its class.
 
 pub(crate) mod checks;
+mod doctor;
 mod lifecycle;
 mod read;
 mod run;
@@ -66,6 +67,7 @@ async fn local(cli: Cli) -> CmdResult<i32> {
         Command::Schema(args) => schema::schema(json, args.view.as_deref()).map_err(CliError::from),
         Command::Serve(args) => serve::serve(g, args).await,
         Command::Token(args) => serve::token(g, args),
+        Command::Doctor => doctor::doctor(g).await,
     }
 }
 

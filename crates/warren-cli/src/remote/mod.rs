@@ -25,6 +25,7 @@ pub fn client_for(cli: &Cli) -> Option<Result<Client, ErrorInfo>> {
             | Command::Config(_)
             | Command::Schema(_)
             | Command::Monitor(_)
+            | Command::Doctor
     ) {
         return None;
     }
@@ -71,7 +72,8 @@ pub async fn dispatch(client: &Client, cli: Cli) -> CmdResult<i32> {
         | Command::Token(_)
         | Command::Config(_)
         | Command::Schema(_)
-        | Command::Monitor(_) => Err(ErrorInfo::new(
+        | Command::Monitor(_)
+        | Command::Doctor => Err(ErrorInfo::new(
             ReasonCode::Internal,
             "a local-only command reached remote mode",
         )
