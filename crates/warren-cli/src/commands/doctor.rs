@@ -64,9 +64,12 @@ pub(crate) async fn doctor(global: &GlobalArgs) -> CmdResult<i32> {
         .as_ref()
         .map_or("local", |c| c.sandbox.provider.as_str());
     checks.push(host::bubblewrap(provider));
-    checks.push(host::opencode(
-        config.as_ref().and_then(|c| c.opencode.binary.as_deref()),
-    ));
+    // With a broken config, `WARREN_OPENCODE` (which the config would have read) still counts.
+    let opencode = config
+        .as_ref()
+        .and_then(|c| c.opencode.binary.clone())
+        .or_else(|| std::env::var_os("WARREN_OPENCODE").map(std::path::PathBuf::from));
+    checks.push(host::opencode(opencode.as_deref()));
     checks.push(host::sandbox_init());
     checks.push(host::git());
     match data_dir(global) {

@@ -101,13 +101,17 @@ pub(crate) fn bubblewrap(provider: &str) -> DoctorCheck {
             format!("sandbox.provider is {provider:?}; only the local provider uses bubblewrap"),
         );
     }
+    let install = "sudo apt-get install bubblewrap (or set WARREN_BWRAP to the bwrap binary)";
     let Some(bwrap) = warren_provider_local::find_bwrap() else {
+        return fail(NAME, "bwrap is not on PATH", install);
+    };
+    if !bwrap.is_file() {
         return fail(
             NAME,
-            "bwrap is not on PATH",
-            "sudo apt-get install bubblewrap (or set WARREN_BWRAP to the bwrap binary)",
+            format!("{} (WARREN_BWRAP) is not a file", bwrap.display()),
+            install,
         );
-    };
+    }
     let version = run_bounded(&bwrap, &["--version"], Duration::from_secs(5))
         .map(|r| r.out)
         .unwrap_or_default();

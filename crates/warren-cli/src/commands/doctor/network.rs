@@ -108,7 +108,13 @@ pub(crate) async fn docker(config: &Config) -> DoctorCheck {
         Err(e) => fail(
             NAME,
             format!("Docker {version} runs but the image {image} is missing: {e}"),
-            "warren image build",
+            if image == warren_provider_docker::DEFAULT_SANDBOX_IMAGE {
+                "warren image build".to_owned()
+            } else {
+                format!(
+                    "docker pull {image} (or build it), or set sandbox.image_profile to a profile whose image exists"
+                )
+            },
         ),
     }
 }
