@@ -7,7 +7,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use super::harness::{Fixture, scenario, stderr, stdout};
+use super::harness::{Backend, Fixture, docker_ready, scenario, stderr, stdout};
 use super::http::{Server, free_port, token};
 
 /// `doctor --json`'s one line, validated against the committed schema.
@@ -253,4 +253,73 @@ async fn doctor_fails_without_bubblewrap_for_the_local_provider_only() {
     let view = doctor_view(&out);
     assert_eq!(named(&view, "bubblewrap")["status"], "skip");
     assert_ne!(named(&view, "docker")["status"], "skip");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_checks_docker_and_the_image_when_the_docker_provider_is_configured() {
+    if !docker_ready().await {
+        return;
+    }
+    let fx = Fixture::with_backend(&scenario(vec![]), Backend::Docker).await;
+    let out = fx.warren(&["doctor", "--json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let view = doctor_view(&out);
+    let docker = named(&view, "docker");
+    assert_eq!(docker["status"], "ok", "{docker:#}");
+    assert!(
+        docker["detail"]
+            .as_str()
+            .unwrap()
+            .contains("warren-sandbox:e2e")
+    );
+    assert_eq!(named(&view, "bubblewrap")["status"], "skip");
+
+    // A profile whose image was never built or pulled.
+    fx.append_config("ghost = \"warren-doctor-test:never-built\"\n");
+    let out = fx
+        .warren_with(&["doctor", "--json"], |c| {
+            c.env("WARREN_IMAGE_PROFILE", "ghost");
+        })
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let view = doctor_view(&out);
+    let docker = named(&view, "docker");
+    assert_eq!(docker["status"], "fail", "{docker:#}");
+    assert!(docker["detail"].as_str().unwrap().contains("never-built"));
+    assert!(
+        docker["fix"]
+            .as_str()
+            .unwrap()
+            .contains("docker pull warren-doctor-test:never-built")
+    );
+
+    // No engine at the configured socket.
+    let out = fx
+        .warren_with(&["doctor", "--json"], |c| {
+            c.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+        })
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let view = doctor_view(&out);
+    let docker = named(&view, "docker");
+    assert_eq!(docker["status"], "fail", "{docker:#}");
+    assert!(docker["fix"].as_str().unwrap().contains("DOCKER_HOST"));
 }

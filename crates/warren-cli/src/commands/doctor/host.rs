@@ -69,19 +69,24 @@ fn sysctl(path: &str) -> Option<String> {
 /// Why the kernel refuses unprivileged user namespaces, and the setting that allows them, read
 /// from the knobs that exist on this kernel.
 fn userns_cause() -> (String, String) {
-    if sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+    userns_cause_from(sysctl)
+}
+
+/// [`userns_cause`] over `read` (a sysctl file's trimmed content, `None` when absent).
+fn userns_cause_from(read: impl Fn(&str) -> Option<String>) -> (String, String) {
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         return (
             "kernel.unprivileged_userns_clone = 0 forbids unprivileged user namespaces".into(),
             "sudo sysctl -w kernel.unprivileged_userns_clone=1".into(),
         );
     }
-    if sysctl("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
         return (
             "user.max_user_namespaces = 0 forbids user namespaces".into(),
             "sudo sysctl -w user.max_user_namespaces=15000".into(),
         );
     }
-    if sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
         return (
             "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1)".into(),
             "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (or add an AppArmor profile allowing userns for bwrap)".into(),
@@ -249,5 +254,53 @@ pub(crate) fn store(dir: &Path) -> DoctorCheck {
                 }),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::userns_cause_from;
+
+    fn cause(knobs: &[(&str, &str)]) -> String {
+        let knobs: Vec<(String, String)> = knobs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        userns_cause_from(|path| {
+            knobs
+                .iter()
+                .find(|(k, _)| path.ends_with(k.as_str()))
+                .map(|(_, v)| v.clone())
+        })
+        .1
+    }
+
+    #[test]
+    fn the_fix_names_the_knob_that_forbids_user_namespaces() {
+        assert_eq!(
+            cause(&[("unprivileged_userns_clone", "0")]),
+            "sudo sysctl -w kernel.unprivileged_userns_clone=1"
+        );
+        assert_eq!(
+            cause(&[
+                ("unprivileged_userns_clone", "1"),
+                ("max_user_namespaces", "0")
+            ]),
+            "sudo sysctl -w user.max_user_namespaces=15000"
+        );
+        assert!(
+            cause(&[
+                ("max_user_namespaces", "63000"),
+                ("apparmor_restrict_unprivileged_userns", "1")
+            ])
+            .starts_with("sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")
+        );
+        // Every knob allows it: the container (seccomp, no privileges) is what refuses.
+        assert!(
+            cause(&[("apparmor_restrict_unprivileged_userns", "0")])
+                .contains("allowed to create user namespaces")
+        );
     }
 }
