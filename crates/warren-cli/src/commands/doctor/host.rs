@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use warren_api::DoctorCheck;
-use warren_engine::Tools;
 use warren_engine::tools::OPENCODE_VERSION;
 
 use super::{fail, ok, skip};
@@ -58,6 +57,13 @@ fn run_bounded(program: &Path, args: &[&str], limit: Duration) -> Result<Ran, St
         out: out.trim().to_owned(),
         err: err.trim().to_owned(),
     })
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 fn sysctl(path: &str) -> Option<String> {
@@ -147,14 +153,23 @@ pub(crate) fn opencode(configured: Option<&Path>) -> DoctorCheck {
     let install = format!(
         "npm install -g opencode-ai@{OPENCODE_VERSION} (or 'make tools' in a warren checkout), or set WARREN_OPENCODE to the opencode binary"
     );
-    let path: PathBuf = match Tools::locate(configured) {
-        Ok(tools) => tools.opencode,
-        // `locate` also needs the init; a missing init is its own check.
-        Err(e) if e.message.contains("warren-sandbox-init") => match configured {
-            Some(p) => p.to_path_buf(),
-            None => return fail(NAME, e.message, install),
-        },
-        Err(e) => return fail(NAME, e.message, install),
+    // The lookup `Tools::locate` makes, without its init half (a check of its own).
+    let found = configured
+        .map(Path::to_path_buf)
+        .or_else(|| on_path("opencode"));
+    let Some(found) = found else {
+        return fail(NAME, "OpenCode (opencode) is not set nor on PATH", install);
+    };
+    let path = match std::fs::canonicalize(&found) {
+        Ok(real) if real.is_file() => real,
+        Ok(real) => return fail(NAME, format!("{} is not a file", real.display()), install),
+        Err(e) => {
+            return fail(
+                NAME,
+                format!("OpenCode binary {} is not usable: {e}", found.display()),
+                install,
+            );
+        }
     };
     match run_bounded(&path, &["--version"], Duration::from_secs(30)) {
         Ok(r) if r.success && r.out == OPENCODE_VERSION => {
@@ -185,12 +200,7 @@ pub(crate) fn sandbox_init() -> DoctorCheck {
     let sibling = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|d| d.join("warren-sandbox-init")));
-    let on_path = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("warren-sandbox-init"))
-            .find(|c| c.is_file())
-    });
-    match [explicit, sibling, on_path]
+    match [explicit, sibling, on_path("warren-sandbox-init")]
         .into_iter()
         .flatten()
         .find(|p| p.is_file())
