@@ -7,12 +7,14 @@
 //! `docs/schemas/` holds them as generated. Conversions from the engine's and the store's types
 //! live with the front ends, so this crate depends on `warren-domain` alone and does no I/O.
 
+mod doctor;
 mod ops;
 mod run;
 mod sandbox;
 mod schema;
 mod server;
 
+pub use doctor::{CheckStatus, DoctorCheck, DoctorEnvelope, DoctorView};
 pub use ops::{
     ConfigSource, ConfigView, ExportEnvelope, ExportView, GcReportView, GcView, ImageEnvelope,
     ImageView, OpenEnvelope, OpenView, PullEnvelope, PullView, SyncEnvelope, SyncView,

@@ -5,9 +5,9 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema};
 
 use crate::{
-    ChangesEnvelope, ConfigView, ErrorEnvelope, EventRecord, ExportEnvelope, GcView, ImageEnvelope,
-    ListView, OpenEnvelope, PullEnvelope, SandboxEnvelope, StatusView, SummaryEnvelope,
-    SyncEnvelope,
+    ChangesEnvelope, ConfigView, DoctorEnvelope, ErrorEnvelope, EventRecord, ExportEnvelope,
+    GcView, ImageEnvelope, ListView, OpenEnvelope, PullEnvelope, SandboxEnvelope, StatusView,
+    SummaryEnvelope, SyncEnvelope,
 };
 
 /// One view: its name (`warren schema NAME`, `docs/schemas/NAME.json`), what prints it, and its
@@ -62,6 +62,7 @@ pub const VIEWS: &[View] = &[
     view::<GcView>("gc", "gc --json"),
     view::<ImageEnvelope>("image", "image build --json"),
     view::<ConfigView>("config", "config show --json"),
+    view::<DoctorEnvelope>("doctor", "doctor --json"),
     view::<ChangesEnvelope>("changes", "the server's GET /v1/sandboxes/{name}/changes"),
 ];
 

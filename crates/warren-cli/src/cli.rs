@@ -79,6 +79,8 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Serve warren's HTTP API (see docs/api.md)
     Serve(ServeArgs),
+    /// Check every prerequisite here and say how to fix what is missing
+    Doctor,
     /// Create, list and revoke the server's API tokens
     Token(TokenArgs),
     /// Print a completion script for bash, zsh or fish (see the README)

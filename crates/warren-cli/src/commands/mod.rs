@@ -3,6 +3,7 @@
 //! hints that name this CLI's commands), rendered with the exit code of its class.
 
 pub(crate) mod checks;
+mod doctor;
 mod lifecycle;
 mod read;
 mod run;
@@ -67,6 +68,7 @@ async fn local(cli: Cli) -> CmdResult<i32> {
         Command::Serve(args) => serve::serve(g, args).await,
         Command::Token(args) => serve::token(g, args),
         Command::Completions(args) => Ok(crate::completions::print(&args)),
+        Command::Doctor => doctor::doctor(g).await,
     }
 }
 

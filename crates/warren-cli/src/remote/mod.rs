@@ -26,6 +26,7 @@ pub fn client_for(cli: &Cli) -> Option<Result<Client, ErrorInfo>> {
             | Command::Schema(_)
             | Command::Monitor(_)
             | Command::Completions(_)
+            | Command::Doctor
     ) {
         return None;
     }
@@ -73,7 +74,8 @@ pub async fn dispatch(client: &Client, cli: Cli) -> CmdResult<i32> {
         | Command::Config(_)
         | Command::Schema(_)
         | Command::Monitor(_)
-        | Command::Completions(_) => Err(ErrorInfo::new(
+        | Command::Completions(_)
+        | Command::Doctor => Err(ErrorInfo::new(
             ReasonCode::Internal,
             "a local-only command reached remote mode",
         )

@@ -1,0 +1,155 @@
+//! The checks of what warren talks to: the configured model endpoints (a bounded TCP connect,
+//! never a request carrying a credential; the credential variable only checked for being set),
+//! the Docker engine and the sandbox image, and a configured warren server with its token.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use warren_api::DoctorCheck;
+use warren_config::Config;
+
+use super::{fail, ok, skip};
+use crate::cli::GlobalArgs;
+use crate::provider::AnyProvider;
+use crate::remote::Client;
+
+const CONNECT_LIMIT: Duration = Duration::from_secs(3);
+
+/// A TCP connection to `base_url`'s host and port within [`CONNECT_LIMIT`].
+fn connect(base_url: &str) -> Result<String, String> {
+    let url =
+        reqwest::Url::parse(base_url).map_err(|e| format!("{base_url:?} is not a URL: {e}"))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("{base_url:?} names no host"))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("{base_url:?} names no port"))?;
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    let mut last = format!("{host} resolves to no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, CONNECT_LIMIT) {
+            Ok(_) => return Ok(format!("{host}:{port}")),
+            Err(e) => last = format!("cannot connect to {host}:{port}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// Two checks per configured model provider: its endpoint answers, its credential is set.
+pub(crate) fn models(config: &Config) -> Vec<DoctorCheck> {
+    let mut checks = Vec::new();
+    for (name, provider) in &config.model_providers {
+        let endpoint = format!("model endpoint {name}");
+        checks.push(match connect(&provider.base_url) {
+            Ok(addr) => ok(endpoint, format!("{} reachable ({addr})", provider.base_url)),
+            Err(e) => fail(
+                endpoint,
+                format!("{}: {e}", provider.base_url),
+                format!(
+                    "start the model server at {} or set model_providers.{name}.base_url to one that runs",
+                    provider.base_url
+                ),
+            ),
+        });
+        let credential = format!("model credential {name}");
+        checks.push(match (&provider.api_key_env, &provider.api_key) {
+            (Some(var), _) => match std::env::var_os(var) {
+                Some(v) if !v.is_empty() => ok(credential, format!("{var} is set")),
+                _ => fail(
+                    credential,
+                    format!("{var} is not set"),
+                    format!("export {var}=..."),
+                ),
+            },
+            (None, Some(_)) => ok(credential, "api_key set in the config"),
+            (None, None) => skip(credential, "no api_key_env configured (none needed)"),
+        });
+    }
+    checks
+}
+
+/// Docker and the sandbox image, needed only when the docker provider is configured.
+pub(crate) async fn docker(config: &Config) -> DoctorCheck {
+    const NAME: &str = "docker";
+    if config.sandbox.provider != "docker" {
+        return skip(
+            NAME,
+            format!(
+                "sandbox.provider is {:?}; only the docker provider uses Docker",
+                config.sandbox.provider
+            ),
+        );
+    }
+    let start = "start Docker (sudo systemctl start docker) and make its socket reachable (set DOCKER_HOST, or add this user to the docker group: sudo usermod -aG docker $USER)";
+    let provider = match AnyProvider::for_kind("docker", config, None) {
+        Ok(p) => p,
+        Err(e) => return fail(NAME, e.message, start),
+    };
+    let Some(docker) = provider.docker() else {
+        return fail(NAME, "the docker provider did not start", start);
+    };
+    let image = docker.settings().image.clone();
+    let client = match docker.docker().await {
+        Ok(c) => c,
+        Err(e) => return fail(NAME, format!("cannot reach Docker: {e}"), start),
+    };
+    let reach = tokio::time::timeout(Duration::from_secs(5), client.version()).await;
+    let version = match reach {
+        Ok(Ok(v)) => v.version.unwrap_or_default(),
+        Ok(Err(e)) => return fail(NAME, format!("cannot reach Docker: {e}"), start),
+        Err(_) => return fail(NAME, "Docker did not answer within 5 s", start),
+    };
+    match client.inspect_image(&image).await {
+        Ok(_) => ok(NAME, format!("Docker {version}; image {image} present")),
+        Err(e) => fail(
+            NAME,
+            format!("Docker {version} runs but the image {image} is missing: {e}"),
+            if image == warren_provider_docker::DEFAULT_SANDBOX_IMAGE {
+                "warren image build".to_owned()
+            } else {
+                format!(
+                    "docker pull {image} (or build it), or set sandbox.image_profile to a profile whose image exists"
+                )
+            },
+        ),
+    }
+}
+
+/// A configured server (`WARREN_SERVER` / `--server`): reachable, and the token accepted.
+pub(crate) async fn server(global: &GlobalArgs) -> DoctorCheck {
+    const NAME: &str = "server";
+    let Some(server) = global.server.as_deref().filter(|s| !s.is_empty()) else {
+        return skip(NAME, "no WARREN_SERVER configured (working locally)");
+    };
+    let Some(token) = global.token.as_deref().filter(|t| !t.is_empty()) else {
+        return fail(
+            NAME,
+            format!("WARREN_SERVER is {server} but WARREN_TOKEN is not set"),
+            "export WARREN_TOKEN=... (a token from 'warren token create' on the server)",
+        );
+    };
+    let client = match Client::new(server, token) {
+        Ok(c) => c,
+        Err(e) => return fail(NAME, e.message, e.hint.unwrap_or_default()),
+    };
+    let req = client
+        .request(reqwest::Method::GET, "/v1/sandboxes?limit=1")
+        .timeout(Duration::from_secs(10));
+    match client.send(req).await {
+        Ok(_) => ok(NAME, format!("{server} reachable; WARREN_TOKEN accepted")),
+        Err(e) if e.reason_code == warren_domain::ReasonCode::Unauthorized => fail(
+            NAME,
+            format!("{server} refused WARREN_TOKEN: {}", e.message),
+            "export WARREN_TOKEN=... (a valid token: 'warren token create' on the server)",
+        ),
+        Err(e) => fail(
+            NAME,
+            e.message,
+            format!("start 'warren serve' at {server}, or unset WARREN_SERVER to work locally"),
+        ),
+    }
+}
