@@ -55,6 +55,7 @@ async fn doctor_passes_here_and_lists_every_check() {
         "git",
         "data directory",
         "store",
+        "model",
         "model endpoint scripted",
         "model credential scripted",
         "docker",
@@ -322,4 +323,21 @@ async fn doctor_checks_docker_and_the_image_when_the_docker_provider_is_configur
     let docker = named(&view, "docker");
     assert_eq!(docker["status"], "fail", "{docker:#}");
     assert!(docker["fix"].as_str().unwrap().contains("DOCKER_HOST"));
+}
+
+/// Without any model provider no agent can run: doctor fails and says what to configure.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_fails_without_a_model_and_says_what_to_configure() {
+    let fx = Fixture::new(&scenario(Vec::new())).await;
+    std::fs::write(&fx.config, "").unwrap();
+    let out = fx.warren(&["doctor", "--json"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let view = doctor_view(&out);
+    assert_eq!(view["doctor"]["ok"], false);
+    let model = named(&view, "model");
+    assert_eq!(model["status"], "fail", "{model:#}");
+    assert!(
+        model["fix"].as_str().unwrap().contains("[model_providers."),
+        "{model:#}"
+    );
 }

@@ -39,9 +39,28 @@ fn connect(base_url: &str) -> Result<String, String> {
     Err(last)
 }
 
+/// A model to run agents with: without a model provider, no run can start.
+fn model(config: &Config) -> DoctorCheck {
+    const NAME: &str = "model";
+    if config.model_providers.is_empty() {
+        return fail(
+            NAME,
+            "no model provider is configured, so no agent can run",
+            "add [model] default = \"PROVIDER/MODEL\" and [model_providers.PROVIDER] (base_url, models, api_key_env) to ~/.config/warren/config.toml: see the README, 'Using it with a real model'",
+        );
+    }
+    match &config.model.default {
+        Some(default) => ok(NAME, format!("default model {default}")),
+        None => ok(
+            NAME,
+            "no default model: each run names one with --model PROVIDER/MODEL",
+        ),
+    }
+}
+
 /// Two checks per configured model provider: its endpoint answers, its credential is set.
 pub(crate) fn models(config: &Config) -> Vec<DoctorCheck> {
-    let mut checks = Vec::new();
+    let mut checks = vec![model(config)];
     for (name, provider) in &config.model_providers {
         let endpoint = format!("model endpoint {name}");
         checks.push(match connect(&provider.base_url) {
