@@ -2,6 +2,7 @@
 //! passes and lists every check; each missing piece fails it with the fix named, and a
 //! credential's value never appears in what it prints.
 
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::Output;
 
@@ -23,6 +24,28 @@ fn doctor_view(out: &Output) -> Value {
         .collect();
     assert!(errors.is_empty(), "{errors:#?}\n{line:#}");
     line
+}
+
+/// `warren doctor --json` with `env` set: asserts its exit code, returns it with its view.
+async fn doctor(fx: &Fixture, env: &[(&str, &OsStr)], code: i32) -> (Output, Value) {
+    let env: Vec<(String, OsString)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.to_os_string()))
+        .collect();
+    let out = fx
+        .warren_with(&["doctor", "--json"], |c| {
+            c.envs(env);
+        })
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let view = doctor_view(&out);
+    (out, view)
 }
 
 fn named<'a>(view: &'a Value, name: &str) -> &'a Value {
@@ -144,19 +167,7 @@ async fn doctor_names_an_unreachable_endpoint_and_an_unset_credential_without_pr
 async fn doctor_fails_on_a_missing_opencode_and_names_the_fix() {
     let fx = Fixture::new(&scenario(vec![])).await;
     let missing = fx.dir.path().join("no-such-opencode");
-    let out = fx
-        .warren_with(&["doctor", "--json"], |c| {
-            c.env("WARREN_OPENCODE", &missing);
-        })
-        .await;
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let view = doctor_view(&out);
+    let (_, view) = doctor(&fx, &[("WARREN_OPENCODE", missing.as_os_str())], 2).await;
     let opencode = named(&view, "opencode");
     assert_eq!(opencode["status"], "fail");
     assert!(
@@ -180,37 +191,29 @@ async fn doctor_checks_a_configured_server_and_its_token() {
     let good = token(&fx, "alice").await;
     let base = server.url("");
 
-    let out = fx
-        .warren_with(&["doctor", "--json"], |c| {
-            c.env("WARREN_SERVER", &base).env("WARREN_TOKEN", &good);
-        })
-        .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let view = doctor_view(&out);
+    let (out, view) = doctor(
+        &fx,
+        &[
+            ("WARREN_SERVER", OsStr::new(&base)),
+            ("WARREN_TOKEN", OsStr::new(&good)),
+        ],
+        0,
+    )
+    .await;
     let check = named(&view, "server");
     assert_eq!(check["status"], "ok", "{check:#}");
     assert!(!format!("{}{}", stdout(&out), stderr(&out)).contains(&good));
 
     let bad = "wrn_not_a_real_token";
-    let out = fx
-        .warren_with(&["doctor", "--json"], |c| {
-            c.env("WARREN_SERVER", &base).env("WARREN_TOKEN", bad);
-        })
-        .await;
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let view = doctor_view(&out);
+    let (_, view) = doctor(
+        &fx,
+        &[
+            ("WARREN_SERVER", OsStr::new(&base)),
+            ("WARREN_TOKEN", OsStr::new(bad)),
+        ],
+        2,
+    )
+    .await;
     let check = named(&view, "server");
     assert_eq!(check["status"], "fail", "{check:#}");
     assert!(check["detail"].as_str().unwrap().contains("WARREN_TOKEN"));
@@ -222,19 +225,7 @@ async fn doctor_checks_a_configured_server_and_its_token() {
 async fn doctor_fails_without_bubblewrap_for_the_local_provider_only() {
     let fx = Fixture::new(&scenario(vec![])).await;
     let missing = fx.dir.path().join("no-such-bwrap");
-    let out = fx
-        .warren_with(&["doctor", "--json"], |c| {
-            c.env("WARREN_BWRAP", &missing);
-        })
-        .await;
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let view = doctor_view(&out);
+    let (_, view) = doctor(&fx, &[("WARREN_BWRAP", missing.as_os_str())], 2).await;
     let check = named(&view, "bubblewrap");
     assert_eq!(check["status"], "fail");
     assert!(
@@ -283,19 +274,7 @@ async fn doctor_checks_docker_and_the_image_when_the_docker_provider_is_configur
 
     // A profile whose image was never built or pulled.
     fx.append_config("ghost = \"warren-doctor-test:never-built\"\n");
-    let out = fx
-        .warren_with(&["doctor", "--json"], |c| {
-            c.env("WARREN_IMAGE_PROFILE", "ghost");
-        })
-        .await;
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let view = doctor_view(&out);
+    let (_, view) = doctor(&fx, &[("WARREN_IMAGE_PROFILE", OsStr::new("ghost"))], 2).await;
     let docker = named(&view, "docker");
     assert_eq!(docker["status"], "fail", "{docker:#}");
     assert!(docker["detail"].as_str().unwrap().contains("never-built"));
@@ -307,19 +286,12 @@ async fn doctor_checks_docker_and_the_image_when_the_docker_provider_is_configur
     );
 
     // No engine at the configured socket.
-    let out = fx
-        .warren_with(&["doctor", "--json"], |c| {
-            c.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
-        })
-        .await;
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let view = doctor_view(&out);
+    let (_, view) = doctor(
+        &fx,
+        &[("DOCKER_HOST", OsStr::new("unix:///nonexistent/docker.sock"))],
+        2,
+    )
+    .await;
     let docker = named(&view, "docker");
     assert_eq!(docker["status"], "fail", "{docker:#}");
     assert!(docker["fix"].as_str().unwrap().contains("DOCKER_HOST"));
