@@ -2,6 +2,7 @@
 # Installs what warren needs on a Debian machine, idempotently:
 #   - Debian packages: bubblewrap, git, nodejs/npm (only if missing)
 #   - the pinned OpenCode from npm, into the project-local .tools/opencode
+#   - playwright-core for the dashboard's browser test (npm ci, from the committed lockfile)
 # Prints the path of the opencode binary on its last line.
 set -euo pipefail
 
@@ -41,5 +42,12 @@ if [ "$installed" != "$OPENCODE_VERSION" ]; then
     log "expected opencode $OPENCODE_VERSION, got '$installed'"
     exit 1
   fi
+fi
+# playwright-core for the dashboard's browser test (it drives the system's Chromium; it downloads
+# no browser). Versions are pinned by the committed package-lock.json.
+BROWSER_TESTS="$ROOT/crates/warren-cli/tests/browser"
+if [ ! -d "$BROWSER_TESTS/node_modules/playwright-core" ]; then
+  log "installing the browser test's npm packages into $BROWSER_TESTS/node_modules"
+  npm ci --silent --no-audit --no-fund --prefix "$BROWSER_TESTS" >&2
 fi
 echo "$OPENCODE_BIN"

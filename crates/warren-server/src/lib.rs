@@ -8,6 +8,7 @@
 
 mod auth;
 mod body;
+mod dashboard;
 mod error;
 mod handlers;
 mod limits;
@@ -184,6 +185,7 @@ pub fn router<P: Provider + 'static>(
     listed.sort();
     let router = public
         .router
+        .merge(dashboard::routes())
         .fallback(h::fallback)
         .layer(axum::middleware::map_response(rejections::as_wire_error))
         .layer(axum::middleware::from_fn_with_state(

@@ -25,6 +25,7 @@ pub struct Server {
     child: tokio::process::Child,
     pub base: String,
     pub http: reqwest::Client,
+    pub port: u16,
 }
 
 impl Server {
@@ -38,22 +39,27 @@ impl Server {
         if let Some(store) = store {
             args.extend(["--store", store]);
         }
-        Self::launch(fx, &args, env, reqwest::Client::new()).await
+        Self::launch(fx, free_port(), &args, env, reqwest::Client::new()).await
+    }
+
+    /// A server on the SQLite store of `fx` listening on `port` (a restart on the same address).
+    pub async fn start_on(fx: &Fixture, port: u16) -> Server {
+        Self::launch(fx, port, &[], &[], reqwest::Client::new()).await
     }
 
     /// `warren serve --listen 127.0.0.1:<free port> EXTRA...`, reached with `http` (a client
     /// trusting the server's certificate when `EXTRA` turns TLS on).
     pub async fn start_args(fx: &Fixture, extra: &[&str], http: reqwest::Client) -> Server {
-        Self::launch(fx, extra, &[], http).await
+        Self::launch(fx, free_port(), extra, &[], http).await
     }
 
     async fn launch(
         fx: &Fixture,
+        port: u16,
         extra: &[&str],
         env: &[(&str, &str)],
         http: reqwest::Client,
     ) -> Server {
-        let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec!["serve", "--listen", &listen];
         args.extend_from_slice(extra);
@@ -85,7 +91,12 @@ impl Server {
                 eprintln!("[serve {port}] {line}");
             }
         });
-        Server { child, base, http }
+        Server {
+            child,
+            base,
+            http,
+            port,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

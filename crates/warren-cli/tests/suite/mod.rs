@@ -2,6 +2,7 @@ mod api_fuzz;
 mod bad_input;
 mod bad_input_table;
 mod completions;
+mod dashboard;
 mod doctor;
 mod harness;
 mod http;
