@@ -164,3 +164,66 @@ async fn the_dashboard_in_chromium_runs_follows_diffs_exports_and_survives_a_res
     );
     server.stop().await;
 }
+
+/// The page's files, as any browser gets them: no token needed, the right media types, a
+/// same-origin-only policy, a 304 for a file it has, and the API's error for one that is not there.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_files_are_served_without_a_token_under_a_strict_policy() {
+    let fx = Fixture::new(&scenario(vec![text_turn("unused")])).await;
+    let server = Server::start(&fx).await;
+    let http = &server.http;
+
+    let page = http.get(server.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(r#"<script type="module" src="/assets/app.js">"#),
+        "{html}"
+    );
+
+    let script = http.get(server.url("/assets/app.js")).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    let etag = script.headers()["etag"].to_str().unwrap().to_owned();
+    let again = http
+        .get(server.url("/assets/app.js"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        304,
+        "a file the browser has is not sent again"
+    );
+
+    let (status, missing) = json_of(
+        http.get(server.url("/assets/nope.js"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        missing["error"]["reason_code"], "invalid_argument",
+        "{missing}"
+    );
+    // The API behind it still wants a token.
+    let (status, refused) =
+        json_of(http.get(server.url("/v1/sandboxes")).send().await.unwrap()).await;
+    assert_eq!(status, 401);
+    assert_eq!(refused["error"]["reason_code"], "unauthorized");
+    server.stop().await;
+}
