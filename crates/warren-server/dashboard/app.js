@@ -72,6 +72,9 @@ onReachability((ok) => {
     down = false;
     connection.textContent = "Connected again.";
     connection.dataset.state = "up";
+    setTimeout(() => {
+      if (!down) connection.textContent = "";
+    }, 8000);
   }
 });
 

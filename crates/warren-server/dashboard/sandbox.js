@@ -8,7 +8,11 @@ import { eventItem, phasesOf } from "./events.js";
 import { renderChanges } from "./diff.js";
 import { runs, onRunEnd } from "./launch.js";
 
-const STATUS_REFRESH_MS = 2000;
+// The event stream says when the state changes (and the status is read again then); this slower
+// poll only catches what has no event (a lease expiring, a warm server's idle time). A status
+// lists an idle workspace's changes, so it is not read more often than needed.
+const STATUS_REFRESH_MS = 10000;
+const REFRESH_ON = new Set(["state_changed", "exported", "finished", "resynced"]);
 const IDLE = new Set(["completed", "error", "destroyed"]);
 const BUSY = new Set(["new", "queued", "provisioning", "running", "saving", "tearing_down"]);
 
@@ -229,7 +233,7 @@ export function sandboxView(root, name, navigate) {
       w
         ? dl([
             ["Warm server", `pid ${w.monitor.pid}, booted in ${duration(w.boot_ms)}`],
-            ["Idle", `${w.idle_secs} s`],
+            ["Stops", `after ${w.idle_secs} s idle (idle since ${new Date(w.idle_since).toLocaleTimeString("en-GB")})`],
           ])
         : h("p", { class: "muted" }, "No warm OpenCode server."),
     );
@@ -320,6 +324,13 @@ export function sandboxView(root, name, navigate) {
   showRunEnd(runs.get(name));
   const offRun = onRunEnd((n, end) => n === name && showRunEnd(end));
 
+  // Several events in a burst (a run's end) cost one status read.
+  let soon = null;
+  function refreshSoon() {
+    clearTimeout(soon);
+    soon = setTimeout(refreshStatus, 150);
+  }
+
   async function refreshStatus() {
     clearTimeout(timer);
     try {
@@ -343,7 +354,7 @@ export function sandboxView(root, name, navigate) {
       const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
       log.append(eventItem(record));
       if (stick) log.scrollTop = log.scrollHeight;
-      if (record.type === "state_changed") refreshStatus();
+      if (REFRESH_ON.has(record.type)) refreshSoon();
       if (record.type === "state_changed" || record.type === "step_start") renderPhases();
     },
     onState(state) {
@@ -359,6 +370,7 @@ export function sandboxView(root, name, navigate) {
   return () => {
     stopped = true;
     clearTimeout(timer);
+    clearTimeout(soon);
     stopFollowing();
     offRun();
   };
