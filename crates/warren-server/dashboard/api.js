@@ -107,3 +107,20 @@ export const del = (path, opts) => request("DELETE", path, opts);
 export function sandboxPath(name, rest = "") {
   return `/v1/sandboxes/${encodeURIComponent(name)}${rest}`;
 }
+
+/** The JSON records of an NDJSON response body, one per line, as they arrive. */
+export async function* ndjson(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let nl;
+    while ((nl = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, nl).trim();
+      buffer = buffer.slice(nl + 1);
+      if (line) yield JSON.parse(line);
+    }
+  }
+}

@@ -1,7 +1,7 @@
 // A new run (the one-shot `warren run`: sandbox, agent, export, teardown) or launch (a
 // long-lived sandbox that takes follow-ups), from a repository on the server's host or a git URL.
 
-import { post, request } from "./api.js";
+import { post, request, ndjson } from "./api.js";
 import { h, replace, field, outcomeSlot, act } from "./ui.js";
 
 /** One-shot runs this page started: their summary (or error) once their stream ends. */
@@ -17,26 +17,14 @@ function readRun(response) {
   return new Promise((resolveName, rejectName) => {
     let name = null;
     (async () => {
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
       let end = null;
       try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buffer += value;
-          let nl;
-          while ((nl = buffer.indexOf("\n")) >= 0) {
-            const line = buffer.slice(0, nl).trim();
-            buffer = buffer.slice(nl + 1);
-            if (!line) continue;
-            const record = JSON.parse(line);
-            if (record.summary || record.error) {
-              end = record;
-            } else if (!name && record.sandbox) {
-              name = record.sandbox;
-              resolveName(name);
-            }
+        for await (const record of ndjson(response)) {
+          if (record.summary || record.error) {
+            end = record;
+          } else if (!name && record.sandbox) {
+            name = record.sandbox;
+            resolveName(name);
           }
         }
       } catch (e) {

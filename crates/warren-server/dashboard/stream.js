@@ -2,7 +2,7 @@
 // and resumes after the last seq it saw when the connection drops, so the page never shows a
 // gap or a duplicate, also across a server restart.
 
-import { errorFrom, token, sandboxPath, reached } from "./api.js";
+import { errorFrom, token, sandboxPath, reached, ndjson } from "./api.js";
 
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 5000;
@@ -33,24 +33,12 @@ export function follow(name, { since = 0, onRecord, onState, onError }) {
     if (!response.ok) throw await errorFrom(response);
     onState("live");
     delay = RETRY_MIN_MS;
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let nl;
-      while ((nl = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, nl).trim();
-        buffer = buffer.slice(nl + 1);
-        if (!line) continue;
-        const record = JSON.parse(line);
-        if (record.error) throw Object.assign(new Error(record.error.message), record.error);
-        // A reconnect starts after `last`; anything older is a duplicate and is skipped.
-        if (record.seq <= last) continue;
-        last = record.seq;
-        onRecord(record);
-      }
+    for await (const record of ndjson(response)) {
+      if (record.error) throw Object.assign(new Error(record.error.message), record.error);
+      // A reconnect starts after `last`; anything older is a duplicate and is skipped.
+      if (record.seq <= last) continue;
+      last = record.seq;
+      onRecord(record);
     }
   }
 
