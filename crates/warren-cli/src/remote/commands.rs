@@ -429,3 +429,22 @@ pub async fn sync(client: &Client, g: &GlobalArgs, name: &str) -> CmdResult<i32>
     render::sync(&synced.sync, name, g.json)?;
     Ok(0)
 }
+
+/// `approve` / `deny` against a server: the same answer, through its API.
+pub async fn answer(
+    client: &Client,
+    g: &GlobalArgs,
+    name: &str,
+    request: Option<&str>,
+    decision: warren_domain::Decision,
+    reason: Option<String>,
+) -> CmdResult<i32> {
+    checks::sandbox_name(name)?;
+    let body = warren_api::ApprovalBody { decision, reason };
+    let request = request.unwrap_or("current");
+    let answered: warren_api::ApprovalEnvelope = client
+        .post(&format!("/v1/sandboxes/{name}/approvals/{request}"), &body)
+        .await?;
+    crate::render::approval(&answered.approval, name, g.json)?;
+    Ok(0)
+}
