@@ -33,3 +33,19 @@ pub struct ApprovalView {
     pub decision: Option<Decision>,
     pub decided_by: Option<DecidedBy>,
 }
+
+/// Approval rules a request adds to the server's `[policy.approvals]` for its prompts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRules {
+    /// Bash commands the agent must ask for, as OpenCode matches them (`git push*`).
+    #[serde(default)]
+    pub bash: Vec<String>,
+    /// Paths, relative to the workspace, the agent must ask to edit.
+    #[serde(default)]
+    pub edit: Vec<String>,
+    /// Denied when unanswered for this long, 1 to 604800; the server's
+    /// `policy.approvals.timeout_secs` when absent.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}

@@ -15,7 +15,7 @@ mod sandbox;
 mod schema;
 mod server;
 
-pub use approval::{ApprovalBody, ApprovalEnvelope, ApprovalView};
+pub use approval::{ApprovalBody, ApprovalEnvelope, ApprovalRules, ApprovalView};
 pub use doctor::{CheckStatus, DoctorCheck, DoctorEnvelope, DoctorView};
 pub use ops::{
     ConfigSource, ConfigView, ExportEnvelope, ExportView, GcReportView, GcView, ImageEnvelope,

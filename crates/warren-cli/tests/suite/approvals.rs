@@ -6,13 +6,16 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
 
 use crate::both_backends;
 
 use super::harness::{
     Backend, Fixture, bash_turn, git, json_lines, scenario, status, stderr, stdout, text_turn,
 };
+use super::http::{Server, json_of, token};
 
 const RULE: &str = "\n[policy.approvals]\nbash = [\"rm -rf *\"]\ntimeout_secs = 90\n";
 
@@ -257,4 +260,134 @@ async fn a_launched_sandbox_waits_on_exec_and_logs_show_the_request() {
     let changed = s["changed_files"].to_string();
     assert!(changed.contains("build/out.txt"), "{changed}");
     assert!(changed.contains("deleted"), "{changed}");
+}
+
+/// `GET` a JSON document from the server with `token`.
+async fn api_get(server: &Server, token: &str, path: &str) -> Value {
+    let resp = server
+        .http
+        .get(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    json_of(resp).await.1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_the_api_a_launch_asks_status_and_events_show_it_and_a_deny_answers_it() {
+    let fx = fixture(Backend::Local).await;
+    let server = Server::start(&fx).await;
+    let alice = token(&fx, "alice").await;
+    let http = &server.http;
+    // The rules come with the request: the server's config has none.
+    let body = json!({
+        "repository": fx.repo, "name": "api", "prompt": "tidy up the build output",
+        "approvals": { "bash": ["rm -rf *"], "timeout_secs": 90 },
+    });
+    let (code, launched) = json_of(
+        http.post(server.url("/v1/sandboxes"))
+            .bearer_auth(&alice)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 201, "{launched}");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let s = loop {
+        let s = api_get(&server, &alice, "/v1/sandboxes/api/status").await;
+        if !s["awaiting_approval"].is_null() {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never waited: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_waits_on_rm(&s);
+    let id = s["awaiting_approval"]["request_id"].as_str().unwrap();
+    // The event stream carries the request (it stays open while the agent waits).
+    let resp = http
+        .get(server.url("/v1/sandboxes/api/events"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream().eventsource();
+    let requested = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(event)) = stream.next().await {
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            if data["type"] == "approval_requested" {
+                return data;
+            }
+        }
+        panic!("the event stream ended without the request");
+    })
+    .await
+    .expect("the request is in the event stream");
+    assert_eq!(
+        requested["request_id"],
+        s["awaiting_approval"]["request_id"]
+    );
+    drop(stream);
+
+    let answer = format!("/v1/sandboxes/api/approvals/{id}");
+    let (code, answered) = json_of(
+        http.post(server.url(&answer))
+            .bearer_auth(&alice)
+            .json(&json!({ "decision": "deny", "reason": "not on the server" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200, "{answered}");
+    assert_eq!(answered["approval"]["decision"], "deny", "{answered}");
+    assert_eq!(answered["approval"]["decided_by"], "user", "{answered}");
+
+    // The run goes on to its end; then nothing waits and a second answer is a 409.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = api_get(&server, &alice, "/v1/sandboxes/api/status").await;
+        if s["sandbox"]["state"] == "completed" && !s["busy"].as_bool().unwrap() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never finished: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(tool_result_seen_by_model(&fx).contains("not on the server"));
+    let (code, error) = json_of(
+        http.post(server.url("/v1/sandboxes/api/approvals/current"))
+            .bearer_auth(&alice)
+            .json(&json!({ "decision": "approve" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 409, "{error}");
+    assert_eq!(error["error"]["reason_code"], "no_pending_approval");
+    // Remote mode says the same, with the CLI's user-error exit code.
+    let remote = fx
+        .warren_with(&["approve", "api"], |cmd| {
+            cmd.env("WARREN_SERVER", &server.base)
+                .env("WARREN_TOKEN", &alice);
+        })
+        .await;
+    assert_eq!(remote.status.code(), Some(2), "{}", stderr(&remote));
+    assert!(
+        stderr(&remote).contains("no_pending_approval"),
+        "{}",
+        stderr(&remote)
+    );
+    let _ = http
+        .delete(server.url("/v1/sandboxes/api?force=true"))
+        .bearer_auth(&alice)
+        .send()
+        .await;
+    server.stop().await;
 }
