@@ -262,9 +262,9 @@ impl Driver {
             {
                 self.idle = true;
             }
-            Some("permission.asked") if props["sessionID"] == self.session.as_str() => {
-                self.on_permission(props);
-            }
+            // Any session's: a subagent's (the task tool) asks in a child session, and the
+            // server runs this sandbox's one prompt at a time, so every request is this prompt's.
+            Some("permission.asked") => self.on_permission(props),
             Some("session.error")
                 if props["sessionID"] == self.session.as_str() && !props["error"].is_null() =>
             {

@@ -296,7 +296,19 @@ pub(crate) fn approval_flags(
         ));
     }
     if let Some(secs) = flags.approval_timeout {
-        let secs = i64::try_from(timeout(secs)?).unwrap_or(i64::MAX);
+        if !(1..=MAX_TIMEOUT_SECS).contains(&secs) {
+            return Err(ErrorInfo::new(
+                ReasonCode::InvalidArgument,
+                format!(
+                    "--approval-timeout {secs} is out of range; accepted: {}",
+                    timeout_range()
+                ),
+            )
+            .with_hint(
+                "pass --approval-timeout a number of seconds, e.g. --approval-timeout 300",
+            ));
+        }
+        let secs = i64::try_from(secs).unwrap_or(i64::MAX);
         out.push((
             "policy.approvals.timeout_secs".to_owned(),
             toml::Value::Integer(secs),
