@@ -12,13 +12,15 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncWriteExt, DuplexStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use warren_provider::{ExecChild, ExecHandle};
 
@@ -28,6 +30,28 @@ const BASE: &str = "http://opencode";
 /// idle; then the messages are read back.
 const SETTLE: Duration = Duration::from_millis(300);
 const PIPE_BUFFER: usize = 256 * 1024;
+/// While a permission request waits for its answer the agent is not idle: a blank line this often
+/// keeps the supervisor's inactivity limit from firing (the approval timeout bounds the wait).
+const WAITING_PULSE: Duration = Duration::from_secs(1);
+
+/// A permission the agent asked for, and where its answer goes. Dropping `reply` denies it.
+#[derive(Debug)]
+pub struct PermissionAsk {
+    /// OpenCode's request id (`per_...`).
+    pub id: String,
+    /// `bash`, `edit`, ...
+    pub permission: String,
+    /// The command (bash) or paths (edit) it is about.
+    pub patterns: Vec<String>,
+    pub reply: oneshot::Sender<PermissionReply>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PermissionReply {
+    Allow,
+    /// Refused; the message reaches the model as the tool's result, and the agent carries on.
+    Deny(String),
+}
 
 #[derive(Debug, Clone)]
 pub struct AttachRequest {
@@ -36,6 +60,8 @@ pub struct AttachRequest {
     /// Continue this session; a new one is created when `None`.
     pub session_id: Option<String>,
     pub prompt: String,
+    /// Where permission requests go to be answered; `None` denies every one at once.
+    pub asks: Option<mpsc::UnboundedSender<PermissionAsk>>,
 }
 
 /// Starts the prompt. Must be called inside a Tokio runtime.
@@ -53,6 +79,8 @@ pub fn attach(req: AttachRequest) -> std::io::Result<ExecChild> {
         emitted: HashSet::new(),
         session: String::new(),
         idle: false,
+        asks: req.asks.clone(),
+        waiting: Arc::new(AtomicUsize::new(0)),
     };
     let task = tokio::spawn(driver.run(req, stderr_w, session_tx));
     Ok(ExecChild::new(
@@ -75,6 +103,9 @@ struct Driver {
     session: String,
     /// The session reported idle (the prompt's loop ended on the server).
     idle: bool,
+    asks: Option<mpsc::UnboundedSender<PermissionAsk>>,
+    /// Permission requests waiting for their answer.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Driver {
@@ -155,9 +186,13 @@ impl Driver {
             })
         };
         tokio::pin!(prompt);
+        let mut pulse = tokio::time::interval(WAITING_PULSE);
         let answer = loop {
             tokio::select! {
                 done = &mut prompt => break done.map_err(|e| e.to_string())?,
+                _ = pulse.tick(), if self.waiting.load(Ordering::Relaxed) > 0 => {
+                    let _ = self.out.write_all(b"\n").await;
+                }
                 event = events.next() => match event {
                     Some(Ok(event)) => {
                         if let Ok(value) = serde_json::from_str::<Value>(&event.data) {
@@ -227,6 +262,9 @@ impl Driver {
             {
                 self.idle = true;
             }
+            // Any session's: a subagent's (the task tool) asks in a child session, and the
+            // server runs this sandbox's one prompt at a time, so every request is this prompt's.
+            Some("permission.asked") => self.on_permission(props),
             Some("session.error")
                 if props["sessionID"] == self.session.as_str() && !props["error"].is_null() =>
             {
@@ -235,6 +273,53 @@ impl Driver {
             }
             _ => {}
         }
+    }
+
+    /// Hands the request to whoever answers (or denies it when nobody can) and sends the answer
+    /// to the server when it comes; the prompt's events keep flowing meanwhile.
+    fn on_permission(&self, props: &Value) {
+        let Some(id) = props["id"].as_str().map(str::to_owned) else {
+            return;
+        };
+        let patterns: Vec<String> = props["patterns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str().map(str::to_owned))
+            .collect();
+        let (tx, rx) = oneshot::channel();
+        let ask = PermissionAsk {
+            id: id.clone(),
+            permission: props["permission"].as_str().unwrap_or_default().to_owned(),
+            patterns,
+            reply: tx,
+        };
+        // A closed channel drops the ask, and with it the reply sender: a denial.
+        if let Some(asks) = &self.asks {
+            let _ = asks.send(ask);
+        }
+        let (client, waiting) = (self.client.clone(), self.waiting.clone());
+        waiting.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let reply = rx.await.unwrap_or_else(|_| {
+                PermissionReply::Deny("Nobody can approve this action in this run.".into())
+            });
+            let body = match reply {
+                PermissionReply::Allow => json!({ "reply": "once" }),
+                // With a message OpenCode tells the model and goes on; without one it would stop
+                // the whole prompt.
+                PermissionReply::Deny(message) => json!({ "reply": "reject", "message": message }),
+            };
+            let sent = client
+                .post(format!("{BASE}/permission/{id}/reply"))
+                .json(&body)
+                .send()
+                .await;
+            if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
+                tracing::warn!("could not answer OpenCode's permission request {id}: {e}");
+            }
+            waiting.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 
     /// Prints every finished part of the assistant messages this prompt produced that the live

@@ -41,6 +41,40 @@ pub struct OpencodeLaunch {
     pub session_id: Option<String>,
     /// How OpenCode reaches the model gateway.
     pub gateway: GatewayRoute,
+    /// What the agent must ask for (approval rules); empty: nothing asks.
+    pub ask: AskRules,
+}
+
+/// OpenCode permission patterns that make the agent ask instead of acting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AskRules {
+    /// Bash commands (`git push*`).
+    pub bash: Vec<String>,
+    /// Edited paths, relative to the workspace.
+    pub edit: Vec<String>,
+}
+
+impl AskRules {
+    pub fn is_empty(&self) -> bool {
+        self.bash.is_empty() && self.edit.is_empty()
+    }
+}
+
+/// Stands for an ordered rule object in the serialized config (see [`ordered_rules`]).
+const ORDERED: &str = "__warren_ordered_rules__";
+
+/// OpenCode reads a permission object in order and the last matching rule wins, so "allow
+/// everything" must come first and the patterns that ask after it. serde_json's map sorts its
+/// keys (a pattern such as `!x` would sort before `*`), so the object is written here by hand.
+fn ordered_rules(ask: &[String]) -> String {
+    let mut entries = vec![r#""*":"allow""#.to_owned()];
+    for pattern in ask {
+        entries.push(format!(
+            r#"{}:"ask""#,
+            serde_json::Value::from(pattern.as_str())
+        ));
+    }
+    format!("{{{}}}", entries.join(","))
 }
 
 /// How OpenCode inside the sandbox reaches the model gateway.
@@ -87,7 +121,16 @@ impl OpencodeLaunch {
             models.insert(small.clone(), json!({ "name": small }));
         }
         let small = self.small_model.as_deref().unwrap_or(&self.model);
-        json!({
+        // Without approval rules a kind is plainly allowed (as OpenCode has always been run
+        // here); with them, a placeholder the ordered object replaces after serialization.
+        let rule = |ask: &[String], kind: &str| {
+            if ask.is_empty() {
+                json!("allow")
+            } else {
+                json!(format!("{ORDERED}{kind}"))
+            }
+        };
+        let config = json!({
             "$schema": "https://opencode.ai/config.json",
             "provider": {
                 self.provider.clone(): {
@@ -102,8 +145,8 @@ impl OpencodeLaunch {
             // The sandbox is the boundary: OpenCode's own prompts would auto-reject and stall
             // the run, and an outside path is simply absent in the sandbox.
             "permission": {
-                "edit": "allow",
-                "bash": "allow",
+                "edit": rule(&self.ask.edit, "edit"),
+                "bash": rule(&self.ask.bash, "bash"),
                 "external_directory": "allow",
                 "webfetch": "deny",
             },
@@ -112,7 +155,16 @@ impl OpencodeLaunch {
             "share": "disabled",
             "snapshot": false,
         })
-        .to_string()
+        .to_string();
+        config
+            .replace(
+                &format!("\"{ORDERED}edit\""),
+                &ordered_rules(&self.ask.edit),
+            )
+            .replace(
+                &format!("\"{ORDERED}bash\""),
+                &ordered_rules(&self.ask.bash),
+            )
     }
 
     /// A one-shot `opencode run`: boots OpenCode, runs the prompt, exits.
@@ -204,7 +256,23 @@ mod tests {
             prompt: "-rf everything".into(),
             session_id: None,
             gateway: GatewayRoute::Socket(gateway_socket_name(7)),
+            ask: AskRules::default(),
         }
+    }
+
+    #[test]
+    fn approval_rules_ask_after_a_catch_all_allow_in_order() {
+        let mut launch = launch();
+        launch.ask.bash = vec!["git push*".into(), "!weird \"quoted\"".into()];
+        let text = launch.config_json();
+        let cfg: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(cfg["permission"]["bash"]["git push*"], "ask");
+        assert_eq!(cfg["permission"]["bash"]["!weird \"quoted\""], "ask");
+        assert_eq!(cfg["permission"]["edit"], "allow");
+        // Last match wins in OpenCode: the catch-all must come before the patterns that ask.
+        let star = text.find(r#""*":"allow""#).unwrap_or(usize::MAX);
+        let weird = text.find("!weird").unwrap_or(0);
+        assert!(star < weird, "{text}");
     }
 
     #[test]

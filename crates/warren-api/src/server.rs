@@ -50,6 +50,10 @@ pub struct LaunchBody {
     /// `local` (bubblewrap) or `docker`; the server's `sandbox.provider` by default.
     #[serde(default)]
     pub provider: Option<String>,
+    /// Approval rules for this request's prompts (`--ask-bash` and friends), added to the
+    /// server's `[policy.approvals]` (which a request cannot remove).
+    #[serde(default)]
+    pub approvals: Option<crate::approval::ApprovalRules>,
 }
 
 /// `POST /v1/runs`: what `warren run` takes.
@@ -71,6 +75,10 @@ pub struct RunBody {
     /// `timeouts.run_secs` by default.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Approval rules for this request's prompts (`--ask-bash` and friends), added to the
+    /// server's `[policy.approvals]` (which a request cannot remove).
+    #[serde(default)]
+    pub approvals: Option<crate::approval::ApprovalRules>,
 }
 
 /// `POST /v1/sandboxes/{name}/prompts`: a follow-up prompt (`warren exec`).
@@ -80,6 +88,10 @@ pub struct PromptBody {
     pub prompt: String,
     #[serde(default)]
     pub role: Option<String>,
+    /// Approval rules for this request's prompts (`--ask-bash` and friends), added to the
+    /// server's `[policy.approvals]` (which a request cannot remove).
+    #[serde(default)]
+    pub approvals: Option<crate::approval::ApprovalRules>,
 }
 
 /// `POST /v1/sandboxes/{name}/export`: the branch (`warren/<name>` by default).

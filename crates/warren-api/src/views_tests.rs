@@ -185,6 +185,32 @@ fn sandbox_views_round_trip() {
                 path: "a.txt".into(),
                 kind: ChangeKind::Deleted,
             }],
+            awaiting_approval: Some(approval_request()),
+        },
+    );
+}
+
+fn approval_request() -> warren_domain::ApprovalRequest {
+    warren_domain::ApprovalRequest {
+        request_id: "per_1".into(),
+        permission: "bash".into(),
+        patterns: vec!["git push origin main".into()],
+        title: "git push origin main".into(),
+        timeout_secs: 300,
+    }
+}
+
+#[test]
+fn approval_views_round_trip() {
+    round_trip(
+        "approval",
+        &crate::ApprovalEnvelope {
+            approval: crate::ApprovalView {
+                request: approval_request(),
+                answer: warren_domain::Decision::Deny,
+                decision: Some(warren_domain::Decision::Deny),
+                decided_by: Some(warren_domain::DecidedBy::Timeout),
+            },
         },
     );
 }

@@ -11,10 +11,13 @@
 //!
 //! - `exec` follow-up on a warm OpenCode server, against the same follow-up on a sandbox that
 //!   boots OpenCode for every prompt (`opencode.warm_idle_secs = 0`).
+//! - a one-shot run with an approval rule (`--ask-bash 'git push*'`, which the run never
+//!   matches): it runs on an `opencode serve` of its own driven over its socket, against the
+//!   plain one-shot (`opencode run`) measured above in the same run.
 //!
-//! Environment: `WARREN_BENCH_RUNS` (one-shot runs, default 5), `WARREN_BENCH_READY` (ready
-//! iterations, default 30), `WARREN_BENCH_EXEC` (follow-ups each, default 5), `WARREN_OPENCODE`
-//! (default `.tools/`).
+//! Environment: `WARREN_BENCH_RUNS` (one-shot runs, default 5, with and without an approval
+//! rule), `WARREN_BENCH_READY` (ready iterations, default 30), `WARREN_BENCH_EXEC` (follow-ups
+//! each, default 5; 0 skips), `WARREN_OPENCODE` (default `.tools/`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -223,6 +226,10 @@ fn scripted_model(
 }
 
 fn one_shot(i: usize, work: &Path, provider: &str) -> RunFigures {
+    one_shot_with(i, work, provider, &[])
+}
+
+fn one_shot_with(i: usize, work: &Path, provider: &str, extra: &[&str]) -> RunFigures {
     let scenario = serde_json::json!({
         "turns": [
             { "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/out.txt", "content": format!("run {i}\n") } }] },
@@ -235,12 +242,13 @@ fn one_shot(i: usize, work: &Path, provider: &str) -> RunFigures {
         .arg(work.join("repo"))
         .args([
             "--name",
-            &format!("bench-{provider}-{i}"),
+            &format!("bench-{provider}-{}{i}", extra.len()),
             "--provider",
             provider,
             "--json",
-            "write the file",
         ])
+        .args(extra)
+        .arg("write the file")
         .env("WARREN_CONFIG", &config)
         .env("WARREN_DATA_DIR", work.join("data"))
         .env("WARREN_OPENCODE", opencode())
@@ -427,14 +435,17 @@ fn main() {
         "  baseline OpenCode process tree in the same runs:            {opencode_mib:.1} MiB  (warren is {:.1}% of it)",
         100.0 * warren_mib / opencode_mib
     );
+    approvals_bench(work.path(), runs, total, share);
     let exec_runs = env_usize("WARREN_BENCH_EXEC", 5);
-    let (warm, cold) = exec_bench(work.path(), exec_runs);
-    println!("exec follow-up on a warm OpenCode server (p50 of {exec_runs}): {warm:.0} ms");
-    println!(
-        "  baseline exec that boots OpenCode (warm_idle_secs = 0):  {cold:.0} ms  (warm takes {:.0}% of it, {:.1}x faster)",
-        100.0 * warm / cold,
-        cold / warm
-    );
+    if exec_runs > 0 {
+        let (warm, cold) = exec_bench(work.path(), exec_runs);
+        println!("exec follow-up on a warm OpenCode server (p50 of {exec_runs}): {warm:.0} ms");
+        println!(
+            "  baseline exec that boots OpenCode (warm_idle_secs = 0):  {cold:.0} ms  (warm takes {:.0}% of it, {:.1}x faster)",
+            100.0 * warm / cold,
+            cold / warm
+        );
+    }
     if std::env::var_os("WARREN_BENCH_DOCKER_RUNS").is_some() || docker_ready_ok {
         let n = env_usize("WARREN_BENCH_DOCKER_RUNS", 3);
         let docker: Vec<RunFigures> = (0..n).map(|i| one_shot(i, work.path(), "docker")).collect();
@@ -444,6 +455,38 @@ fn main() {
         );
         print_phases(&docker);
     }
+}
+
+/// The one-shot with an approval rule that never matches: what running on `opencode serve`
+/// (driven over its socket) costs next to `opencode run`, against the plain runs above. Its
+/// OpenCode boot is in `sandbox_create_ms` (the server boots with its sandbox), so the share
+/// outside OpenCode leaves both the prompt and that boot out.
+fn approvals_bench(work: &Path, runs: usize, plain_total: f64, plain_share: f64) {
+    let extra = ["--ask-bash", "git push*"];
+    let figures: Vec<RunFigures> = (0..runs)
+        .map(|i| one_shot_with(i, work, "local", &extra))
+        .collect();
+    let total = p50(figures.iter().map(|f| f.total_ms).collect());
+    let share = p50(figures
+        .iter()
+        .map(|f| {
+            let boot = f.phases["sandbox_create_ms"].as_f64().unwrap_or(0.0);
+            (f.total_ms - f.agent_ms - boot) / f.total_ms
+        })
+        .collect());
+    println!(
+        "one-shot run with an approval rule, on its own OpenCode server (p50 of {runs}): total {total:.0} ms"
+    );
+    println!(
+        "  share of wall time outside OpenCode: {:.2}%  (plain one-shot in this run: {:.2}%)",
+        share * 100.0,
+        plain_share * 100.0
+    );
+    println!(
+        "  baseline plain one-shot (`opencode run`) in this run: {plain_total:.0} ms  (ratio {:.2}x)",
+        total / plain_total
+    );
+    print_phases(&figures);
 }
 
 fn print_phases(figures: &[RunFigures]) {

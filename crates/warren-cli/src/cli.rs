@@ -85,6 +85,31 @@ pub enum Command {
     Token(TokenArgs),
     /// Print a completion script for bash, zsh or fish (see the README)
     Completions(crate::completions::CompletionsArgs),
+    /// Let the agent do what it asked for (a command or edit an approval rule covers)
+    Approve(ApproveArgs),
+    /// Refuse what the agent asked for; it is told, with the reason, and carries on
+    Deny(DenyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    #[arg(add = crate::completions::names())]
+    pub name: String,
+    /// Answer this request only (its id, `per_...`, from status or logs); the pending one if omitted
+    #[arg(long, value_name = "ID")]
+    pub request: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DenyArgs {
+    #[arg(add = crate::completions::names())]
+    pub name: String,
+    /// Answer this request only (its id, `per_...`, from status or logs); the pending one if omitted
+    #[arg(long, value_name = "ID")]
+    pub request: Option<String>,
+    /// Why: the agent is told
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +215,24 @@ pub struct RunArgs {
     /// What the agent should do
     #[arg(required = true, value_name = "PROMPT")]
     pub prompt: String,
+
+    #[command(flatten)]
+    pub approvals: ApprovalFlags,
+}
+
+/// Approval rules for this command's prompts: set `[policy.approvals]` (a role's own
+/// `approvals` still wins). See docs/config.md.
+#[derive(Debug, Args, Default)]
+pub struct ApprovalFlags {
+    /// A bash command the agent must ask for, as OpenCode matches it (`git push*`); repeatable
+    #[arg(long = "ask-bash", value_name = "PATTERN")]
+    pub bash: Vec<String>,
+    /// A path (relative to the workspace) the agent must ask to edit (`docs/*`); repeatable
+    #[arg(long = "ask-edit", value_name = "PATTERN")]
+    pub edit: Vec<String>,
+    /// Deny an unanswered request after this many seconds [default: policy.approvals.timeout_secs]
+    #[arg(long, value_name = "SECS")]
+    pub approval_timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +263,9 @@ pub struct LaunchArgs {
     /// Role from [roles] in the config: its model, timeouts and outcome contract
     #[arg(long)]
     pub role: Option<String>,
+
+    #[command(flatten)]
+    pub approvals: ApprovalFlags,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +281,9 @@ pub struct ExecArgs {
     /// Role from [roles] in the config: its model, timeouts and outcome contract
     #[arg(long)]
     pub role: Option<String>,
+
+    #[command(flatten)]
+    pub approvals: ApprovalFlags,
 }
 
 #[derive(Debug, Args)]

@@ -183,6 +183,37 @@ impl EventPrinter {
             AgentEvent::Outcome { outcome, summary, via, .. } => {
                 s.bold(&format!("◆ outcome {outcome}: {} (via {via})", one_line(summary, 160)))
             }
+            AgentEvent::ApprovalRequested(r) => s.bold(&format!(
+                "? awaiting approval: {} `{}` (request {}; denied in {} s unless answered: warren approve / warren deny)",
+                r.permission,
+                one_line(&r.title, 160),
+                r.request_id,
+                r.timeout_secs
+            )),
+            AgentEvent::ApprovalAnswered { request_id, decision, reason } => s.dim(&format!(
+                "· answer for {request_id}: {}{}",
+                decision.as_str(),
+                reason.as_deref().map(|r| format!(" ({})", one_line(r, 120))).unwrap_or_default()
+            )),
+            AgentEvent::ApprovalDecided { request_id, decision, by, reason } => {
+                let by = match by {
+                    warren_domain::DecidedBy::User => "by the operator",
+                    warren_domain::DecidedBy::Timeout => "after the timeout",
+                    warren_domain::DecidedBy::RunEnded => "as the run ended",
+                };
+                let line = format!(
+                    "{} {request_id} {by}{}",
+                    match decision {
+                        warren_domain::Decision::Approve => "✔ approved",
+                        warren_domain::Decision::Deny => "✘ denied",
+                    },
+                    reason.as_deref().map(|r| format!(": {}", one_line(r, 120))).unwrap_or_default()
+                );
+                match decision {
+                    warren_domain::Decision::Approve => s.green(&line),
+                    warren_domain::Decision::Deny => s.red(&line),
+                }
+            }
             AgentEvent::Finished { .. } => return None,
         };
         Some(line)

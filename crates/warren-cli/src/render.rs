@@ -126,6 +126,12 @@ pub fn status(mut view: StatusView, json: bool) -> Result<(), ErrorInfo> {
         );
     }
     println!("tokens:    {} in, {} out", r.usage.input, r.usage.output);
+    if let Some(a) = &view.awaiting_approval {
+        println!(
+            "awaiting:  approval of {} `{}` (request {}, denied after {} s); answer with: warren approve {} / warren deny {} --reason TEXT",
+            a.permission, a.title, a.request_id, a.timeout_secs, r.name, r.name
+        );
+    }
     if !view.changed_files.is_empty() {
         println!("changes:   {} files", view.changed_files.len());
         for c in &view.changed_files {
@@ -190,6 +196,36 @@ pub fn sync(view: &SyncView, name: &str, json: bool) -> Result<(), ErrorInfo> {
     );
     if !view.conflicts.is_empty() {
         println!("kept the agent's version of: {}", view.conflicts.join(", "));
+    }
+    Ok(())
+}
+
+/// `approve`, `deny`: the request answered and what the agent was told.
+pub fn approval(view: &warren_api::ApprovalView, name: &str, json: bool) -> Result<(), ErrorInfo> {
+    if json {
+        return print_json(&warren_api::ApprovalEnvelope {
+            approval: view.clone(),
+        });
+    }
+    let what = format!("{} `{}`", view.request.permission, view.request.title);
+    match (view.decision, view.decided_by) {
+        (Some(d), Some(warren_domain::DecidedBy::User)) if d == view.answer => {
+            let verb = match d {
+                warren_domain::Decision::Approve => "approved",
+                warren_domain::Decision::Deny => "denied",
+            };
+            println!("{verb} {what} in sandbox {name}");
+        }
+        (Some(_), by) => println!(
+            "your answer came too late: {what} in sandbox {name} was already denied ({})",
+            match by {
+                Some(warren_domain::DecidedBy::RunEnded) => "the run ended",
+                _ => "nobody answered in time",
+            }
+        ),
+        (None, _) => println!(
+            "answer recorded for {what} in sandbox {name}; the run has not applied it yet (see warren logs {name} -f)"
+        ),
     }
     Ok(())
 }

@@ -37,6 +37,10 @@ pub(crate) fn check(
             "structurer.timeout_secs".into(),
             config.structurer.timeout_secs,
         ),
+        (
+            "policy.approvals.timeout_secs".into(),
+            config.policy.approvals.timeout_secs,
+        ),
     ];
     for (name, role) in &config.roles {
         if let Some(secs) = role.run_secs {
@@ -44,6 +48,12 @@ pub(crate) fn check(
         }
         if let Some(secs) = role.inactivity_secs {
             timeouts.push((format!("roles.{name}.inactivity_secs"), secs));
+        }
+        if let Some(approvals) = &role.approvals {
+            timeouts.push((
+                format!("roles.{name}.approvals.timeout_secs"),
+                approvals.timeout_secs,
+            ));
         }
     }
     for (key, secs) in timeouts {

@@ -5,8 +5,11 @@
 mod bounds;
 mod layers;
 mod model;
+mod policy;
 
 pub use bounds::{MAX_TIMEOUT_SECS, timeout_range};
+
+pub use policy::{ApprovalsConfig, PolicyConfig};
 
 pub use layers::{ConfigError, LoadOptions, Loaded, Source, load};
 pub use model::{

@@ -382,3 +382,28 @@ fn every_config_error_carries_a_hint() {
         "{err}"
     );
 }
+
+#[test]
+fn approval_rules_are_checked_and_a_role_replaces_the_policy() {
+    let (text, hint) = refused("[policy.approvals]\nbash = [\"git push*\", \"  \"]\n");
+    assert!(text.contains("policy.approvals.bash"), "{text}");
+    assert!(hint.contains("git push*"), "{hint}");
+    let (text, _) = refused("[roles.r.approvals]\ntimeout_secs = 0\n");
+    assert!(text.contains("roles.r.approvals.timeout_secs"), "{text}");
+
+    let repo = tempfile::tempdir().unwrap();
+    write(
+        repo.path(),
+        ".warren.toml",
+        "[policy.approvals]\nbash = [\"rm -rf *\"]\n\n[roles.r.approvals]\nedit = [\"docs/*\"]\n",
+    );
+    let config = load(&opts(None, Some(repo.path()))).unwrap().config;
+    assert_eq!(config.policy.approvals.bash, ["rm -rf *"]);
+    assert_eq!(
+        config.policy.approvals.timeout_secs, 300,
+        "the default wait"
+    );
+    let role = config.roles["r"].approvals.as_ref().unwrap();
+    assert!(role.bash.is_empty());
+    assert_eq!(role.edit, ["docs/*"]);
+}

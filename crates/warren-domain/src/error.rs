@@ -81,6 +81,9 @@ pub enum ReasonCode {
     ServerUnreachable,
     /// A token already holds as many open event streams as the server allows.
     TooManyStreams,
+    /// `approve`/`deny` found no request waiting for an answer on that sandbox (none was asked,
+    /// or it was already answered or timed out).
+    NoPendingApproval,
     /// A bug in warren.
     Internal,
 }
@@ -121,6 +124,7 @@ impl ReasonCode {
             Self::RemoteGitFailed => "remote_git_failed",
             Self::ServerUnreachable => "server_unreachable",
             Self::TooManyStreams => "too_many_streams",
+            Self::NoPendingApproval => "no_pending_approval",
             Self::Internal => "internal",
         }
     }
@@ -143,7 +147,8 @@ impl ReasonCode {
             | Self::Unauthorized
             | Self::RequestTooLarge
             | Self::UnsupportedSource
-            | Self::InvalidBundle => ExitClass::User,
+            | Self::InvalidBundle
+            | Self::NoPendingApproval => ExitClass::User,
             Self::ModelUnreachable
             | Self::RateLimited
             | Self::SandboxBusy

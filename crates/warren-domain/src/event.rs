@@ -175,6 +175,26 @@ pub enum AgentEvent {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         commit: Option<String>,
     },
+    /// The agent asked for a permission an approval rule covers; the run waits for an answer
+    /// (`warren approve` / `deny`) until `timeout_secs`, then it is denied.
+    ApprovalRequested(crate::approval::ApprovalRequest),
+    /// Someone answered a request (from any process): the supervisor applies the first answer
+    /// it reads and records it as `approval_decided`.
+    ApprovalAnswered {
+        request_id: String,
+        decision: crate::approval::Decision,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        reason: Option<String>,
+    },
+    /// What the agent was told: the answer applied, or a denial after the timeout.
+    ApprovalDecided {
+        request_id: String,
+        decision: crate::approval::Decision,
+        /// `user` (an answer), `timeout` or `run_ended`.
+        by: crate::approval::DecidedBy,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        reason: Option<String>,
+    },
     /// The run ended; `error` is set when it failed.
     Finished {
         success: bool,
@@ -202,6 +222,9 @@ impl AgentEvent {
             Self::Queued { .. } => "queued",
             Self::Outcome { .. } => "outcome",
             Self::Exported { .. } => "exported",
+            Self::ApprovalRequested(_) => "approval_requested",
+            Self::ApprovalAnswered { .. } => "approval_answered",
+            Self::ApprovalDecided { .. } => "approval_decided",
             Self::Finished { .. } => "finished",
         }
     }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedReceiver;
-use warren_agent::attach::AttachRequest;
+use warren_agent::attach::{AttachRequest, PermissionAsk};
 use warren_agent::classify::{ClassifyPatterns, classify_failure_with};
 use warren_agent::opencode::gateway_socket_name;
 use warren_agent::{AgentRun, GatewayRoute, Limits, OpencodeLaunch, supervise};
@@ -36,6 +36,8 @@ pub(crate) struct AgentRequest<'a> {
     pub patterns: &'a ClassifyPatterns,
     /// What a sandbox without a shared file system may hand back (`sync.*` limits).
     pub sync_limits: warren_sync::Limits,
+    /// Approval rules: the agent asks, and the run waits for an answer through the store.
+    pub approvals: Option<&'a crate::resolve::Approvals>,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +85,14 @@ pub(crate) async fn run_agent<P: Provider>(
         (Host::Warm(_), Mounts::None) => Host::Cold,
         (host, _) => host,
     };
+    // Only a server can ask and wait for an answer; a one-shot `opencode run` would auto-reject.
+    if req.approvals.is_some() && matches!(host, Host::Cold) {
+        return Err(ErrorInfo::new(
+            ReasonCode::InvalidConfig,
+            "approval rules need an OpenCode server in the sandbox, which this provider cannot reach",
+        )
+        .with_hint("remove [policy.approvals] (and roles.<r>.approvals) for this provider, or use the local or docker provider"));
+    }
     // The warm server of a clean prompt goes back to its slot once the outcome is known.
     let mut kept = None;
     let run = match host {
@@ -117,7 +127,7 @@ pub(crate) async fn run_agent<P: Provider>(
             }
             result.sandbox_create_ms = ms(t.elapsed());
             let watched = match sandbox.exec(&launch.exec_spec()) {
-                Ok(child) => watch_run(child, rec, &req, &mut result, &mut notices).await,
+                Ok(child) => watch_run(child, rec, &req, &mut result, &mut notices, None).await,
                 Err(e) => Err(e.to_error_info()),
             };
             // The agent has ended (or was killed): its work comes back before the sandbox goes,
@@ -161,10 +171,18 @@ pub(crate) async fn run_agent<P: Provider>(
             // Whatever the gateway said between prompts belongs to no run, but the requests it
             // forwarded meanwhile were still the sandbox's.
             record_metered(&mut server.notices, |event| rec.emit(event));
+            let (asks_tx, asks) = match req.approvals {
+                Some(a) => {
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    (Some(tx), Some((rx, a.timeout)))
+                }
+                None => (None, None),
+            };
             let child = warren_agent::attach::attach(AttachRequest {
                 socket: dirs.run.join(&server.socket),
                 session_id: req.session_id.clone(),
                 prompt: req.prompt.to_owned(),
+                asks: asks_tx,
             })
             .map_err(|e| {
                 ErrorInfo::new(
@@ -173,7 +191,9 @@ pub(crate) async fn run_agent<P: Provider>(
                 )
             });
             let watched = match child {
-                Ok(child) => watch_run(child, rec, &req, &mut result, &mut server.notices).await,
+                Ok(child) => {
+                    watch_run(child, rec, &req, &mut result, &mut server.notices, asks).await
+                }
                 Err(e) => Err(e),
             };
             match watched {
@@ -305,6 +325,7 @@ fn sandbox_and_launch(
         prompt: req.prompt.to_owned(),
         session_id: req.session_id.clone(),
         gateway: route,
+        ask: req.approvals.map(|a| a.ask.clone()).unwrap_or_default(),
     };
     (spec, launch)
 }
@@ -359,6 +380,7 @@ async fn watch_run(
     req: &AgentRequest<'_>,
     result: &mut AgentResult,
     notices: &mut UnboundedReceiver<GatewayNotice>,
+    asks: Option<(UnboundedReceiver<PermissionAsk>, Duration)>,
 ) -> Result<AgentRun, ErrorInfo> {
     let mut child = child;
     if let Err(e) = rec.transition(SandboxState::Running, None) {
@@ -379,7 +401,23 @@ async fn watch_run(
     };
     let (mut step_text, mut final_text) = (String::new(), String::new());
     let mut first_event: Option<Duration> = None;
-    let abort = stop_signal(notices, store, id.clone(), cancel, &emit);
+    let in_flight = Mutex::new(None);
+    let stop = stop_signal(notices, store, id.clone(), cancel, &emit);
+    // The agent's permission requests are answered while the run is watched; they never end it.
+    let approvals = async {
+        match asks {
+            Some((mut asks, timeout)) => {
+                crate::approvals::serve(&mut asks, store, &id, timeout, &in_flight, &emit).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let abort = async {
+        tokio::select! {
+            info = stop => info,
+            () = approvals => std::future::pending().await,
+        }
+    };
     let run = supervise(child, req.limits, abort, |event| {
         first_event.get_or_insert_with(|| t.elapsed());
         match &event {
@@ -400,6 +438,19 @@ async fn watch_run(
         emit(event);
     })
     .await;
+    // A request still waiting when the run ended was never answered: the record says so.
+    if let Some(request_id) = in_flight
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        emit(AgentEvent::ApprovalDecided {
+            request_id,
+            decision: warren_domain::Decision::Deny,
+            by: warren_domain::DecidedBy::RunEnded,
+            reason: None,
+        });
+    }
     // The run's last requests ended before it did; their records are waiting.
     record_metered(notices, emit);
     result.agent_ms = ms(t.elapsed());

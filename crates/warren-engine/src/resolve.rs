@@ -37,6 +37,28 @@ pub struct Resolved {
     pub pool: Option<(String, u32)>,
     /// The caps on what a sandbox hands back (files, sizes).
     pub sync_limits: warren_sync::Limits,
+    /// What the agent must ask for, and how long an answer is waited for; `None`: nothing asks.
+    pub approvals: Option<Approvals>,
+}
+
+/// Approval rules in force for a job: the role's `approvals`, else `[policy.approvals]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approvals {
+    pub ask: warren_agent::opencode::AskRules,
+    pub timeout: Duration,
+}
+
+fn approvals(config: &Config, role: Option<&RoleConfig>) -> Option<Approvals> {
+    let set = role
+        .and_then(|r| r.approvals.as_ref())
+        .unwrap_or(&config.policy.approvals);
+    (!set.is_empty()).then(|| Approvals {
+        ask: warren_agent::opencode::AskRules {
+            bash: set.bash.clone(),
+            edit: set.edit.clone(),
+        },
+        timeout: Duration::from_secs(set.timeout_secs.max(1)),
+    })
 }
 
 /// The branch a sandbox's work goes to unless the user names another.
@@ -86,6 +108,7 @@ pub fn resolve(
         None => agent.clone(),
     };
     let settings = role.as_ref().map(|(_, r)| r);
+    let approvals = approvals(config, settings);
     let limits = Limits {
         hard: Duration::from_secs(
             settings
@@ -123,6 +146,7 @@ pub fn resolve(
         contract,
         pool,
         sync_limits: crate::export::sync_limits(config),
+        approvals,
     })
 }
 

@@ -112,3 +112,31 @@ fn the_branch_name_is_made_in_one_place() {
     let name = warren_domain::SandboxName::parse("fix-login").unwrap();
     assert_eq!(default_branch(&name), "warren/fix-login");
 }
+
+#[test]
+fn approvals_come_from_the_role_else_the_policy_and_none_when_nothing_asks() {
+    let mut config = config();
+    assert_eq!(resolve(&config, None, None).unwrap().approvals, None);
+    config.policy.approvals.bash = vec!["git push*".into()];
+    config.policy.approvals.timeout_secs = 7;
+    let r = resolve(&config, None, None).unwrap().approvals.unwrap();
+    assert_eq!(r.ask.bash, ["git push*"]);
+    assert_eq!(r.timeout, Duration::from_secs(7));
+    // A role's set replaces the policy's, and an empty one turns asking off for the role.
+    config.roles.get_mut("review").unwrap().approvals = Some(warren_config::ApprovalsConfig {
+        edit: vec!["docs/*".into()],
+        ..Default::default()
+    });
+    let r = resolve(&config, None, Some("review"))
+        .unwrap()
+        .approvals
+        .unwrap();
+    assert!(r.ask.bash.is_empty());
+    assert_eq!(r.ask.edit, ["docs/*"]);
+    config.roles.get_mut("review").unwrap().approvals =
+        Some(warren_config::ApprovalsConfig::default());
+    assert_eq!(
+        resolve(&config, None, Some("review")).unwrap().approvals,
+        None
+    );
+}

@@ -52,6 +52,10 @@ pub fn status(
         warm_server: warm.as_ref().map(crate::views::warm_server),
         changed_files,
         gateway_usage: GatewayUsage::from_events(events.iter().map(|e| &e.event)),
+        // Only a running agent can be waiting; a request left by a run that ended is history.
+        awaiting_approval: (record.state == SandboxState::Running)
+            .then(|| warren_domain::pending_approval(events.iter().map(|e| &e.event)))
+            .flatten(),
     };
     Ok((view, warning))
 }

@@ -50,6 +50,30 @@ pub(crate) async fn run_task<P: Provider>(
     req: TaskRequest<'_>,
     warm: Option<&mut Option<WarmServer<P::Sandbox>>>,
 ) -> Result<TaskResult, ErrorInfo> {
+    if warm.is_some() || prepared.resolved.approvals.is_none() {
+        return run_task_on(provider, prepared, config, rec, dirs, req, warm).await;
+    }
+    // Only OpenCode's server can ask and wait for an answer (`opencode run` auto-rejects), so a
+    // one-shot that may ask runs on a server of its own, stopped with the task before its work
+    // is read. Without approval rules the one-shot stays `opencode run`: no extra cost.
+    let mut own = None;
+    let result = run_task_on(provider, prepared, config, rec, dirs, req, Some(&mut own)).await;
+    if let Some(server) = own {
+        let mut notices = server.shutdown_keeping_notices().await;
+        record_metered(&mut notices, |event| rec.emit(event));
+    }
+    result
+}
+
+async fn run_task_on<P: Provider>(
+    provider: &P,
+    prepared: &Prepared,
+    config: &Config,
+    rec: &mut Recorder<'_>,
+    dirs: &SandboxDirs,
+    req: TaskRequest<'_>,
+    warm: Option<&mut Option<WarmServer<P::Sandbox>>>,
+) -> Result<TaskResult, ErrorInfo> {
     let resolved = &prepared.resolved;
     let limits = resolved.limits;
     let patterns = ClassifyPatterns {
@@ -275,6 +299,7 @@ impl<P: Provider> Attempts<'_, P> {
                 limits: self.limits,
                 patterns: self.patterns,
                 sync_limits: self.prepared.resolved.sync_limits,
+                approvals: self.prepared.resolved.approvals.as_ref(),
             },
             match &mut self.warm {
                 Some(slot) => Host::Warm(slot),

@@ -181,3 +181,15 @@ pub fn config(loaded: &warren_config::Loaded) -> Result<ConfigView, ErrorInfo> {
 #[cfg(test)]
 #[path = "views_tests.rs"]
 mod tests;
+
+pub fn approval(
+    a: &crate::approvals::Answered,
+    answer: warren_domain::Decision,
+) -> warren_api::ApprovalView {
+    warren_api::ApprovalView {
+        request: a.request.clone(),
+        answer,
+        decision: a.decided.map(|(d, _)| d),
+        decided_by: a.decided.map(|(_, by)| by),
+    }
+}

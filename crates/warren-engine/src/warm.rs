@@ -124,6 +124,14 @@ impl<S: Sandbox> WarmServer<S> {
         let _ = self.sandbox.destroy().await;
         self.gateway.shutdown().await;
     }
+
+    /// [`WarmServer::shutdown`], handing back what the gateway metered that nobody read yet (its
+    /// last requests are recorded once it has shut down).
+    pub(crate) async fn shutdown_keeping_notices(self) -> mpsc::UnboundedReceiver<GatewayNotice> {
+        let _ = self.sandbox.destroy().await;
+        self.gateway.shutdown().await;
+        self.notices
+    }
 }
 
 /// Keeps the server's output (the last lines of it), says when it is ready, and when it ended.

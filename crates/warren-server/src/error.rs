@@ -56,7 +56,8 @@ pub fn status_for(info: &ErrorInfo) -> StatusCode {
         | R::BranchExists
         | R::InvalidTransition
         | R::Interrupted
-        | R::Stopped => StatusCode::CONFLICT,
+        | R::Stopped
+        | R::NoPendingApproval => StatusCode::CONFLICT,
         // A URL the server cannot clone is the client's to fix (or retry): not a server error.
         R::InvalidConfig
         | R::UnknownModel

@@ -63,6 +63,36 @@ pub(crate) fn prompt(raw: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Adds a request's approval rules to the server's `[policy.approvals]`: a client may ask for
+/// more approvals, never switch the server's off.
+pub(crate) fn apply_approvals(
+    config: &mut warren_config::Config,
+    rules: Option<warren_api::ApprovalRules>,
+) -> ApiResult<()> {
+    let Some(rules) = rules else { return Ok(()) };
+    if rules
+        .bash
+        .iter()
+        .chain(&rules.edit)
+        .any(|p| p.trim().is_empty())
+    {
+        return Err(invalid("approvals: a pattern is empty"));
+    }
+    let approvals = &mut config.policy.approvals;
+    approvals.bash.extend(rules.bash);
+    approvals.edit.extend(rules.edit);
+    if let Some(secs) = rules.timeout_secs {
+        if !(1..=warren_config::MAX_TIMEOUT_SECS).contains(&secs) {
+            return Err(invalid(format!(
+                "approvals.timeout_secs {secs} is not {}",
+                warren_config::timeout_range()
+            )));
+        }
+        approvals.timeout_secs = secs;
+    }
+    Ok(())
+}
+
 /// The settings for a new sandbox in `repo`, with the provider the request names.
 pub(crate) fn new_config<P: Provider + 'static>(
     app: &App<P>,
@@ -94,7 +124,8 @@ pub async fn launch<P: Provider + 'static>(
     let repo = crate::sources::resolve(&app, &body.repository).await?;
     let record = app
         .blocking(move |app| {
-            let config = new_config(app, &repo, body.provider.as_deref())?;
+            let mut config = new_config(app, &repo, body.provider.as_deref())?;
+            apply_approvals(&mut config, body.approvals)?;
             let provider = (app.providers)(&config.sandbox.provider, &config, Some(&repo))?;
             let lc = Lifecycle::new(&provider, &config, &app.data_dir, app.store.clone());
             let launcher = TaskLauncher {
@@ -305,7 +336,8 @@ pub async fn exec<P: Provider + 'static>(
     let record = app
         .blocking(move |app| {
             let record = app.find(&who, &name)?;
-            let config = app.config_for(&record)?;
+            let mut config = app.config_for(&record)?;
+            apply_approvals(&mut config, body.approvals)?;
             let provider = (app.providers)(&record.provider, &config, Some(&record.repo))?;
             let lc = Lifecycle::new(&provider, &config, &app.data_dir, app.store.clone());
             let launcher = TaskLauncher {

@@ -11,7 +11,7 @@ use warren_api::{
     SyncBody, SyncEnvelope,
 };
 
-use crate::{handlers, metrics, sources, status, stream};
+use crate::{approvals, handlers, metrics, sources, status, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +37,7 @@ use crate::{handlers, metrics, sources, status, stream};
         sources::download_bundle,
         status::status,
         metrics::metrics,
+        approvals::answer,
         openapi_json,
     )
 )]
@@ -75,7 +76,9 @@ pub fn document() -> Value {
         SummaryEnvelope,
         BundleEnvelope,
         StatusView,
-        SyncBody
+        SyncBody,
+        warren_api::ApprovalBody,
+        warren_api::ApprovalEnvelope
     );
     doc["components"]["schemas"] = Value::Object(generator.take_definitions(true));
     doc["components"]["securitySchemes"] = json!({

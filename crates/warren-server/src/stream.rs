@@ -192,9 +192,11 @@ pub async fn run<P: Provider + 'static>(
     let repo = crate::sources::resolve(&app, &body.repository).await?;
     let slot = app.streams.acquire(&who.token)?;
     let (repo2, kind, timeout) = (repo.clone(), body.provider.clone(), body.timeout_secs);
+    let approvals = body.approvals.clone();
     let (config, provider) = app
         .blocking(move |app| {
             let mut config = new_config(app, &repo2, kind.as_deref())?;
+            crate::handlers::apply_approvals(&mut config, approvals)?;
             if let Some(secs) = timeout {
                 if !(1..=604_800).contains(&secs) {
                     return Err(ApiError::new(

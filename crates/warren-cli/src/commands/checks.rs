@@ -265,3 +265,55 @@ pub(crate) fn with_hint(mut error: ErrorInfo) -> ErrorInfo {
     error.hint = Some(hint.to_owned());
     error
 }
+
+/// The approval flags as config overrides (`policy.approvals.*`), checked like the keys they set.
+pub(crate) fn approval_flags(
+    flags: &crate::cli::ApprovalFlags,
+) -> Result<Vec<(String, toml::Value, String)>, ErrorInfo> {
+    let mut out = Vec::new();
+    for (key, patterns, flag) in [
+        ("bash", &flags.bash, "--ask-bash"),
+        ("edit", &flags.edit, "--ask-edit"),
+    ] {
+        if patterns.is_empty() {
+            continue;
+        }
+        if patterns.iter().any(|p| p.trim().is_empty()) {
+            return Err(ErrorInfo::new(
+                ReasonCode::InvalidArgument,
+                format!("{flag} needs a pattern, got an empty one"),
+            )
+            .with_hint(format!("e.g. {flag} 'git push*'")));
+        }
+        let list = patterns
+            .iter()
+            .map(|p| toml::Value::String(p.clone()))
+            .collect();
+        out.push((
+            format!("policy.approvals.{key}"),
+            toml::Value::Array(list),
+            flag.to_owned(),
+        ));
+    }
+    if let Some(secs) = flags.approval_timeout {
+        if !(1..=MAX_TIMEOUT_SECS).contains(&secs) {
+            return Err(ErrorInfo::new(
+                ReasonCode::InvalidArgument,
+                format!(
+                    "--approval-timeout {secs} is out of range; accepted: {}",
+                    timeout_range()
+                ),
+            )
+            .with_hint(
+                "pass --approval-timeout a number of seconds, e.g. --approval-timeout 300",
+            ));
+        }
+        let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+        out.push((
+            "policy.approvals.timeout_secs".to_owned(),
+            toml::Value::Integer(secs),
+            "--approval-timeout".to_owned(),
+        ));
+    }
+    Ok(out)
+}

@@ -22,9 +22,17 @@ use crate::views;
 
 /// The config that applies to an existing sandbox: its repository's `.warren.toml` included.
 fn config_for(global: &GlobalArgs, name: &str) -> CmdResult<Config> {
+    config_with_flags(global, name, Vec::new())
+}
+
+fn config_with_flags(
+    global: &GlobalArgs,
+    name: &str,
+    flags: Vec<(String, toml::Value, String)>,
+) -> CmdResult<Config> {
     let base = load_config(None, Vec::new())?.config;
     let repo = with_lifecycle(global, &base, |lc| Ok(lc.find(name)?.repo))?;
-    Ok(load_config(repo.is_dir().then_some(repo.as_path()), Vec::new())?.config)
+    Ok(load_config(repo.is_dir().then_some(repo.as_path()), flags)?.config)
 }
 
 pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> CmdResult<i32> {
@@ -48,6 +56,7 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> CmdResult<i32> {
             "--profile".to_owned(),
         ));
     }
+    flags.extend(checks::approval_flags(&args.approvals)?);
     let config = load_config(Some(&repo), flags)?.config;
     checks::model_and_role(&config, args.model.as_deref(), args.role.as_deref())?;
     let provider = AnyProvider::from_config(&config, Some(&repo))?;
@@ -79,7 +88,8 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> CmdResult<i32> {
         &args.prompt,
         &format!("warren exec {} \"now add a regression test\"", args.name),
     )?;
-    let config = config_for(global, &args.name)?;
+    let flags = checks::approval_flags(&args.approvals)?;
+    let config = config_with_flags(global, &args.name, flags)?;
     checks::model_and_role(&config, None, args.role.as_deref())?;
     let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = data_dir(global)?;

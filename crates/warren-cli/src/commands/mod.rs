@@ -2,6 +2,7 @@
 //! Every failure stays typed until `dispatch`, where it becomes an `ErrorInfo` once (with the
 //! hints that name this CLI's commands), rendered with the exit code of its class.
 
+mod approval;
 pub(crate) mod checks;
 mod doctor;
 mod lifecycle;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use warren_config::{Config, LoadOptions, Loaded};
-use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
+use warren_domain::{Decision, ErrorInfo, ReasonCode, UserFacing};
 use warren_engine::{Lifecycle, default_data_dir};
 use warren_provider_local::LocalProvider;
 
@@ -69,6 +70,20 @@ async fn local(cli: Cli) -> CmdResult<i32> {
         Command::Token(args) => serve::token(g, args),
         Command::Completions(args) => Ok(crate::completions::print(&args)),
         Command::Doctor => doctor::doctor(g).await,
+        Command::Approve(args) => {
+            approval::answer(
+                g,
+                &args.name,
+                args.request.as_deref(),
+                Decision::Approve,
+                None,
+            )
+            .await
+        }
+        Command::Deny(args) => {
+            let request = args.request.as_deref();
+            approval::answer(g, &args.name, request, Decision::Deny, args.reason).await
+        }
     }
 }
 

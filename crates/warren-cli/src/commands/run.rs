@@ -29,6 +29,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult<i32> {
             "--provider".to_owned(),
         ));
     }
+    flags.extend(checks::approval_flags(&args.approvals)?);
     let loaded = load_config(Some(&repo_dir), flags)?;
     checks::model_and_role(&loaded.config, args.model.as_deref(), args.role.as_deref())?;
     let provider = AnyProvider::from_config(&loaded.config, Some(&repo_dir))?;

@@ -95,6 +95,7 @@ pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i3
         role: args.role,
         provider: args.provider,
         timeout_secs,
+        approvals: approval_rules(&args.approvals),
     };
     let mut lines = client
         .lines(client.request(Method::POST, "/v1/runs").json(&body))
@@ -187,6 +188,7 @@ pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdRes
             model: args.model,
             role: args.role,
             provider: args.provider,
+            approvals: approval_rules(&args.approvals),
         };
         client.post::<SandboxEnvelope>("/v1/sandboxes", &body).await
     }
@@ -230,6 +232,7 @@ pub async fn exec(client: &Client, g: &GlobalArgs, args: ExecArgs) -> CmdResult<
     let body = PromptBody {
         prompt: args.prompt,
         role: args.role,
+        approvals: approval_rules(&args.approvals),
     };
     let started: SandboxEnvelope = client
         .post(&format!("/v1/sandboxes/{}/prompts", args.name), &body)
@@ -428,4 +431,34 @@ pub async fn sync(client: &Client, g: &GlobalArgs, name: &str) -> CmdResult<i32>
         .await?;
     render::sync(&synced.sync, name, g.json)?;
     Ok(0)
+}
+
+/// `approve` / `deny` against a server: the same answer, through its API.
+pub async fn answer(
+    client: &Client,
+    g: &GlobalArgs,
+    name: &str,
+    request: Option<&str>,
+    decision: warren_domain::Decision,
+    reason: Option<String>,
+) -> CmdResult<i32> {
+    checks::sandbox_name(name)?;
+    let body = warren_api::ApprovalBody { decision, reason };
+    let request = request.unwrap_or("current");
+    let answered: warren_api::ApprovalEnvelope = client
+        .post(&format!("/v1/sandboxes/{name}/approvals/{request}"), &body)
+        .await?;
+    crate::render::approval(&answered.approval, name, g.json)?;
+    Ok(0)
+}
+
+/// The approval flags as the request's rules; `None` (the server's policy) when none is given.
+fn approval_rules(flags: &crate::cli::ApprovalFlags) -> Option<warren_api::ApprovalRules> {
+    (!flags.bash.is_empty() || !flags.edit.is_empty() || flags.approval_timeout.is_some()).then(
+        || warren_api::ApprovalRules {
+            bash: flags.bash.clone(),
+            edit: flags.edit.clone(),
+            timeout_secs: flags.approval_timeout,
+        },
+    )
 }

@@ -8,7 +8,7 @@ mod client;
 mod commands;
 mod repo;
 
-use warren_domain::{ErrorInfo, ReasonCode};
+use warren_domain::{Decision, ErrorInfo, ReasonCode};
 
 use crate::cli::{Cli, Command};
 use crate::commands::CmdResult;
@@ -53,6 +53,14 @@ pub async fn dispatch(client: &Client, cli: Cli) -> CmdResult<i32> {
         Command::Export(args) => commands::export(client, g, args).await,
         Command::Sync(args) => commands::sync(client, g, &args.name).await,
         Command::Teardown(args) => commands::teardown(client, g, args).await,
+        Command::Approve(args) => {
+            let request = args.request.as_deref();
+            commands::answer(client, g, &args.name, request, Decision::Approve, None).await
+        }
+        Command::Deny(args) => {
+            let request = args.request.as_deref();
+            commands::answer(client, g, &args.name, request, Decision::Deny, args.reason).await
+        }
         Command::Open(_) => Err(local_only(
             "open",
             "it shows the sandbox's directory and OpenCode socket on the server's host",

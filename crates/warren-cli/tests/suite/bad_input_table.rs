@@ -187,6 +187,15 @@ fn cases(fx: &Fixture, t: &Targets) -> Vec<Case> {
         case("pull --to an existing file", &["pull", "w", "--to", existing], "invalid_argument", &[existing, "not a directory"]),
         case("pull --to under a file", &["pull", "w", "--to", &under_file], "invalid_argument", &[existing, "not a directory"]),
         case("image build with an unknown profile", &["image", "build", "--profile", "nosuch"], "invalid_config", &["nosuch"]),
+        case("approve of an unknown sandbox", &["approve", "nosuch"], "sandbox_not_found", &["nosuch"]),
+        case("deny with a bad name", &["deny", "a/b", "--reason", "no"], "invalid_argument", &["\"a/b\""]),
+        case("approve --request that is no request id", &["approve", "w", "--request", "rm -rf /"], "invalid_argument", &["--request", "rm -rf /"]),
+        case("--ask-bash with an empty pattern", &["run", "--repo", repo, "--ask-bash", " ", "x"], "invalid_argument", &["--ask-bash"]),
+        case("--approval-timeout 0", &["run", "--repo", repo, "--ask-bash", "git push*", "--approval-timeout", "0", "x"], "invalid_argument", &["--approval-timeout", "604800"]),
+        case("policy.approvals.timeout_secs = 0", &["run", "--repo", repo, "x"], "invalid_config", &["policy.approvals.timeout_secs"])
+            .config(dir, "approvals0.toml", format!("{base}\n[policy.approvals]\nbash = [\"rm *\"]\ntimeout_secs = 0\n")),
+        case("an empty approval pattern", &["launch", "w", "--repo", repo], "invalid_config", &["roles.r.approvals.edit"])
+            .config(dir, "approvals-empty.toml", format!("{base}\n[roles.r.approvals]\nedit = [\"\"]\n")),
     ];
     if let Some(ro) = &t.read_only_dir {
         let target = ro.join("a.patch");

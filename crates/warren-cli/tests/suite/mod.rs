@@ -1,4 +1,5 @@
 mod api_fuzz;
+mod approvals;
 mod bad_input;
 mod bad_input_table;
 mod completions;
