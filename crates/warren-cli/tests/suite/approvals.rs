@@ -190,17 +190,23 @@ async fn an_unanswered_request_is_denied_after_the_timeout_and_nothing_hangs() {
         "--ask-bash",
         "rm -rf *",
         "--approval-timeout",
-        "3",
+        "10",
         "--json",
         "tidy up the build output",
     ];
-    let out = fx.warren(&args).await;
+    // An inactivity limit shorter than the wait: a run waiting for a person is not idle, so the
+    // request is denied by its timeout, not cut short by the inactivity limit.
+    let out = fx
+        .warren_with(&args, |cmd| {
+            cmd.env("WARREN_TIMEOUT_INACTIVITY_SECS", "5");
+        })
+        .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let events: Vec<Value> = json_lines(&out);
     let d = decided(&events);
     assert_eq!(d.len(), 1, "{events:?}");
     assert_eq!(d[0]["decision"], "deny");
-    assert_eq!(d[0]["by"], "timeout");
+    assert_eq!(d[0]["by"], "timeout", "{events:?}");
     let seen = tool_result_seen_by_model(&fx);
     assert!(seen.contains("nobody approved"), "{seen}");
 }
