@@ -2,7 +2,8 @@
 //! wait in `running` with the request shown by `status` and `logs`; `approve` from a second
 //! process lets the command run, `deny --reason` makes the model receive the refusal and the run
 //! still ends cleanly, the timeout denies, and an answer with nothing pending is a clear error.
-//! Both the one-shot `run` (on a server of its own) and a launched sandbox's `exec`.
+//! Both the one-shot `run` (on a server of its own) and a launched sandbox's `exec`, on
+//! bubblewrap and Docker; and the same over `warren serve`'s API.
 
 use std::time::Duration;
 
@@ -211,9 +212,8 @@ async fn an_unanswered_request_is_denied_after_the_timeout_and_nothing_hangs() {
     assert!(seen.contains("nobody approved"), "{seen}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_launched_sandbox_waits_on_exec_and_logs_show_the_request() {
-    let fx = fixture(Backend::Local).await;
+async fn a_launched_sandbox_waits_on_exec_and_logs_show_the_request(backend: Backend) {
+    let fx = fixture(backend).await;
     fx.append_config(RULE);
     let repo = fx.repo.to_str().unwrap();
     let launched = fx.warren(&["launch", "box", "--repo", repo]).await;
@@ -267,6 +267,8 @@ async fn a_launched_sandbox_waits_on_exec_and_logs_show_the_request() {
     assert!(changed.contains("build/out.txt"), "{changed}");
     assert!(changed.contains("deleted"), "{changed}");
 }
+
+both_backends!(a_launched_sandbox_waits_on_exec_and_logs_show_the_request);
 
 /// `GET` a JSON document from the server with `token`.
 async fn api_get(server: &Server, token: &str, path: &str) -> Value {
