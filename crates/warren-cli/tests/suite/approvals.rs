@@ -2,7 +2,8 @@
 //! wait in `running` with the request shown by `status` and `logs`; `approve` from a second
 //! process lets the command run, `deny --reason` makes the model receive the refusal and the run
 //! still ends cleanly, the timeout denies, and an answer with nothing pending is a clear error.
-//! Both the one-shot `run` (on a server of its own) and a launched sandbox's `exec`.
+//! Both the one-shot `run` (on a server of its own) and a launched sandbox's `exec`, on
+//! bubblewrap and Docker; and the same over `warren serve`'s API.
 
 use std::time::Duration;
 
@@ -190,24 +191,29 @@ async fn an_unanswered_request_is_denied_after_the_timeout_and_nothing_hangs() {
         "--ask-bash",
         "rm -rf *",
         "--approval-timeout",
-        "3",
+        "10",
         "--json",
         "tidy up the build output",
     ];
-    let out = fx.warren(&args).await;
+    // An inactivity limit shorter than the wait: a run waiting for a person is not idle, so the
+    // request is denied by its timeout, not cut short by the inactivity limit.
+    let out = fx
+        .warren_with(&args, |cmd| {
+            cmd.env("WARREN_TIMEOUT_INACTIVITY_SECS", "5");
+        })
+        .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let events: Vec<Value> = json_lines(&out);
     let d = decided(&events);
     assert_eq!(d.len(), 1, "{events:?}");
     assert_eq!(d[0]["decision"], "deny");
-    assert_eq!(d[0]["by"], "timeout");
+    assert_eq!(d[0]["by"], "timeout", "{events:?}");
     let seen = tool_result_seen_by_model(&fx);
     assert!(seen.contains("nobody approved"), "{seen}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_launched_sandbox_waits_on_exec_and_logs_show_the_request() {
-    let fx = fixture(Backend::Local).await;
+async fn a_launched_sandbox_waits_on_exec_and_logs_show_the_request(backend: Backend) {
+    let fx = fixture(backend).await;
     fx.append_config(RULE);
     let repo = fx.repo.to_str().unwrap();
     let launched = fx.warren(&["launch", "box", "--repo", repo]).await;
@@ -261,6 +267,8 @@ async fn a_launched_sandbox_waits_on_exec_and_logs_show_the_request() {
     assert!(changed.contains("build/out.txt"), "{changed}");
     assert!(changed.contains("deleted"), "{changed}");
 }
+
+both_backends!(a_launched_sandbox_waits_on_exec_and_logs_show_the_request);
 
 /// `GET` a JSON document from the server with `token`.
 async fn api_get(server: &Server, token: &str, path: &str) -> Value {
