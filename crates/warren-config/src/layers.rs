@@ -452,6 +452,7 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
                 })?;
         }
     }
+    crate::budget::check(config, &origin_of)?;
     crate::bounds::check(config, &origin_of)
 }
 

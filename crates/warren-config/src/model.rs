@@ -21,6 +21,8 @@ pub struct Config {
     pub pools: BTreeMap<String, PoolConfig>,
     pub retry: RetryConfig,
     pub structurer: StructurerConfig,
+    /// Spend limits per run and per sandbox, and the price table they are costed with.
+    pub budget: crate::budget::BudgetConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -215,6 +217,8 @@ pub struct RoleConfig {
     pub inactivity_secs: Option<u64>,
     /// Re-prompts with a stricter instruction when the outcome is missing or malformed.
     pub max_retries_on_malformed_output: u32,
+    /// Overrides `[budget.run]` limits for this role's runs (key by key).
+    pub budget: Option<warren_domain::BudgetLimits>,
 }
 
 impl Default for RoleConfig {
@@ -226,6 +230,7 @@ impl Default for RoleConfig {
             run_secs: None,
             inactivity_secs: None,
             max_retries_on_malformed_output: 2,
+            budget: None,
         }
     }
 }

@@ -83,6 +83,13 @@ pub enum ReasonCode {
     TooManyStreams,
     /// A bug in warren.
     Internal,
+    // --- budgets (issue 12) ---
+    /// A budget (tokens, cost, requests, time) of the run or the sandbox ran out: the agent was
+    /// stopped and its work kept; raise the budget to go on.
+    BudgetExceeded,
+    /// `warren audit` was given a commit warren did not make (no `Warren-Sandbox` trailer).
+    NotAWarrenCommit,
+    // --- end budgets ---
 }
 
 impl ReasonCode {
@@ -122,6 +129,8 @@ impl ReasonCode {
             Self::ServerUnreachable => "server_unreachable",
             Self::TooManyStreams => "too_many_streams",
             Self::Internal => "internal",
+            Self::BudgetExceeded => "budget_exceeded",
+            Self::NotAWarrenCommit => "not_a_warren_commit",
         }
     }
 
@@ -143,7 +152,9 @@ impl ReasonCode {
             | Self::Unauthorized
             | Self::RequestTooLarge
             | Self::UnsupportedSource
-            | Self::InvalidBundle => ExitClass::User,
+            | Self::InvalidBundle
+            | Self::BudgetExceeded
+            | Self::NotAWarrenCommit => ExitClass::User,
             Self::ModelUnreachable
             | Self::RateLimited
             | Self::SandboxBusy

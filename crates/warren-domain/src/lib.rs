@@ -1,12 +1,14 @@
 //! warren's shared vocabulary: identifiers, the lifecycle state machine, the event stream and the
 //! stable error contract. Every other crate speaks in these types; this crate does no I/O.
 
+pub mod budget;
 pub mod error;
 pub mod event;
 pub mod ids;
 pub mod lifecycle;
 pub mod outcome;
 
+pub use budget::{BudgetKind, BudgetLimits, BudgetLine, BudgetScope, Spend};
 pub use error::{ErrorInfo, ExitClass, ReasonCode, UserFacing, cause_chain};
 pub use event::{AgentEvent, EventRecord, GatewayUsage, RequestSource, ToolStatus, Usage};
 pub use ids::{InvalidName, SandboxId, SandboxName};
