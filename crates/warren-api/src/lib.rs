@@ -21,8 +21,8 @@ pub use ops::{
 };
 pub use run::{Phases, RunSummary, SummaryEnvelope, TaskOutcome};
 pub use sandbox::{
-    ChangeKind, ChangedFile, LeaseView, ListView, MonitorView, SandboxEnvelope, SandboxView,
-    StatusView, WarmServerView,
+    BudgetStatusView, ChangeKind, ChangedFile, LeaseView, ListView, MonitorView, SandboxEnvelope,
+    SandboxView, StatusView, WarmServerView,
 };
 pub use schema::{VIEWS, View, schema, schemas};
 pub use server::{

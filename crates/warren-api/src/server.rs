@@ -32,7 +32,7 @@ impl From<String> for RepositorySource {
 }
 
 /// `POST /v1/sandboxes`: what `warren launch` takes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchBody {
     /// The repository: a path on the server's host, a git URL, or an uploaded bundle.
@@ -50,10 +50,13 @@ pub struct LaunchBody {
     /// `local` (bubblewrap) or `docker`; the server's `sandbox.provider` by default.
     #[serde(default)]
     pub provider: Option<String>,
+    /// The sandbox's spend limits over all its runs (`--budget`); `[budget.sandbox]` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<warren_domain::BudgetLimits>,
 }
 
 /// `POST /v1/runs`: what `warren run` takes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
     /// The repository: a path on the server's host, a git URL, or an uploaded bundle.
@@ -71,15 +74,22 @@ pub struct RunBody {
     /// `timeouts.run_secs` by default.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// The sandbox's spend limits (`warren run --budget`); `[budget.sandbox]` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<warren_domain::BudgetLimits>,
 }
 
 /// `POST /v1/sandboxes/{name}/prompts`: a follow-up prompt (`warren exec`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromptBody {
     pub prompt: String,
     #[serde(default)]
     pub role: Option<String>,
+    /// Replaces the sandbox's spend limits (`warren exec --budget`): raise a spent budget to go
+    /// on in the same session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<warren_domain::BudgetLimits>,
 }
 
 /// `POST /v1/sandboxes/{name}/export`: the branch (`warren/<name>` by default).

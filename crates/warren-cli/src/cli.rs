@@ -187,6 +187,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub role: Option<String>,
 
+    /// Spend limits for the sandbox over all its runs, e.g. tokens=200000,cost=2.5,requests=40,time=30m
+    /// (keys: tokens, input_tokens, output_tokens, cost in USD, requests, time) [default: budget.sandbox]
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    pub budget: Option<String>,
+
     /// What the agent should do
     #[arg(required = true, value_name = "PROMPT")]
     pub prompt: String,
@@ -220,6 +225,11 @@ pub struct LaunchArgs {
     /// Role from [roles] in the config: its model, timeouts and outcome contract
     #[arg(long)]
     pub role: Option<String>,
+
+    /// Spend limits for the sandbox over all its runs, e.g. tokens=200000,cost=2.5,requests=40,time=30m
+    /// (keys: tokens, input_tokens, output_tokens, cost in USD, requests, time) [default: budget.sandbox]
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    pub budget: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +245,11 @@ pub struct ExecArgs {
     /// Role from [roles] in the config: its model, timeouts and outcome contract
     #[arg(long)]
     pub role: Option<String>,
+
+    /// Replace the sandbox's spend limits (raise a spent budget to go on in the same session),
+    /// e.g. tokens=400000,cost=5
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    pub budget: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -161,6 +161,9 @@ pub enum AgentEvent {
         run: crate::budget::BudgetLimits,
         #[serde(default)]
         sandbox: crate::budget::BudgetLimits,
+        /// The `--budget` the sandbox was given, which its later runs keep.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        given: Option<crate::budget::BudgetLimits>,
     },
     /// A budget reached 80% of its limit.
     BudgetWarning {

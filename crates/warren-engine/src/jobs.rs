@@ -30,19 +30,30 @@ use crate::warm::WarmServer;
 #[serde(tag = "job", rename_all = "snake_case")]
 pub enum MonitorJob {
     /// Provision a `new` sandbox and, with a prompt, run the agent.
-    Launch { id: String, prompt: Option<String> },
+    Launch {
+        id: String,
+        prompt: Option<String>,
+        /// `--budget`: the sandbox's limits over all its runs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget: Option<warren_domain::BudgetLimits>,
+    },
     /// Run a follow-up prompt in the same OpenCode session.
     Exec {
         id: String,
         prompt: String,
         #[serde(default)]
         role: Option<String>,
+        /// `--budget`: replaces the sandbox's limits (the session goes on under the new ones).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget: Option<warren_domain::BudgetLimits>,
     },
     /// The one-shot run: provision, one prompt, export to `branch`, tear down.
     Run {
         id: String,
         prompt: String,
         branch: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget: Option<warren_domain::BudgetLimits>,
     },
 }
 
@@ -51,6 +62,15 @@ impl MonitorJob {
         match self {
             Self::Launch { id, .. } | Self::Exec { id, .. } | Self::Run { id, .. } => {
                 SandboxId::from_stored(id.clone())
+            }
+        }
+    }
+
+    /// The `--budget` the job was given.
+    pub(crate) fn budget(&self) -> Option<warren_domain::BudgetLimits> {
+        match self {
+            Self::Launch { budget, .. } | Self::Exec { budget, .. } | Self::Run { budget, .. } => {
+                *budget
             }
         }
     }
@@ -140,7 +160,7 @@ impl<P: Provider> JobContext<'_, P> {
         let (prompt, session_id) = match job {
             MonitorJob::Run { prompt, branch, .. } => {
                 let summary = self
-                    .one_shot(rec, &record.name, &prepared, prompt, branch)
+                    .one_shot(rec, &record.name, &prepared, prompt, branch, job.budget())
                     .await;
                 return Ok(Some(summary));
             }
@@ -179,6 +199,7 @@ impl<P: Provider> JobContext<'_, P> {
                 name: &record.name,
                 prompt: &prompt,
                 session_id,
+                budget: job.budget(),
             },
             warm,
         )
@@ -203,6 +224,7 @@ impl<P: Provider> JobContext<'_, P> {
         prepared: &Prepared,
         prompt: &str,
         branch: &str,
+        budget: Option<warren_domain::BudgetLimits>,
     ) -> RunSummary {
         let started = Instant::now();
         let dirs = SandboxDirs::new(self.data_dir, &rec.id);
@@ -228,6 +250,7 @@ impl<P: Provider> JobContext<'_, P> {
                     name,
                     prompt,
                     session_id: None,
+                    budget,
                 },
                 // One prompt, then the sandbox goes: a warm server would only add its boot.
                 None,

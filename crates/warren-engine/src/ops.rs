@@ -42,6 +42,8 @@ pub struct LaunchRequest {
     pub model: Option<String>,
     pub prompt: Option<String>,
     pub role: Option<String>,
+    /// `--budget`: the sandbox's limits over all its runs (over `[budget.sandbox]`).
+    pub budget: Option<warren_domain::BudgetLimits>,
 }
 
 impl<'a, P: Provider> Lifecycle<'a, P> {
@@ -102,6 +104,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         let job = MonitorJob::Launch {
             id: record.id.to_string(),
             prompt: req.prompt,
+            budget: req.budget,
         };
         let mut monitor = launcher.launch(&job, self.config)?;
         let store = &self.store;
@@ -124,6 +127,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         name: &str,
         prompt: &str,
         role: Option<String>,
+        budget: Option<warren_domain::BudgetLimits>,
         launcher: &dyn SupervisorLauncher,
     ) -> Result<SandboxRecord, EngineError> {
         if let Some(role) = &role {
@@ -143,6 +147,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             id: record.id.to_string(),
             prompt: prompt.to_owned(),
             role,
+            budget,
         };
         // A monitor that keeps this sandbox's OpenCode warm runs it on the warm server.
         let dirs = SandboxDirs::new(self.data_dir, &record.id);

@@ -37,6 +37,10 @@ pub struct Resolved {
     pub pool: Option<(String, u32)>,
     /// The caps on what a sandbox hands back (files, sizes).
     pub sync_limits: warren_sync::Limits,
+    /// The run's and the sandbox's budgets from config and role (before any `--budget`).
+    pub budget: crate::budget::Budgets,
+    /// The agent endpoint's model ids → their prices, for costing what the gateway meters.
+    pub prices: std::collections::HashMap<String, warren_gateway::ModelPrice>,
 }
 
 /// The branch a sandbox's work goes to unless the user names another.
@@ -114,6 +118,8 @@ pub fn resolve(
             .map_or(1, |p| p.max_concurrent.max(1));
         (name, max)
     });
+    let budget = crate::budget::Budgets::resolve(config, settings);
+    let prices = crate::budget::prices(config, &agent.model.provider, &agent.config.models);
     Ok(Resolved {
         role,
         agent,
@@ -123,6 +129,8 @@ pub fn resolve(
         contract,
         pool,
         sync_limits: crate::export::sync_limits(config),
+        budget,
+        prices,
     })
 }
 

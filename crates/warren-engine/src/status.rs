@@ -52,6 +52,7 @@ pub fn status(
         warm_server: warm.as_ref().map(crate::views::warm_server),
         changed_files,
         gateway_usage: GatewayUsage::from_events(events.iter().map(|e| &e.event)),
+        budget: crate::budget::status(&events, time::OffsetDateTime::now_utc()),
     };
     Ok((view, warning))
 }

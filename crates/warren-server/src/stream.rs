@@ -183,6 +183,7 @@ pub async fn run<P: Provider + 'static>(
     ApiJson(body): ApiJson<RunBody>,
 ) -> ApiResult<Response> {
     prompt(&body.prompt)?;
+    crate::handlers::budget(body.budget.as_ref())?;
     let name = body
         .name
         .as_deref()
@@ -222,6 +223,7 @@ pub async fn run<P: Provider + 'static>(
             model: body.model,
             role: body.role,
             config,
+            budget: body.budget,
         })
         .await?;
     let id = handle.id.clone();

@@ -95,6 +95,7 @@ pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i3
         role: args.role,
         provider: args.provider,
         timeout_secs,
+        budget: checks::budget(args.budget.as_deref())?,
     };
     let mut lines = client
         .lines(client.request(Method::POST, "/v1/runs").json(&body))
@@ -176,6 +177,7 @@ pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdRes
             "image profiles are the server's: set sandbox.image_profile in the server's config",
         ));
     }
+    let budget = checks::budget(args.budget.as_deref())?;
     let top = repo::toplevel(&checks::repo_dir(&args.repo)?)?;
     let spinner = Spinner::start(g.json, &format!("launching {name}"));
     let launched = async {
@@ -187,6 +189,7 @@ pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdRes
             model: args.model,
             role: args.role,
             provider: args.provider,
+            budget,
         };
         client.post::<SandboxEnvelope>("/v1/sandboxes", &body).await
     }
@@ -230,6 +233,7 @@ pub async fn exec(client: &Client, g: &GlobalArgs, args: ExecArgs) -> CmdResult<
     let body = PromptBody {
         prompt: args.prompt,
         role: args.role,
+        budget: checks::budget(args.budget.as_deref())?,
     };
     let started: SandboxEnvelope = client
         .post(&format!("/v1/sandboxes/{}/prompts", args.name), &body)

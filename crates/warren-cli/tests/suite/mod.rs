@@ -1,6 +1,7 @@
 mod api_fuzz;
 mod bad_input;
 mod bad_input_table;
+mod budget;
 mod completions;
 mod doctor;
 mod harness;
