@@ -7,6 +7,7 @@
 //! `docs/schemas/` holds them as generated. Conversions from the engine's and the store's types
 //! live with the front ends, so this crate depends on `warren-domain` alone and does no I/O.
 
+mod audit;
 mod doctor;
 mod ops;
 mod run;
@@ -14,6 +15,7 @@ mod sandbox;
 mod schema;
 mod server;
 
+pub use audit::{AuditCommit, AuditRequest, AuditTotals, AuditTrailer, AuditView};
 pub use doctor::{CheckStatus, DoctorCheck, DoctorEnvelope, DoctorView};
 pub use ops::{
     ConfigSource, ConfigView, ExportEnvelope, ExportView, GcReportView, GcView, ImageEnvelope,

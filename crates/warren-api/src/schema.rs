@@ -5,9 +5,9 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema};
 
 use crate::{
-    ChangesEnvelope, ConfigView, DoctorEnvelope, ErrorEnvelope, EventRecord, ExportEnvelope,
-    GcView, ImageEnvelope, ListView, OpenEnvelope, PullEnvelope, SandboxEnvelope, StatusView,
-    SummaryEnvelope, SyncEnvelope,
+    AuditView, ChangesEnvelope, ConfigView, DoctorEnvelope, ErrorEnvelope, EventRecord,
+    ExportEnvelope, GcView, ImageEnvelope, ListView, OpenEnvelope, PullEnvelope, SandboxEnvelope,
+    StatusView, SummaryEnvelope, SyncEnvelope,
 };
 
 /// One view: its name (`warren schema NAME`, `docs/schemas/NAME.json`), what prints it, and its
@@ -64,6 +64,10 @@ pub const VIEWS: &[View] = &[
     view::<ConfigView>("config", "config show --json"),
     view::<DoctorEnvelope>("doctor", "doctor --json"),
     view::<ChangesEnvelope>("changes", "the server's GET /v1/sandboxes/{name}/changes"),
+    view::<AuditView>(
+        "audit",
+        "audit REV --json and the server's GET /v1/sandboxes/{name}/audit",
+    ),
 ];
 
 /// The schema of the view called `name`, if there is one.

@@ -85,6 +85,19 @@ pub enum Command {
     Token(TokenArgs),
     /// Print a completion script for bash, zsh or fish (see the README)
     Completions(crate::completions::CompletionsArgs),
+    /// Show the model requests behind a commit warren made (its Warren-* trailers name the sandbox)
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The commit: a branch, tag or commit id (e.g. warren/fix-login)
+    #[arg(value_name = "REV")]
+    pub rev: String,
+
+    /// The repository holding REV
+    #[arg(long, default_value = ".", value_name = "PATH")]
+    pub repo: PathBuf,
 }
 
 #[derive(Debug, Args)]

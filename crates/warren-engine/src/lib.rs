@@ -6,6 +6,7 @@
 //! the only code that acts on what it finds.
 
 mod agent;
+pub mod audit;
 pub mod budget;
 pub mod cancel;
 pub mod engine;

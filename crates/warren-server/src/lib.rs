@@ -6,6 +6,7 @@
 //! reconciler's sweep runs in a loop on the replica that leads it. The provider and the settings
 //! loader are handed in by the host (the CLI), so this crate depends on no provider.
 
+mod audit;
 mod auth;
 mod body;
 mod error;
@@ -154,7 +155,12 @@ pub fn router<P: Provider + 'static>(
         "/v1/sandboxes/{name}/bundle",
         get(sources::download_bundle::<P>),
     )
-    .add(&["GET"], "/metrics", get(metrics::metrics::<P>));
+    .add(&["GET"], "/metrics", get(metrics::metrics::<P>))
+    .add(
+        &["GET"],
+        "/v1/sandboxes/{name}/audit",
+        get(audit::audit::<P>),
+    );
     // Every route so far, with a body extractor or not, refuses a declared length over the limit.
     private.router = private
         .router

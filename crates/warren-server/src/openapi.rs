@@ -6,12 +6,12 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 use warren_api::{
-    BundleEnvelope, ChangesEnvelope, ErrorEnvelope, EventRecord, ExportBody, ExportEnvelope,
-    LaunchBody, ListView, PromptBody, RunBody, SandboxEnvelope, StatusView, SummaryEnvelope,
-    SyncBody, SyncEnvelope,
+    AuditView, BundleEnvelope, ChangesEnvelope, ErrorEnvelope, EventRecord, ExportBody,
+    ExportEnvelope, LaunchBody, ListView, PromptBody, RunBody, SandboxEnvelope, StatusView,
+    SummaryEnvelope, SyncBody, SyncEnvelope,
 };
 
-use crate::{handlers, metrics, sources, status, stream};
+use crate::{audit, handlers, metrics, sources, status, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,7 @@ use crate::{handlers, metrics, sources, status, stream};
         sources::upload_bundle,
         sources::download_bundle,
         status::status,
+        audit::audit,
         metrics::metrics,
         openapi_json,
     )
@@ -75,7 +76,8 @@ pub fn document() -> Value {
         SummaryEnvelope,
         BundleEnvelope,
         StatusView,
-        SyncBody
+        SyncBody,
+        AuditView
     );
     doc["components"]["schemas"] = Value::Object(generator.take_definitions(true));
     doc["components"]["securitySchemes"] = json!({

@@ -2,6 +2,7 @@
 //! Every failure stays typed until `dispatch`, where it becomes an `ErrorInfo` once (with the
 //! hints that name this CLI's commands), rendered with the exit code of its class.
 
+pub(crate) mod audit;
 pub(crate) mod checks;
 mod doctor;
 mod lifecycle;
@@ -69,6 +70,7 @@ async fn local(cli: Cli) -> CmdResult<i32> {
         Command::Token(args) => serve::token(g, args),
         Command::Completions(args) => Ok(crate::completions::print(&args)),
         Command::Doctor => doctor::doctor(g).await,
+        Command::Audit(args) => audit::audit(g, &args),
     }
 }
 

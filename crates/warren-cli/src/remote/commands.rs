@@ -433,3 +433,16 @@ pub async fn sync(client: &Client, g: &GlobalArgs, name: &str) -> CmdResult<i32>
     render::sync(&synced.sync, name, g.json)?;
     Ok(0)
 }
+
+/// `warren audit REV` against the server: the trailers are read here, the trail there.
+pub async fn audit(
+    client: &Client,
+    g: &GlobalArgs,
+    args: &crate::cli::AuditArgs,
+) -> CmdResult<i32> {
+    let found = crate::commands::audit::read_commit(&args.repo, &args.rev)?;
+    let view: warren_api::AuditView = client
+        .get(&format!("/v1/sandboxes/{}/audit", found.sandbox))
+        .await?;
+    crate::commands::audit::print(view, found.commit, g.json)
+}

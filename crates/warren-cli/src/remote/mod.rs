@@ -53,6 +53,7 @@ pub async fn dispatch(client: &Client, cli: Cli) -> CmdResult<i32> {
         Command::Export(args) => commands::export(client, g, args).await,
         Command::Sync(args) => commands::sync(client, g, &args.name).await,
         Command::Teardown(args) => commands::teardown(client, g, args).await,
+        Command::Audit(args) => commands::audit(client, g, &args).await,
         Command::Open(_) => Err(local_only(
             "open",
             "it shows the sandbox's directory and OpenCode socket on the server's host",

@@ -1,4 +1,5 @@
 mod api_fuzz;
+mod audit;
 mod bad_input;
 mod bad_input_table;
 mod budget;
