@@ -156,14 +156,15 @@ pub enum AgentEvent {
     },
     // --- budgets (issue 12) ---
     /// The budgets a run starts with: its own, and the sandbox's over all its runs.
+    /// (Boxed: limits are large and this event is rare.)
     Budget {
         #[serde(default)]
-        run: crate::budget::BudgetLimits,
+        run: Box<crate::budget::BudgetLimits>,
         #[serde(default)]
-        sandbox: crate::budget::BudgetLimits,
+        sandbox: Box<crate::budget::BudgetLimits>,
         /// The `--budget` the sandbox was given, which its later runs keep.
         #[serde(skip_serializing_if = "Option::is_none", default)]
-        given: Option<crate::budget::BudgetLimits>,
+        given: Option<Box<crate::budget::BudgetLimits>>,
     },
     /// A budget reached 80% of its limit.
     BudgetWarning {

@@ -36,7 +36,7 @@ impl RunBudget {
         let records = store.events(id, 0, None).unwrap_or_default();
         let given = given.or_else(|| {
             records.iter().rev().find_map(|r| match &r.event {
-                AgentEvent::Budget { given, .. } => *given,
+                AgentEvent::Budget { given, .. } => given.as_deref().copied(),
                 _ => None,
             })
         });
@@ -54,9 +54,9 @@ impl RunBudget {
 
     pub(crate) fn event(&self) -> AgentEvent {
         AgentEvent::Budget {
-            run: self.run,
-            sandbox: self.sandbox,
-            given: self.given,
+            run: Box::new(self.run),
+            sandbox: Box::new(self.sandbox),
+            given: self.given.map(Box::new),
         }
     }
 
@@ -166,7 +166,7 @@ pub fn status(
             .enumerate()
             .rev()
             .find_map(|(i, r)| match &r.event {
-                AgentEvent::Budget { run, sandbox, .. } => Some((i, *run, *sandbox)),
+                AgentEvent::Budget { run, sandbox, .. } => Some((i, **run, **sandbox)),
                 _ => None,
             })?;
     if run.is_empty() && sandbox.is_empty() {

@@ -124,6 +124,7 @@ impl Fixture {
             model: None,
             role: None,
             config: self.config.clone(),
+            budget: None,
         }
     }
 
