@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 pub use budget::{ModelPrice, ScopeBudget};
 pub use error::GatewayError;
 pub use meter::MeteredRequest;
+pub use proxy::budget_refusal_message;
 pub use warren_domain::RequestSource;
 
 /// How long to wait for a TCP/TLS connection to the upstream before declaring it unreachable.

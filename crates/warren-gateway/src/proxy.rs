@@ -232,8 +232,8 @@ fn blocked(shared: &Shared, method: &Method, target: &str) -> Response<ProxyBody
     )
 }
 
-/// A spent budget: the call is answered 400, a status OpenCode does not retry (it retries 429
-/// and 5xx), so the agent ends at once instead of spinning on a door that stays shut.
+/// A spent budget: the call is answered 400 with [`budget_refusal_message`], which OpenCode does
+/// not retry, so the agent ends at once instead of spinning on a door that stays shut.
 fn budget_refused(shared: &Shared, line: warren_domain::BudgetLine) -> Response<ProxyBody> {
     tracing::debug!(
         budget = line.budget.key(),
@@ -243,16 +243,26 @@ fn budget_refused(shared: &Shared, line: warren_domain::BudgetLine) -> Response<
     let mut response = json_error(
         StatusCode::BAD_REQUEST,
         "budget_exceeded",
-        format!(
-            "warren gateway: {}; the call was not sent to the model and the run is stopping",
-            line.describe()
-        ),
+        budget_refusal_message(&line),
     );
     response.headers_mut().insert(
         "x-warren-reason",
         HeaderValue::from_static("budget_exceeded"),
     );
     response
+}
+
+/// What the agent is told when its budget is spent. OpenCode retries a 4xx whose message or body
+/// matches its transient-error patterns, and those include bare status numbers (`429`, `500`,
+/// ... anywhere in the text: `2500 tokens` matches) and words such as `timeout` or
+/// `exhausted`. So the text carries no figure at all (warren's own error and events do) and
+/// none of those words.
+pub fn budget_refusal_message(line: &warren_domain::BudgetLine) -> String {
+    format!(
+        "warren gateway: the {} budget for {} is spent, so this call was not sent to the model; warren is stopping the agent (raise the budget with warren exec --budget to go on)",
+        line.scope.as_str(),
+        line.budget.key()
+    )
 }
 
 /// Nothing is forwarded, metered or noticed: a request without the token did not come from the

@@ -105,12 +105,24 @@ async fn the_call_after_the_money_runs_out_is_refused_and_never_forwarded() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["type"], "budget_exceeded");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("sandbox budget for cost"), "{message}");
-    assert!(message.contains("$0.0120 used of $0.0100"), "{message}");
+    assert!(
+        message.contains("sandbox budget for cost is spent"),
+        "{message}"
+    );
+    // No figure reaches the agent: OpenCode would read one as a retryable status number.
+    assert!(
+        !body.to_string().bytes().any(|b| b.is_ascii_digit()),
+        "{body}"
+    );
     let GatewayNotice::BudgetExceeded(line) = fx.next_notice().await else {
         panic!("no budget notice")
     };
     assert_eq!(line.budget, BudgetKind::Cost);
+    // The figures go to warren, not to the agent.
+    assert!(
+        (line.spent - 0.012).abs() < 1e-12 && (line.limit - 0.01).abs() < 1e-12,
+        "{line:?}"
+    );
     assert_eq!(
         log.lock().unwrap().len(),
         4,

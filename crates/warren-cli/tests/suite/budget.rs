@@ -216,3 +216,56 @@ async fn a_money_budget_stops_the_run_and_a_raised_exec_budget_continues_the_sam
         assert!(files.contains(&f.to_owned()), "{f} missing: {files:?}");
     }
 }
+
+/// Why the gateway answers a spent budget with 400: the pinned OpenCode gives up on it at once
+/// (one request, no retry), where it retries a 429. Played by the scripted model with the
+/// gateway's own body, with warren's retries off so only OpenCode's would show.
+#[tokio::test(flavor = "multi_thread")]
+async fn opencode_does_not_retry_the_gateways_budget_answer_but_retries_a_429() {
+    let line = warren_domain::BudgetLine {
+        scope: warren_domain::BudgetScope::Sandbox,
+        budget: warren_domain::BudgetKind::Time,
+        spent: 3300.0,
+        limit: 2500.0,
+    };
+    let body = json!({ "error": {
+        "message": warren_gateway::budget_refusal_message(&line),
+        "type": "budget_exceeded",
+    }})
+    .to_string();
+    let fx = Fixture::new(
+        &json!({
+            "models": ["scripted"],
+            "turns": [
+                { "fault": { "kind": "status", "code": 400, "body": body }, "repeat": 3 },
+                { "text": "done" },
+            ],
+        })
+        .to_string(),
+    )
+    .await;
+    fx.append_config("\n[retry]\nmax_attempts = 1\n");
+    let out = fx.run("refused", &["--json"], "do it").await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert_eq!(turns_served(&fx), vec![0], "OpenCode retried the 400");
+
+    let fx = Fixture::new(
+        &json!({
+            "models": ["scripted"],
+            "turns": [
+                { "fault": { "kind": "status", "code": 429, "retry_after_secs": 1 }, "repeat": 1 },
+                { "text": "done" },
+            ],
+        })
+        .to_string(),
+    )
+    .await;
+    fx.append_config("\n[retry]\nmax_attempts = 1\n");
+    let out = fx.run("limited", &["--json"], "do it").await;
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(
+        turns_served(&fx),
+        vec![0, 1],
+        "OpenCode did not retry the 429"
+    );
+}
