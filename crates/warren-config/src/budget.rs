@@ -16,6 +16,9 @@ pub struct BudgetConfig {
     pub run: BudgetLimits,
     /// Limits for all runs of one sandbox together (`--budget` replaces them).
     pub sandbox: BudgetLimits,
+    /// Limits for everything one owner's sandboxes run on one UTC day (`warren serve` only: an
+    /// owner is an API token's owner).
+    pub owner: BudgetLimits,
     /// Model id (as sent upstream, e.g. `gpt-4o`) or `provider/model` → its price.
     pub prices: BTreeMap<String, Price>,
 }
@@ -57,6 +60,7 @@ pub(crate) fn check(
     let mut scopes = vec![
         ("budget.run".to_owned(), config.budget.run),
         ("budget.sandbox".to_owned(), config.budget.sandbox),
+        ("budget.owner".to_owned(), config.budget.owner),
     ];
     for (name, role) in &config.roles {
         if let Some(limits) = role.budget {

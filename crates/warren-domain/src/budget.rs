@@ -17,6 +17,8 @@ pub enum BudgetScope {
     Run,
     /// Every run of the sandbox together.
     Sandbox,
+    /// Every run of the sandbox's owner (a `warren serve` token's owner) on one UTC day.
+    Owner,
 }
 
 impl BudgetScope {
@@ -24,6 +26,7 @@ impl BudgetScope {
         match self {
             Self::Run => "run",
             Self::Sandbox => "sandbox",
+            Self::Owner => "owner",
         }
     }
 }
@@ -186,6 +189,15 @@ fn parse_secs(value: &str) -> Result<u64, String> {
     n.checked_mul(factor).ok_or_else(bad)
 }
 
+/// An owner's daily budget and what the owner's sandboxes had spent that day when a run started
+/// (the server knows owners; the engine gets this with the job).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OwnerBudget {
+    pub owner: String,
+    pub limits: BudgetLimits,
+    pub spent: Spend,
+}
+
 /// What was spent, as the gateway metered it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Spend {
@@ -199,6 +211,14 @@ pub struct Spend {
 }
 
 impl Spend {
+    pub fn add(&mut self, other: &Spend) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost += other.cost;
+        self.requests += other.requests;
+        self.time_ms += other.time_ms;
+    }
+
     #[expect(clippy::cast_precision_loss, reason = "spend is far below 2^52")]
     pub fn figure(&self, kind: BudgetKind) -> f64 {
         match kind {

@@ -165,6 +165,9 @@ pub enum AgentEvent {
         /// The `--budget` the sandbox was given, which its later runs keep.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         given: Option<Box<crate::budget::BudgetLimits>>,
+        /// The owner's daily budget with what the owner had spent today when the run started.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        owner: Option<Box<crate::budget::OwnerBudget>>,
     },
     /// A budget reached 80% of its limit.
     BudgetWarning {

@@ -8,7 +8,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod outcome;
 
-pub use budget::{BudgetKind, BudgetLimits, BudgetLine, BudgetScope, Spend};
+pub use budget::{BudgetKind, BudgetLimits, BudgetLine, BudgetScope, OwnerBudget, Spend};
 pub use error::{ErrorInfo, ExitClass, ReasonCode, UserFacing, cause_chain};
 pub use event::{AgentEvent, EventRecord, GatewayUsage, RequestSource, ToolStatus, Usage};
 pub use ids::{InvalidName, SandboxId, SandboxName};

@@ -34,8 +34,8 @@ pub(crate) struct AgentRequest<'a> {
     pub name: &'a SandboxName,
     pub prompt: &'a str,
     pub session_id: Option<String>,
-    /// `--budget` for the sandbox, when this request gave one.
-    pub budget: Option<warren_domain::BudgetLimits>,
+    /// `--budget` for the sandbox, when this request gave one, and the owner's.
+    pub budget: crate::jobs::JobBudget,
     pub limits: Limits,
     pub patterns: &'a ClassifyPatterns,
     /// What a sandbox without a shared file system may hand back (`sync.*` limits).
@@ -503,7 +503,7 @@ fn start_budget(
     req: &AgentRequest<'_>,
     gateway: &GatewayHandle,
 ) -> RunBudget {
-    let budget = RunBudget::for_run(&prepared.resolved, rec.store, &rec.id, req.budget);
+    let budget = RunBudget::for_run(&prepared.resolved, rec.store, &rec.id, &req.budget);
     gateway.set_budget(budget.scopes());
     rec.emit(budget.event());
     budget

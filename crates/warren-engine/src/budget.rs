@@ -23,6 +23,8 @@ pub(crate) struct RunBudget {
     /// The `--budget` the sandbox was given (by this request or an earlier one).
     pub given: Option<BudgetLimits>,
     pub sandbox_spent: Spend,
+    /// The owner's daily budget, for a server's job.
+    pub owner: Option<warren_domain::OwnerBudget>,
 }
 
 impl RunBudget {
@@ -31,10 +33,10 @@ impl RunBudget {
         resolved: &Resolved,
         store: &dyn StateStore,
         id: &SandboxId,
-        given: Option<BudgetLimits>,
+        job: &crate::jobs::JobBudget,
     ) -> Self {
         let records = store.events(id, 0, None).unwrap_or_default();
-        let given = given.or_else(|| {
+        let given = job.given.or_else(|| {
             records.iter().rev().find_map(|r| match &r.event {
                 AgentEvent::Budget { given, .. } => given.as_deref().copied(),
                 _ => None,
@@ -49,6 +51,7 @@ impl RunBudget {
             sandbox,
             given,
             sandbox_spent: Spend::from_records(&records, time::OffsetDateTime::now_utc()),
+            owner: job.owner.clone().filter(|o| !o.limits.is_empty()),
         }
     }
 
@@ -57,6 +60,7 @@ impl RunBudget {
             run: Box::new(self.run),
             sandbox: Box::new(self.sandbox),
             given: self.given.map(Box::new),
+            owner: self.owner.clone().map(Box::new),
         }
     }
 
@@ -77,6 +81,13 @@ impl RunBudget {
                 spent: self.sandbox_spent,
             });
         }
+        if let Some(owner) = &self.owner {
+            scopes.push(ScopeBudget {
+                scope: BudgetScope::Owner,
+                limits: owner.limits,
+                spent: owner.spent,
+            });
+        }
         scopes
     }
 
@@ -93,7 +104,12 @@ impl RunBudget {
                 BudgetScope::Sandbox,
             )
         });
-        [run, sandbox]
+        let owner = self.owner.as_ref().and_then(|o| {
+            o.limits
+                .time
+                .map(|limit| (limit * 1000, o.spent.time_ms, BudgetScope::Owner))
+        });
+        [run, sandbox, owner]
             .into_iter()
             .flatten()
             .map(|(limit_ms, spent_ms, scope)| {
@@ -160,16 +176,18 @@ pub fn status(
     records: &[warren_domain::EventRecord],
     now: time::OffsetDateTime,
 ) -> Option<warren_api::BudgetStatusView> {
-    let (at, run, sandbox) =
-        records
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(i, r)| match &r.event {
-                AgentEvent::Budget { run, sandbox, .. } => Some((i, **run, **sandbox)),
-                _ => None,
-            })?;
-    if run.is_empty() && sandbox.is_empty() {
+    let (at, run, sandbox, owner) = records.iter().enumerate().rev().find_map(|(i, r)| match &r
+        .event
+    {
+        AgentEvent::Budget {
+            run,
+            sandbox,
+            owner,
+            ..
+        } => Some((i, **run, **sandbox, owner.clone())),
+        _ => None,
+    })?;
+    if run.is_empty() && sandbox.is_empty() && owner.is_none() {
         return None;
     }
     let run_spent = Spend::from_records(&records[at..], now);
@@ -180,6 +198,12 @@ pub fn status(
         &sandbox,
         &sandbox_spent,
     ));
+    if let Some(owner) = owner {
+        // What the owner had spent when the run started, and this run since.
+        let mut spent = owner.spent;
+        spent.add(&run_spent);
+        lines.extend(BudgetLine::all(BudgetScope::Owner, &owner.limits, &spent));
+    }
     Some(warren_api::BudgetStatusView {
         lines,
         run: run_spent,

@@ -105,6 +105,7 @@ impl<P: Provider + 'static> Engine<P> {
             prompt: req.prompt.clone(),
             branch: prepared_run.branch.clone(),
             budget: req.budget,
+            owner: req.owner_budget.clone(),
         };
         let cancel = Cancel::new();
         let end = StreamEnd::default();

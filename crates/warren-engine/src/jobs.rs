@@ -36,6 +36,9 @@ pub enum MonitorJob {
         /// `--budget`: the sandbox's limits over all its runs.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         budget: Option<warren_domain::BudgetLimits>,
+        /// The owner's daily budget (a server's job).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<warren_domain::OwnerBudget>,
     },
     /// Run a follow-up prompt in the same OpenCode session.
     Exec {
@@ -46,6 +49,8 @@ pub enum MonitorJob {
         /// `--budget`: replaces the sandbox's limits (the session goes on under the new ones).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         budget: Option<warren_domain::BudgetLimits>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<warren_domain::OwnerBudget>,
     },
     /// The one-shot run: provision, one prompt, export to `branch`, tear down.
     Run {
@@ -54,6 +59,8 @@ pub enum MonitorJob {
         branch: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         budget: Option<warren_domain::BudgetLimits>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<warren_domain::OwnerBudget>,
     },
 }
 
@@ -66,11 +73,23 @@ impl MonitorJob {
         }
     }
 
-    /// The `--budget` the job was given.
-    pub(crate) fn budget(&self) -> Option<warren_domain::BudgetLimits> {
+    /// The `--budget` the job was given, and its owner's daily budget.
+    pub(crate) fn budget(&self) -> JobBudget {
         match self {
-            Self::Launch { budget, .. } | Self::Exec { budget, .. } | Self::Run { budget, .. } => {
-                *budget
+            Self::Launch { budget, owner, .. }
+            | Self::Exec { budget, owner, .. }
+            | Self::Run { budget, owner, .. } => JobBudget {
+                given: *budget,
+                owner: owner.clone(),
+            },
+        }
+    }
+
+    /// Sets the owner's daily budget (a server does, knowing owners).
+    pub fn set_owner_budget(&mut self, budget: Option<warren_domain::OwnerBudget>) {
+        match self {
+            Self::Launch { owner, .. } | Self::Exec { owner, .. } | Self::Run { owner, .. } => {
+                *owner = budget;
             }
         }
     }
@@ -82,6 +101,13 @@ impl MonitorJob {
             Self::Run { .. } => "run",
         }
     }
+}
+
+/// What a job says about its budgets: the `--budget` it was given and its owner's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JobBudget {
+    pub given: Option<warren_domain::BudgetLimits>,
+    pub owner: Option<warren_domain::OwnerBudget>,
 }
 
 /// What a supervisor needs from its host.
@@ -224,7 +250,7 @@ impl<P: Provider> JobContext<'_, P> {
         prepared: &Prepared,
         prompt: &str,
         branch: &str,
-        budget: Option<warren_domain::BudgetLimits>,
+        budget: JobBudget,
     ) -> RunSummary {
         let started = Instant::now();
         let dirs = SandboxDirs::new(self.data_dir, &rec.id);

@@ -105,7 +105,10 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             id: record.id.to_string(),
             prompt: req.prompt,
             budget: req.budget,
+            owner: None,
         };
+        let mut job = job;
+        job.set_owner_budget(launcher.owner_budget(&record.id, self.config));
         let mut monitor = launcher.launch(&job, self.config)?;
         let store = &self.store;
         let id = record.id.clone();
@@ -148,6 +151,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             prompt: prompt.to_owned(),
             role,
             budget,
+            owner: launcher.owner_budget(&record.id, self.config),
         };
         // A monitor that keeps this sandbox's OpenCode warm runs it on the warm server.
         let dirs = SandboxDirs::new(self.data_dir, &record.id);

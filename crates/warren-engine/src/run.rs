@@ -30,6 +30,8 @@ pub struct RunRequest {
     pub config: Config,
     /// `--budget`: the sandbox's limits (over `[budget.sandbox]`).
     pub budget: Option<warren_domain::BudgetLimits>,
+    /// The owner's daily budget (set by a server, which knows owners).
+    pub owner_budget: Option<warren_domain::OwnerBudget>,
 }
 
 /// A run resolved and checked, and its record created (`new`): what its supervisor needs.

@@ -30,8 +30,8 @@ pub(crate) struct TaskRequest<'a> {
     pub name: &'a SandboxName,
     pub prompt: &'a str,
     pub session_id: Option<String>,
-    /// `--budget` for the sandbox, when this request gave one.
-    pub budget: Option<warren_domain::BudgetLimits>,
+    /// `--budget` for the sandbox, when this request gave one, and the owner's.
+    pub budget: crate::jobs::JobBudget,
 }
 
 // What a task produced, for the summary and the record: a protocol type.
@@ -248,7 +248,7 @@ struct Attempts<'a, P: Provider> {
     limits: Limits,
     patterns: &'a ClassifyPatterns,
     session: Option<String>,
-    budget: Option<warren_domain::BudgetLimits>,
+    budget: crate::jobs::JobBudget,
     usage: Usage,
     count: u32,
     /// The sandbox's warm server slot, for a launched sandbox; `None` runs one-shot.
@@ -276,7 +276,7 @@ impl<P: Provider> Attempts<'_, P> {
                 name: self.name,
                 prompt,
                 session_id: self.session.clone(),
-                budget: self.budget,
+                budget: self.budget.clone(),
                 limits: self.limits,
                 patterns: self.patterns,
                 sync_limits: self.prepared.resolved.sync_limits,

@@ -9,6 +9,7 @@
 mod audit;
 mod auth;
 mod body;
+mod budget;
 mod error;
 mod handlers;
 mod limits;

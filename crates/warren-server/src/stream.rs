@@ -222,6 +222,7 @@ pub async fn run<P: Provider + 'static>(
             name,
             model: body.model,
             role: body.role,
+            owner_budget: crate::budget::owner_budget(&app, &who.owner, &config),
             config,
             budget: body.budget,
         })

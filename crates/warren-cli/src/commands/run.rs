@@ -44,6 +44,8 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult<i32> {
         role: args.role,
         config: loaded.config,
         budget,
+        // Owners are a server's: a local run has none.
+        owner_budget: None,
     };
     let handle = engine.start_run(request).await?;
     cancel_on_signals(&handle.cancel, true);

@@ -269,3 +269,66 @@ async fn opencode_does_not_retry_the_gateways_budget_answer_but_retries_a_429() 
         "OpenCode did not retry the 429"
     );
 }
+
+/// `warren serve`: an owner's daily budget counts every sandbox of that owner; once spent, the
+/// owner's next run stops at its first model call, and another owner's runs are not touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owners_daily_budget_spans_their_sandboxes_and_no_one_elses() {
+    use super::http::{Server, token};
+    let fx = Fixture::new(
+        &json!({
+            "models": ["scripted"],
+            "turns": [
+                write_turn("a.txt"),
+                { "text": "done", "usage": { "prompt_tokens": 1000, "completion_tokens": 100 } },
+                write_turn("b.txt"),
+                { "text": "done", "usage": { "prompt_tokens": 1000, "completion_tokens": 100 } },
+            ],
+            "fallback": { "text": "Scripted title", "usage": { "prompt_tokens": 0, "completion_tokens": 0 } },
+        })
+        .to_string(),
+    )
+    .await;
+    fx.append_config("\n[budget.owner]\ntokens = 1500\n");
+    let server = Server::start(&fx).await;
+    let alice = token(&fx, "alice").await;
+    let bob = token(&fx, "bob").await;
+    let run = |who: String, name: &'static str| {
+        let (http, url, repo) = (server.http.clone(), server.url("/v1/runs"), fx.repo.clone());
+        async move {
+            let text = http
+                .post(url)
+                .bearer_auth(who)
+                .json(&json!({ "repository": repo, "name": name, "prompt": "write" }))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            serde_json::from_str::<Value>(text.lines().last().unwrap()).unwrap()["summary"].clone()
+        }
+    };
+    // Alice's first run spends 2200 of her 1500 with its last answer: it had finished by then.
+    let first = run(alice.clone(), "alice-one").await;
+    assert_eq!(first["success"], true, "{first}");
+    // Her next run is refused at its first call.
+    let second = run(alice, "alice-two").await;
+    assert_eq!(
+        second["error"]["reason_code"], "budget_exceeded",
+        "{second}"
+    );
+    assert!(
+        second["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("owner budget for tokens"),
+        "{second}"
+    );
+    assert_eq!(turns_served(&fx), vec![0, 1]);
+    // Bob's day is his own.
+    let third = run(bob, "bob-one").await;
+    assert_eq!(third["success"], true, "{third}");
+    assert_eq!(turns_served(&fx), vec![0, 1, 2, 3]);
+    server.stop().await;
+}

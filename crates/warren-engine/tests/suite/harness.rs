@@ -125,6 +125,7 @@ impl Fixture {
             role: None,
             config: self.config.clone(),
             budget: None,
+            owner_budget: None,
         }
     }
 
