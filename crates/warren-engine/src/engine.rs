@@ -105,7 +105,7 @@ impl<P: Provider + 'static> Engine<P> {
             prompt: req.prompt.clone(),
             branch: prepared_run.branch.clone(),
             budget: req.budget,
-            owner: req.owner_budget.clone(),
+            owner: req.owner_budget.clone().map(Box::new),
         };
         let cancel = Cancel::new();
         let end = StreamEnd::default();

@@ -38,7 +38,7 @@ pub enum MonitorJob {
         budget: Option<warren_domain::BudgetLimits>,
         /// The owner's daily budget (a server's job).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        owner: Option<warren_domain::OwnerBudget>,
+        owner: Option<Box<warren_domain::OwnerBudget>>,
     },
     /// Run a follow-up prompt in the same OpenCode session.
     Exec {
@@ -50,7 +50,7 @@ pub enum MonitorJob {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         budget: Option<warren_domain::BudgetLimits>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        owner: Option<warren_domain::OwnerBudget>,
+        owner: Option<Box<warren_domain::OwnerBudget>>,
     },
     /// The one-shot run: provision, one prompt, export to `branch`, tear down.
     Run {
@@ -60,7 +60,7 @@ pub enum MonitorJob {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         budget: Option<warren_domain::BudgetLimits>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        owner: Option<warren_domain::OwnerBudget>,
+        owner: Option<Box<warren_domain::OwnerBudget>>,
     },
 }
 
@@ -80,7 +80,7 @@ impl MonitorJob {
             | Self::Exec { budget, owner, .. }
             | Self::Run { budget, owner, .. } => JobBudget {
                 given: *budget,
-                owner: owner.clone(),
+                owner: owner.as_deref().cloned(),
             },
         }
     }
@@ -89,7 +89,7 @@ impl MonitorJob {
     pub fn set_owner_budget(&mut self, budget: Option<warren_domain::OwnerBudget>) {
         match self {
             Self::Launch { owner, .. } | Self::Exec { owner, .. } | Self::Run { owner, .. } => {
-                *owner = budget;
+                *owner = budget.map(Box::new);
             }
         }
     }

@@ -151,7 +151,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
             prompt: prompt.to_owned(),
             role,
             budget,
-            owner: launcher.owner_budget(&record.id, self.config),
+            owner: launcher.owner_budget(&record.id, self.config).map(Box::new),
         };
         // A monitor that keeps this sandbox's OpenCode warm runs it on the warm server.
         let dirs = SandboxDirs::new(self.data_dir, &record.id);
