@@ -332,3 +332,42 @@ async fn an_owners_daily_budget_spans_their_sandboxes_and_no_one_elses() {
     assert_eq!(turns_served(&fx), vec![0, 1, 2, 3]);
     server.stop().await;
 }
+
+/// A time budget stops the agent when it runs out, even in the middle of a tool call that would
+/// make no model request for a long while.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_time_budget_stops_the_agent_between_model_calls() {
+    let fx = Fixture::new(
+        &json!({
+            "models": ["scripted"],
+            "turns": [
+                super::harness::bash_turn("echo started > started.txt && sleep 300"),
+                { "text": "slept" },
+            ],
+        })
+        .to_string(),
+    )
+    .await;
+    let out = fx
+        // The clock runs from the start of the run, OpenCode's boot included: 20 s leave room
+        // for a slow boot and stop the agent long before its sleep ends.
+        .run("clock", &["--json", "--budget", "time=20"], "wait a minute")
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let summary = json_lines(&out).last().unwrap()["summary"].clone();
+    assert_eq!(
+        summary["error"]["reason_code"], "budget_exceeded",
+        "{summary}"
+    );
+    assert!(
+        summary["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sandbox budget for time"),
+        "{summary}"
+    );
+    // The sleep never finished: the model was not asked again.
+    assert_eq!(turns_served(&fx), vec![0]);
+    // What the agent did before is kept.
+    assert!(branch_files(&fx, "warren/clock").contains(&"started.txt".to_owned()));
+}
