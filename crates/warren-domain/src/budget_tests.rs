@@ -111,3 +111,41 @@ fn spend_adds_the_agents_requests_and_its_running_time() {
         "the sandbox budget for requests is spent: 2 requests used of 2 requests"
     );
 }
+
+/// Budget events are flattened into a record beside its `seq`, `at` and `sandbox`: none of their
+/// fields may take one of those names, or the record would not read back.
+#[test]
+fn budget_events_read_back_as_records() {
+    let limits = BudgetLimits::parse("tokens=10,cost=1").unwrap();
+    let owner = OwnerBudget {
+        owner: "alice".into(),
+        limits,
+        spent: Spend::default(),
+    };
+    for event in [
+        AgentEvent::Budget {
+            run_limits: Box::new(limits),
+            sandbox_limits: Box::new(limits),
+            given: Some(Box::new(limits)),
+            owner: Some(Box::new(owner)),
+        },
+        AgentEvent::BudgetWarning {
+            scope: BudgetScope::Owner,
+            budget: BudgetKind::Cost,
+            spent: 0.8,
+            limit: 1.0,
+        },
+        AgentEvent::BudgetExceeded {
+            scope: BudgetScope::Run,
+            budget: BudgetKind::Tokens,
+            spent: 12.0,
+            limit: 10.0,
+        },
+    ] {
+        let record = at(4, event);
+        let json = serde_json::to_string(&record).unwrap();
+        let back: EventRecord =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert_eq!(back, record);
+    }
+}

@@ -155,13 +155,13 @@ pub enum AgentEvent {
         session_id: Option<String>,
     },
     // --- budgets (issue 12) ---
-    /// The budgets a run starts with: its own, and the sandbox's over all its runs.
-    /// (Boxed: limits are large and this event is rare.)
+    /// The budgets a run starts with: its own, and the sandbox's over all its runs. (Boxed:
+    /// limits are large and this event is rare. Not `sandbox`: a record's `sandbox` is its name.)
     Budget {
         #[serde(default)]
-        run: Box<crate::budget::BudgetLimits>,
+        run_limits: Box<crate::budget::BudgetLimits>,
         #[serde(default)]
-        sandbox: Box<crate::budget::BudgetLimits>,
+        sandbox_limits: Box<crate::budget::BudgetLimits>,
         /// The `--budget` the sandbox was given, which its later runs keep.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         given: Option<Box<crate::budget::BudgetLimits>>,

@@ -97,7 +97,11 @@ pub fn trailers(record: &SandboxRecord, events: &[EventRecord]) -> String {
         "Warren-Tokens: {} in, {} out\n",
         t.input_tokens, t.output_tokens
     ));
-    out.push_str(&format!("Warren-Cost: {:.6} USD\n", t.cost_usd));
+    if view.requests.iter().any(|r| r.cost_usd.is_some()) {
+        out.push_str(&format!("Warren-Cost: {:.6} USD\n", t.cost_usd));
+    } else {
+        out.push_str("Warren-Cost: unknown (no price in [budget.prices])\n");
+    }
     out
 }
 
@@ -106,3 +110,7 @@ pub fn sandbox_id_of(value: &str) -> Option<&str> {
     let id = value.split_whitespace().next()?;
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
 }
+
+#[cfg(test)]
+#[path = "audit_tests.rs"]
+mod tests;

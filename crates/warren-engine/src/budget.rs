@@ -57,8 +57,8 @@ impl RunBudget {
 
     pub(crate) fn event(&self) -> AgentEvent {
         AgentEvent::Budget {
-            run: Box::new(self.run),
-            sandbox: Box::new(self.sandbox),
+            run_limits: Box::new(self.run),
+            sandbox_limits: Box::new(self.sandbox),
             given: self.given.map(Box::new),
             owner: self.owner.clone().map(Box::new),
         }
@@ -180,8 +180,8 @@ pub fn status(
         .event
     {
         AgentEvent::Budget {
-            run,
-            sandbox,
+            run_limits: run,
+            sandbox_limits: sandbox,
             owner,
             ..
         } => Some((i, **run, **sandbox, owner.clone())),
@@ -211,12 +211,26 @@ pub fn status(
     })
 }
 
-/// The run's failure when a budget ran out: which one, the figure, the limit, and how to go on.
+/// The run's failure when a budget ran out: which one, the figure, the limit, and how to go on,
+/// which depends on the scope (`--budget` raises the sandbox's; a run's is fresh each prompt; an
+/// owner's starts again each day).
 pub(crate) fn exceeded(line: &BudgetLine, name: &SandboxName) -> ErrorInfo {
     let raised = line.limit * 2.0;
     let figure = match line.budget {
         warren_domain::BudgetKind::Cost => format!("{raised:.2}"),
         _ => format!("{raised:.0}"),
+    };
+    let key = line.budget.key();
+    let hint = match line.scope {
+        BudgetScope::Sandbox => format!(
+            "raise it to go on in the same session: warren exec {name} --budget {key}={figure} \"continue\" (a one-shot run's work is on its branch: run again with a larger --budget)"
+        ),
+        BudgetScope::Run => format!(
+            "each prompt gets this budget afresh ([budget.run], or the role's budget): warren exec {name} \"continue\" goes on in the same session, or raise budget.run.{key}"
+        ),
+        BudgetScope::Owner => format!(
+            "the owner's daily budget (the server's [budget.owner]) starts again at 00:00 UTC; until then ask the server's operator to raise budget.owner.{key}"
+        ),
     };
     ErrorInfo::new(
         ReasonCode::BudgetExceeded,
@@ -225,9 +239,5 @@ pub(crate) fn exceeded(line: &BudgetLine, name: &SandboxName) -> ErrorInfo {
             line.describe()
         ),
     )
-    .with_hint(format!(
-        "raise it to go on in the same session: warren exec {name} --budget {}={figure} \"continue\" (or change [budget.{}] in the config)",
-        line.budget.key(),
-        line.scope.as_str()
-    ))
+    .with_hint(hint)
 }
