@@ -348,11 +348,52 @@ async fn a_time_budget_stops_the_agent_between_model_calls() {
         .to_string(),
     )
     .await;
-    let out = fx
-        // The clock runs from the start of the run, OpenCode's boot included: 20 s leave room
-        // for a slow boot and stop the agent long before its sleep ends.
-        .run("clock", &["--json", "--budget", "time=20"], "wait a minute")
-        .await;
+    // The clock runs from the start of the run, OpenCode's boot included: 20 s leave room for a
+    // slow boot and stop the agent long before its sleep ends.
+    let repo = fx.repo.to_str().unwrap();
+    let child = fx
+        .command(&[
+            "run",
+            "--repo",
+            repo,
+            "--name",
+            "clock",
+            "--json",
+            "--budget",
+            "time=20",
+            "wait a minute",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    super::harness::wait_for_agent_call(fx.model.as_ref().unwrap()).await;
+    // While the agent runs, status shows the time spent against the budget.
+    let mut seen = None;
+    for _ in 0..100 {
+        let s = status(&fx, "clock").await;
+        let line = s["budget"]["lines"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["budget"] == "time").cloned());
+        if s["sandbox"]["state"] == "running"
+            && let Some(line) = line
+            && line["spent"].as_f64().unwrap() > 0.0
+        {
+            seen = Some(line);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let line = seen.expect("status never showed the running agent's time against its budget");
+    assert_eq!(line["scope"], "sandbox");
+    assert_eq!(line["limit"], 20.0);
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("the run outlived its time budget by far")
+    .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     let summary = json_lines(&out).last().unwrap()["summary"].clone();
     assert_eq!(
