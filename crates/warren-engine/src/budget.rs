@@ -170,6 +170,32 @@ pub(crate) fn prices(
         .collect()
 }
 
+/// The sandbox's budget that is already spent, if one is: a follow-up prompt under it would be
+/// refused at its first model call, so it is refused before anything starts. `given` is the
+/// request's `--budget` (the sandbox keeps the last it was given otherwise).
+pub(crate) fn already_spent(
+    config: &Config,
+    store: &dyn StateStore,
+    id: &SandboxId,
+    given: Option<BudgetLimits>,
+) -> Option<BudgetLine> {
+    let records = store.events(id, 0, None).ok()?;
+    let given = given.or_else(|| {
+        records.iter().rev().find_map(|r| match &r.event {
+            AgentEvent::Budget { given, .. } => given.as_deref().copied(),
+            _ => None,
+        })
+    });
+    let limits = match &given {
+        Some(given) => config.budget.sandbox.overlay(given),
+        None => config.budget.sandbox,
+    };
+    let spent = Spend::from_records(&records, time::OffsetDateTime::now_utc());
+    BudgetLine::all(BudgetScope::Sandbox, &limits, &spent)
+        .into_iter()
+        .find(BudgetLine::exhausted)
+}
+
 /// Spend against the budgets the last run started with (its `budget` event); `None` when that
 /// run had none.
 pub fn status(

@@ -145,6 +145,11 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         if let Some(lease) = self.store.lease(&record.id)? {
             return Err(busy(&record.name, &lease.holder, &lease.operation));
         }
+        if let Some(line) =
+            crate::budget::already_spent(self.config, &*self.store, &record.id, budget)
+        {
+            return Err(crate::budget::exceeded(&line, &record.name).into());
+        }
         let before = record.state_changed_at;
         let job = MonitorJob::Exec {
             id: record.id.to_string(),

@@ -185,7 +185,16 @@ async fn a_money_budget_stops_the_run_and_a_raised_exec_budget_continues_the_sam
         (json!("cost"), json!(4.0))
     );
 
-    // Without a raised budget the next prompt is refused at once...
+    // Without a raised budget the next prompt is refused before anything starts...
+    let out = fx.warren(&["exec", "money", "--json", "go on"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let error = &json_lines(&out)[0]["error"];
+    assert_eq!(error["reason_code"], "budget_exceeded", "{error}");
+    assert!(
+        error["hint"].as_str().unwrap().contains("--budget cost="),
+        "{error}"
+    );
+    assert_eq!(turns_served(&fx), vec![0, 1, 2]);
     // ...with one, the same session goes on where it stopped.
     let out = fx
         .warren(&["exec", "money", "--budget", "cost=50", "go on"])
