@@ -25,6 +25,7 @@ lint:
 
 bench: tools
 	$(CARGO) bench -p warren-cli --bench run --bench server --bench remote --bench serve_streams
+	$(CARGO) bench -p warren-gateway --bench latency
 
 clean-demo:
 	rm -rf .demo

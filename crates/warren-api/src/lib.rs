@@ -8,6 +8,7 @@
 //! live with the front ends, so this crate depends on `warren-domain` alone and does no I/O.
 
 mod approval;
+mod audit;
 mod doctor;
 mod ops;
 mod run;
@@ -16,6 +17,7 @@ mod schema;
 mod server;
 
 pub use approval::{ApprovalBody, ApprovalEnvelope, ApprovalRules, ApprovalView};
+pub use audit::{AuditCommit, AuditRequest, AuditTotals, AuditTrailer, AuditView};
 pub use doctor::{CheckStatus, DoctorCheck, DoctorEnvelope, DoctorView};
 pub use ops::{
     ConfigSource, ConfigView, ExportEnvelope, ExportView, GcReportView, GcView, ImageEnvelope,
@@ -23,8 +25,8 @@ pub use ops::{
 };
 pub use run::{Phases, RunSummary, SummaryEnvelope, TaskOutcome};
 pub use sandbox::{
-    ChangeKind, ChangedFile, LeaseView, ListView, MonitorView, SandboxEnvelope, SandboxView,
-    StatusView, WarmServerView,
+    BudgetStatusView, ChangeKind, ChangedFile, LeaseView, ListView, MonitorView, SandboxEnvelope,
+    SandboxView, StatusView, WarmServerView,
 };
 pub use schema::{VIEWS, View, schema, schemas};
 pub use server::{

@@ -153,4 +153,19 @@ pub struct StatusView {
     /// The permission request the agent waits on (`warren approve` / `deny` answer it); `null`
     /// when none. The sandbox stays `running` meanwhile (docs/state-machine.md says why).
     pub awaiting_approval: Option<warren_domain::ApprovalRequest>,
+    /// The budgets in force (the last run's and the sandbox's) against what was spent; absent
+    /// when no budget applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetStatusView>,
+}
+
+/// Spend against each budget, as the gateway metered it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BudgetStatusView {
+    /// One line per limit set: its scope, what it counts, the figure spent and the limit.
+    pub lines: Vec<warren_domain::BudgetLine>,
+    /// What the last (or current) run spent.
+    pub run: warren_domain::Spend,
+    /// What all the sandbox's runs spent.
+    pub sandbox: warren_domain::Spend,
 }

@@ -5,9 +5,9 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema};
 
 use crate::{
-    ApprovalEnvelope, ChangesEnvelope, ConfigView, DoctorEnvelope, ErrorEnvelope, EventRecord,
-    ExportEnvelope, GcView, ImageEnvelope, ListView, OpenEnvelope, PullEnvelope, SandboxEnvelope,
-    StatusView, SummaryEnvelope, SyncEnvelope,
+    ApprovalEnvelope, AuditView, ChangesEnvelope, ConfigView, DoctorEnvelope, ErrorEnvelope,
+    EventRecord, ExportEnvelope, GcView, ImageEnvelope, ListView, OpenEnvelope, PullEnvelope,
+    SandboxEnvelope, StatusView, SummaryEnvelope, SyncEnvelope,
 };
 
 /// One view: its name (`warren schema NAME`, `docs/schemas/NAME.json`), what prints it, and its
@@ -65,6 +65,10 @@ pub const VIEWS: &[View] = &[
     view::<DoctorEnvelope>("doctor", "doctor --json"),
     view::<ChangesEnvelope>("changes", "the server's GET /v1/sandboxes/{name}/changes"),
     view::<ApprovalEnvelope>("approval", "approve and deny with --json"),
+    view::<AuditView>(
+        "audit",
+        "audit REV --json and the server's GET /v1/sandboxes/{name}/audit",
+    ),
 ];
 
 /// The schema of the view called `name`, if there is one.

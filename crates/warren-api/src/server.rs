@@ -32,7 +32,7 @@ impl From<String> for RepositorySource {
 }
 
 /// `POST /v1/sandboxes`: what `warren launch` takes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchBody {
     /// The repository: a path on the server's host, a git URL, or an uploaded bundle.
@@ -54,10 +54,13 @@ pub struct LaunchBody {
     /// server's `[policy.approvals]` (which a request cannot remove).
     #[serde(default)]
     pub approvals: Option<crate::approval::ApprovalRules>,
+    /// The sandbox's spend limits over all its runs (`--budget`); `[budget.sandbox]` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<warren_domain::BudgetLimits>,
 }
 
 /// `POST /v1/runs`: what `warren run` takes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
     /// The repository: a path on the server's host, a git URL, or an uploaded bundle.
@@ -79,10 +82,13 @@ pub struct RunBody {
     /// server's `[policy.approvals]` (which a request cannot remove).
     #[serde(default)]
     pub approvals: Option<crate::approval::ApprovalRules>,
+    /// The sandbox's spend limits (`warren run --budget`); `[budget.sandbox]` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<warren_domain::BudgetLimits>,
 }
 
 /// `POST /v1/sandboxes/{name}/prompts`: a follow-up prompt (`warren exec`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromptBody {
     pub prompt: String,
@@ -92,6 +98,10 @@ pub struct PromptBody {
     /// server's `[policy.approvals]` (which a request cannot remove).
     #[serde(default)]
     pub approvals: Option<crate::approval::ApprovalRules>,
+    /// Replaces the sandbox's spend limits (`warren exec --budget`): raise a spent budget to go
+    /// on in the same session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<warren_domain::BudgetLimits>,
 }
 
 /// `POST /v1/sandboxes/{name}/export`: the branch (`warren/<name>` by default).

@@ -169,6 +169,7 @@ fn sandbox_views_round_trip() {
                 output: 50,
                 errors: 0,
             },
+            budget: None,
             supervisor_lost: false,
             warm_server: Some(WarmServerView {
                 monitor: MonitorView {

@@ -89,6 +89,8 @@ pub enum Command {
     Approve(ApproveArgs),
     /// Refuse what the agent asked for; it is told, with the reason, and carries on
     Deny(DenyArgs),
+    /// Show the model requests behind a commit warren made (its Warren-* trailers name the sandbox)
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +112,17 @@ pub struct DenyArgs {
     /// Why: the agent is told
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The commit: a branch, tag or commit id (e.g. warren/fix-login)
+    #[arg(value_name = "REV")]
+    pub rev: String,
+
+    /// The repository holding REV
+    #[arg(long, default_value = ".", value_name = "PATH")]
+    pub repo: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +225,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub role: Option<String>,
 
+    /// Spend limits for the sandbox over all its runs, e.g. tokens=200000,cost=2.5,requests=40,time=30m
+    /// (keys: tokens, input_tokens, output_tokens, cost in USD, requests, time) [default: budget.sandbox]
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    pub budget: Option<String>,
+
     /// What the agent should do
     #[arg(required = true, value_name = "PROMPT")]
     pub prompt: String,
@@ -266,6 +284,10 @@ pub struct LaunchArgs {
 
     #[command(flatten)]
     pub approvals: ApprovalFlags,
+    /// Spend limits for the sandbox over all its runs, e.g. tokens=200000,cost=2.5,requests=40,time=30m
+    /// (keys: tokens, input_tokens, output_tokens, cost in USD, requests, time) [default: budget.sandbox]
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    pub budget: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +306,10 @@ pub struct ExecArgs {
 
     #[command(flatten)]
     pub approvals: ApprovalFlags,
+    /// Replace the sandbox's spend limits (raise a spent budget to go on in the same session),
+    /// e.g. tokens=400000,cost=5
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    pub budget: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -146,6 +146,8 @@ impl EventPrinter {
                 output_tokens,
                 latency_ms,
                 error,
+                cost_usd,
+                ..
             } => {
                 let what = model.as_deref().unwrap_or(endpoint);
                 let mut line = format!(
@@ -158,6 +160,9 @@ impl EventPrinter {
                         input_tokens.unwrap_or(0),
                         output_tokens.unwrap_or(0)
                     ));
+                }
+                if let Some(cost) = cost_usd {
+                    line.push_str(&format!(", ${cost:.4}"));
                 }
                 match error {
                     Some(error) => s.red(&format!("{line}: {}", one_line(error, 120))),
@@ -215,6 +220,24 @@ impl EventPrinter {
                 }
             }
             AgentEvent::Finished { .. } => return None,
+            // --- budgets (issue 12) ---
+            AgentEvent::Budget { .. } => return None,
+            AgentEvent::BudgetWarning { scope, budget, spent, limit } => s.red(&format!(
+                "! {} budget for {} at {:.0}%: {} of {}",
+                scope.as_str(),
+                budget.key(),
+                spent / limit * 100.0,
+                budget.show(*spent),
+                budget.show(*limit)
+            )),
+            AgentEvent::BudgetExceeded { scope, budget, spent, limit } => s.red(&format!(
+                "✗ {} budget for {} spent: {} of {}; stopping the agent",
+                scope.as_str(),
+                budget.key(),
+                budget.show(*spent),
+                budget.show(*limit)
+            )),
+            // --- end budgets ---
         };
         Some(line)
     }

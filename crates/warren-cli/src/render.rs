@@ -132,6 +132,23 @@ pub fn status(mut view: StatusView, json: bool) -> Result<(), ErrorInfo> {
             a.permission, a.title, a.request_id, a.timeout_secs, r.name, r.name
         );
     }
+    if let Some(budget) = &view.budget {
+        for line in &budget.lines {
+            let share = if line.limit > 0.0 {
+                line.spent / line.limit * 100.0
+            } else {
+                100.0
+            };
+            println!(
+                "budget:    {} {}: {} of {} ({share:.0}%){}",
+                line.scope.as_str(),
+                line.budget.key(),
+                line.budget.show(line.spent),
+                line.budget.show(line.limit),
+                if line.exhausted() { ", spent" } else { "" }
+            );
+        }
+    }
     if !view.changed_files.is_empty() {
         println!("changes:   {} files", view.changed_files.len());
         for c in &view.changed_files {

@@ -3,6 +3,7 @@
 //! layer set it so `warren config show` can say where it came from.
 
 mod bounds;
+mod budget;
 mod layers;
 mod model;
 mod policy;
@@ -11,6 +12,7 @@ pub use bounds::{MAX_TIMEOUT_SECS, timeout_range};
 
 pub use policy::{ApprovalsConfig, PolicyConfig};
 
+pub use budget::{BudgetConfig, Price};
 pub use layers::{ConfigError, LoadOptions, Loaded, Source, load};
 pub use model::{
     Config, LimitsConfig, ModelProviderConfig, ModelRef, OpencodeConfig, PoolConfig, RetryConfig,

@@ -23,6 +23,8 @@ pub struct Config {
     pub structurer: StructurerConfig,
     /// What needs a person's approval (`[policy.approvals]`).
     pub policy: crate::policy::PolicyConfig,
+    /// Spend limits per run and per sandbox, and the price table they are costed with.
+    pub budget: crate::budget::BudgetConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -219,6 +221,8 @@ pub struct RoleConfig {
     pub max_retries_on_malformed_output: u32,
     /// Replaces `[policy.approvals]` for this role.
     pub approvals: Option<crate::policy::ApprovalsConfig>,
+    /// Overrides `[budget.run]` limits for this role's runs (key by key).
+    pub budget: Option<warren_domain::BudgetLimits>,
 }
 
 impl Default for RoleConfig {
@@ -231,6 +235,7 @@ impl Default for RoleConfig {
             inactivity_secs: None,
             max_retries_on_malformed_output: 2,
             approvals: None,
+            budget: None,
         }
     }
 }

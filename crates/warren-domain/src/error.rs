@@ -86,6 +86,13 @@ pub enum ReasonCode {
     NoPendingApproval,
     /// A bug in warren.
     Internal,
+    // --- budgets (issue 12) ---
+    /// A budget (tokens, cost, requests, time) of the run or the sandbox ran out: the agent was
+    /// stopped and its work kept; raise the budget to go on.
+    BudgetExceeded,
+    /// `warren audit` was given a commit warren did not make (no `Warren-Sandbox` trailer).
+    NotAWarrenCommit,
+    // --- end budgets ---
 }
 
 impl ReasonCode {
@@ -126,6 +133,8 @@ impl ReasonCode {
             Self::TooManyStreams => "too_many_streams",
             Self::NoPendingApproval => "no_pending_approval",
             Self::Internal => "internal",
+            Self::BudgetExceeded => "budget_exceeded",
+            Self::NotAWarrenCommit => "not_a_warren_commit",
         }
     }
 
@@ -149,6 +158,7 @@ impl ReasonCode {
             | Self::UnsupportedSource
             | Self::InvalidBundle
             | Self::NoPendingApproval => ExitClass::User,
+            Self::BudgetExceeded | Self::NotAWarrenCommit => ExitClass::User,
             Self::ModelUnreachable
             | Self::RateLimited
             | Self::SandboxBusy

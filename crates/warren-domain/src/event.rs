@@ -147,7 +147,43 @@ pub enum AgentEvent {
         /// Why the exchange did not complete (no connection, a broken or cut-short body).
         #[serde(skip_serializing_if = "Option::is_none", default)]
         error: Option<String>,
+        /// US dollars, from the `[budget.prices]` entry of the model (absent without one).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        cost_usd: Option<f64>,
+        /// The OpenCode session the request belongs to, when it was known.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        session_id: Option<String>,
     },
+    // --- budgets (issue 12) ---
+    /// The budgets a run starts with: its own, and the sandbox's over all its runs. (Boxed:
+    /// limits are large and this event is rare. Not `sandbox`: a record's `sandbox` is its name.)
+    Budget {
+        #[serde(default)]
+        run_limits: Box<crate::budget::BudgetLimits>,
+        #[serde(default)]
+        sandbox_limits: Box<crate::budget::BudgetLimits>,
+        /// The `--budget` the sandbox was given, which its later runs keep.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        given: Option<Box<crate::budget::BudgetLimits>>,
+        /// The owner's daily budget with what the owner had spent today when the run started.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        owner: Option<Box<crate::budget::OwnerBudget>>,
+    },
+    /// A budget reached 80% of its limit.
+    BudgetWarning {
+        scope: crate::budget::BudgetScope,
+        budget: crate::budget::BudgetKind,
+        spent: f64,
+        limit: f64,
+    },
+    /// A budget ran out: the gateway refused the next model request and the agent was stopped.
+    BudgetExceeded {
+        scope: crate::budget::BudgetScope,
+        budget: crate::budget::BudgetKind,
+        spent: f64,
+        limit: f64,
+    },
+    // --- end budgets ---
     /// A retryable failure: the agent runs again after `delay_ms`.
     Retrying {
         attempt: u32,
@@ -218,6 +254,9 @@ impl AgentEvent {
             Self::Unknown { .. } => "unknown",
             Self::Gateway { .. } => "gateway",
             Self::ModelRequest { .. } => "model_request",
+            Self::Budget { .. } => "budget",
+            Self::BudgetWarning { .. } => "budget_warning",
+            Self::BudgetExceeded { .. } => "budget_exceeded",
             Self::Retrying { .. } => "retrying",
             Self::Queued { .. } => "queued",
             Self::Outcome { .. } => "outcome",
@@ -310,6 +349,8 @@ mod tests {
             output_tokens: tokens.map(|t| t.1),
             latency_ms: 12,
             error: error.map(str::to_owned),
+            cost_usd: None,
+            session_id: None,
         }
     }
 

@@ -11,7 +11,8 @@ use warren_agent::classify::{ClassifyPatterns, classify_failure_with};
 use warren_agent::opencode::gateway_socket_name;
 use warren_agent::{AgentRun, GatewayRoute, Limits, OpencodeLaunch, supervise};
 use warren_domain::{
-    AgentEvent, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, Usage, UserFacing,
+    AgentEvent, BudgetLine, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, Usage,
+    UserFacing,
 };
 use warren_gateway::{GatewayConfig, GatewayHandle, GatewayListen, GatewayNotice};
 use warren_provider::{
@@ -20,6 +21,7 @@ use warren_provider::{
 };
 use warren_store::StateStore;
 
+use crate::budget::RunBudget;
 use crate::paths::SandboxDirs;
 use crate::prepare::Prepared;
 use crate::recorder::Recorder;
@@ -32,6 +34,8 @@ pub(crate) struct AgentRequest<'a> {
     pub name: &'a SandboxName,
     pub prompt: &'a str,
     pub session_id: Option<String>,
+    /// `--budget` for the sandbox, when this request gave one, and the owner's.
+    pub budget: crate::jobs::JobBudget,
     pub limits: Limits,
     pub patterns: &'a ClassifyPatterns,
     /// What a sandbox without a shared file system may hand back (`sync.*` limits).
@@ -126,8 +130,11 @@ pub(crate) async fn run_agent<P: Provider>(
                 return Err(e);
             }
             result.sandbox_create_ms = ms(t.elapsed());
+            let budget = start_budget(prepared, rec, &req, &gateway);
             let watched = match sandbox.exec(&launch.exec_spec()) {
-                Ok(child) => watch_run(child, rec, &req, &mut result, &mut notices, None).await,
+                Ok(child) => {
+                    watch_run(child, rec, &req, &budget, &mut result, &mut notices, None).await
+                }
                 Err(e) => Err(e.to_error_info()),
             };
             // The agent has ended (or was killed): its work comes back before the sandbox goes,
@@ -142,7 +149,14 @@ pub(crate) async fn run_agent<P: Provider>(
             let _ = sandbox.destroy().await;
             gateway.shutdown().await;
             // After shutdown every forwarded request has its record, cut short or not.
-            record_metered(&mut notices, |event| rec.emit(event));
+            let session = watched
+                .as_ref()
+                .ok()
+                .and_then(|run| run.session_id.clone())
+                .or_else(|| req.session_id.clone());
+            record_metered(&mut notices, |event| {
+                rec.emit(with_session(event, session.as_deref()));
+            });
             if let (Err(_), Err(e)) = (&watched, &downloaded) {
                 tracing::warn!(
                     "the sandbox's files could not be brought back: {}",
@@ -170,7 +184,9 @@ pub(crate) async fn run_agent<P: Provider>(
             .await?;
             // Whatever the gateway said between prompts belongs to no run, but the requests it
             // forwarded meanwhile were still the sandbox's.
-            record_metered(&mut server.notices, |event| rec.emit(event));
+            record_metered(&mut server.notices, |event| {
+                rec.emit(with_session(event, req.session_id.as_deref()));
+            });
             let (asks_tx, asks) = match req.approvals {
                 Some(a) => {
                     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -178,6 +194,7 @@ pub(crate) async fn run_agent<P: Provider>(
                 }
                 None => (None, None),
             };
+            let budget = start_budget(prepared, rec, &req, server.gateway());
             let child = warren_agent::attach::attach(AttachRequest {
                 socket: dirs.run.join(&server.socket),
                 session_id: req.session_id.clone(),
@@ -192,7 +209,8 @@ pub(crate) async fn run_agent<P: Provider>(
             });
             let watched = match child {
                 Ok(child) => {
-                    watch_run(child, rec, &req, &mut result, &mut server.notices, asks).await
+                    let notices = &mut server.notices;
+                    watch_run(child, rec, &req, &budget, &mut result, notices, asks).await
                 }
                 Err(e) => Err(e),
             };
@@ -341,6 +359,7 @@ async fn start_gateway(
 ) -> Result<GatewayHandle, ErrorInfo> {
     let mut cfg = GatewayConfig::on(listen, prepared.endpoint.base_url.clone());
     cfg.api_key = prepared.api_key.clone();
+    cfg.prices = prepared.resolved.prices.clone();
     cfg.connect_timeout = prepared.connect_timeout;
     warren_gateway::start(cfg)
         .await
@@ -378,6 +397,7 @@ async fn watch_run(
     child: ExecChild,
     rec: &mut Recorder<'_>,
     req: &AgentRequest<'_>,
+    budget: &RunBudget,
     result: &mut AgentResult,
     notices: &mut UnboundedReceiver<GatewayNotice>,
     asks: Option<(UnboundedReceiver<PermissionAsk>, Duration)>,
@@ -393,16 +413,44 @@ async fn watch_run(
     // The agent's events and the gateway's records are both recorded while the run is watched;
     // one task polls both, and the lock is never held across an await.
     let shared = Mutex::new(rec);
+    // The gateway does not know OpenCode's session; its records get the one known when they end.
+    // A first run's first request can end before OpenCode names its session: such records
+    // wait for the name (or the end of the run).
+    let session = Mutex::new((req.session_id.clone(), Vec::<AgentEvent>::new()));
     let emit = |event: AgentEvent| {
-        shared
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .emit(event);
+        let mut known = session.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ready = Vec::new();
+        match &event {
+            AgentEvent::StepStart { session_id } if known.0.is_none() => {
+                known.0 = Some(session_id.clone());
+                ready.push(event);
+                let waiting = std::mem::take(&mut known.1);
+                ready.extend(
+                    waiting
+                        .into_iter()
+                        .map(|e| with_session(e, known.0.as_deref())),
+                );
+            }
+            AgentEvent::ModelRequest { .. } if known.0.is_none() => known.1.push(event),
+            _ => ready.push(with_session(event, known.0.as_deref())),
+        }
+        drop(known);
+        let mut rec = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        for event in ready {
+            rec.emit(event);
+        }
     };
     let (mut step_text, mut final_text) = (String::new(), String::new());
     let mut first_event: Option<Duration> = None;
     let in_flight = Mutex::new(None);
-    let stop = stop_signal(notices, store, id.clone(), cancel, &emit);
+    let stop = Stop {
+        store,
+        id: id.clone(),
+        name: req.name,
+        cancel,
+        time_left: budget.time_left(),
+    };
+    let stop = stop_signal(notices, stop, &emit);
     // The agent's permission requests are answered while the run is watched; they never end it.
     let approvals = async {
         match asks {
@@ -453,6 +501,12 @@ async fn watch_run(
     }
     // The run's last requests ended before it did; their records are waiting.
     record_metered(notices, emit);
+    let waiting = std::mem::take(&mut session.lock().unwrap_or_else(PoisonError::into_inner).1);
+    let mut rec = shared.lock().unwrap_or_else(PoisonError::into_inner);
+    for event in waiting {
+        rec.emit(event);
+    }
+    drop(rec);
     result.agent_ms = ms(t.elapsed());
     result.opencode_ready_ms = first_event.map_or(0.0, ms);
     result.final_text = final_text;
@@ -463,14 +517,66 @@ async fn watch_run(
 /// operation's host cancels it (the work so far is still kept).
 async fn stop_signal(
     notices: &mut UnboundedReceiver<GatewayNotice>,
-    store: &dyn StateStore,
-    id: SandboxId,
-    cancel: crate::cancel::Cancel,
+    stop: Stop<'_>,
     emit: &impl Fn(AgentEvent),
 ) -> ErrorInfo {
+    let time_budget = async {
+        match stop.time_left {
+            Some((left, line)) => {
+                tokio::time::sleep(left).await;
+                emit(exceeded_event(&line));
+                crate::budget::exceeded(&line, stop.name)
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        info = fatal_notice(notices, store, id, emit) => info,
-        why = cancel.cancelled() => why,
+        info = fatal_notice(notices, stop.store, stop.id, stop.name, emit) => info,
+        why = stop.cancel.cancelled() => why,
+        info = time_budget => info,
+    }
+}
+
+/// What can end a run from outside the agent.
+struct Stop<'a> {
+    store: &'a dyn StateStore,
+    id: SandboxId,
+    name: &'a SandboxName,
+    cancel: crate::cancel::Cancel,
+    /// How long until a time budget is spent.
+    time_left: Option<(Duration, BudgetLine)>,
+}
+
+/// Decides the run's budgets, gives them to the gateway (starting the run's clock) and records
+/// them.
+fn start_budget(
+    prepared: &Prepared,
+    rec: &mut Recorder<'_>,
+    req: &AgentRequest<'_>,
+    gateway: &GatewayHandle,
+) -> RunBudget {
+    let budget = RunBudget::for_run(&prepared.resolved, rec.store, &rec.id, &req.budget);
+    gateway.set_budget(budget.scopes());
+    rec.emit(budget.event());
+    budget
+}
+
+/// A gateway record with the session it belongs to, when the gateway could not know it.
+fn with_session(mut event: AgentEvent, session: Option<&str>) -> AgentEvent {
+    if let AgentEvent::ModelRequest { session_id, .. } = &mut event
+        && session_id.is_none()
+    {
+        *session_id = session.map(str::to_owned);
+    }
+    event
+}
+
+fn exceeded_event(line: &BudgetLine) -> AgentEvent {
+    AgentEvent::BudgetExceeded {
+        scope: line.scope,
+        budget: line.budget,
+        spent: line.spent,
+        limit: line.limit,
     }
 }
 
@@ -493,11 +599,22 @@ async fn fatal_notice(
     notices: &mut UnboundedReceiver<GatewayNotice>,
     store: &dyn StateStore,
     id: SandboxId,
+    name: &SandboxName,
     emit: &impl Fn(AgentEvent),
 ) -> ErrorInfo {
     while let Some(notice) = notices.recv().await {
         match notice {
             GatewayNotice::ModelRequest(record) => emit(record.to_event()),
+            GatewayNotice::BudgetWarning(line) => emit(AgentEvent::BudgetWarning {
+                scope: line.scope,
+                budget: line.budget,
+                spent: line.spent,
+                limit: line.limit,
+            }),
+            GatewayNotice::BudgetExceeded(line) => {
+                emit(exceeded_event(&line));
+                return crate::budget::exceeded(&line, name);
+            }
             GatewayNotice::UpstreamUnreachable { url, error } => {
                 return ErrorInfo::new(
                     ReasonCode::ModelUnreachable,

@@ -104,6 +104,8 @@ impl<P: Provider + 'static> Engine<P> {
             id: record.id.to_string(),
             prompt: req.prompt.clone(),
             branch: prepared_run.branch.clone(),
+            budget: req.budget,
+            owner: req.owner_budget.clone().map(Box::new),
         };
         let cancel = Cancel::new();
         let end = StreamEnd::default();

@@ -95,7 +95,11 @@ pub(crate) fn export(
             ExportTarget::Branch(b) => b.clone(),
             ExportTarget::Patch(_) => String::new(),
         },
-        agent_message: agent_commit_message(input.prompt),
+        agent_message: format!(
+            "{}\n{}",
+            agent_commit_message(input.prompt),
+            commit_trailers(rec)
+        ),
         user_changes_message: "warren: your uncommitted changes at the start of the run".into(),
         agent_author: ("OpenCode via warren".into(), "warren@localhost".into()),
     };
@@ -161,6 +165,16 @@ pub(crate) fn export(
         commit: exported.commit.clone(),
     });
     Ok(exported)
+}
+
+/// The trailers that lead from the commit back to the sandbox's record (empty if the record
+/// cannot be read: the export itself must not fail for it).
+fn commit_trailers(rec: &Recorder<'_>) -> String {
+    let Ok(record) = rec.store.get(&rec.id) else {
+        return String::new();
+    };
+    let events = rec.store.events(&rec.id, 0, None).unwrap_or_default();
+    crate::audit::trailers(&record, &events)
 }
 
 fn agent_commit_message(prompt: &str) -> String {

@@ -30,19 +30,37 @@ use crate::warm::WarmServer;
 #[serde(tag = "job", rename_all = "snake_case")]
 pub enum MonitorJob {
     /// Provision a `new` sandbox and, with a prompt, run the agent.
-    Launch { id: String, prompt: Option<String> },
+    Launch {
+        id: String,
+        prompt: Option<String>,
+        /// `--budget`: the sandbox's limits over all its runs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget: Option<warren_domain::BudgetLimits>,
+        /// The owner's daily budget (a server's job).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Box<warren_domain::OwnerBudget>>,
+    },
     /// Run a follow-up prompt in the same OpenCode session.
     Exec {
         id: String,
         prompt: String,
         #[serde(default)]
         role: Option<String>,
+        /// `--budget`: replaces the sandbox's limits (the session goes on under the new ones).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget: Option<warren_domain::BudgetLimits>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Box<warren_domain::OwnerBudget>>,
     },
     /// The one-shot run: provision, one prompt, export to `branch`, tear down.
     Run {
         id: String,
         prompt: String,
         branch: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget: Option<warren_domain::BudgetLimits>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Box<warren_domain::OwnerBudget>>,
     },
 }
 
@@ -55,6 +73,27 @@ impl MonitorJob {
         }
     }
 
+    /// The `--budget` the job was given, and its owner's daily budget.
+    pub(crate) fn budget(&self) -> JobBudget {
+        match self {
+            Self::Launch { budget, owner, .. }
+            | Self::Exec { budget, owner, .. }
+            | Self::Run { budget, owner, .. } => JobBudget {
+                given: *budget,
+                owner: owner.as_deref().cloned(),
+            },
+        }
+    }
+
+    /// Sets the owner's daily budget (a server does, knowing owners).
+    pub fn set_owner_budget(&mut self, budget: Option<warren_domain::OwnerBudget>) {
+        match self {
+            Self::Launch { owner, .. } | Self::Exec { owner, .. } | Self::Run { owner, .. } => {
+                *owner = budget.map(Box::new);
+            }
+        }
+    }
+
     pub(crate) fn operation(&self) -> &'static str {
         match self {
             Self::Launch { .. } => "launch",
@@ -62,6 +101,13 @@ impl MonitorJob {
             Self::Run { .. } => "run",
         }
     }
+}
+
+/// What a job says about its budgets: the `--budget` it was given and its owner's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JobBudget {
+    pub given: Option<warren_domain::BudgetLimits>,
+    pub owner: Option<warren_domain::OwnerBudget>,
 }
 
 /// What a supervisor needs from its host.
@@ -140,7 +186,7 @@ impl<P: Provider> JobContext<'_, P> {
         let (prompt, session_id) = match job {
             MonitorJob::Run { prompt, branch, .. } => {
                 let summary = self
-                    .one_shot(rec, &record.name, &prepared, prompt, branch)
+                    .one_shot(rec, &record.name, &prepared, prompt, branch, job.budget())
                     .await;
                 return Ok(Some(summary));
             }
@@ -179,6 +225,7 @@ impl<P: Provider> JobContext<'_, P> {
                 name: &record.name,
                 prompt: &prompt,
                 session_id,
+                budget: job.budget(),
             },
             warm,
         )
@@ -203,6 +250,7 @@ impl<P: Provider> JobContext<'_, P> {
         prepared: &Prepared,
         prompt: &str,
         branch: &str,
+        budget: JobBudget,
     ) -> RunSummary {
         let started = Instant::now();
         let dirs = SandboxDirs::new(self.data_dir, &rec.id);
@@ -228,6 +276,7 @@ impl<P: Provider> JobContext<'_, P> {
                     name,
                     prompt,
                     session_id: None,
+                    budget,
                 },
                 // One prompt, then the sandbox goes: a warm server would only add its boot.
                 None,

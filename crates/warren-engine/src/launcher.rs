@@ -15,6 +15,16 @@ pub trait SupervisorLauncher: Send + Sync {
         job: &MonitorJob,
         config: &Config,
     ) -> Result<Box<dyn LaunchedSupervisor>, ErrorInfo>;
+
+    /// The daily budget of the sandbox's owner with what the owner spent today, for a host that
+    /// knows owners (a server); none by default.
+    fn owner_budget(
+        &self,
+        _sandbox: &warren_domain::SandboxId,
+        _config: &Config,
+    ) -> Option<warren_domain::OwnerBudget> {
+        None
+    }
 }
 
 /// A supervisor that was started (or a warm one that accepted the job).

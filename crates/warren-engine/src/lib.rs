@@ -7,6 +7,8 @@
 
 mod agent;
 pub mod approvals;
+pub mod audit;
+pub mod budget;
 pub mod cancel;
 pub mod engine;
 pub mod error;

@@ -42,6 +42,8 @@ pub struct LaunchRequest {
     pub model: Option<String>,
     pub prompt: Option<String>,
     pub role: Option<String>,
+    /// `--budget`: the sandbox's limits over all its runs (over `[budget.sandbox]`).
+    pub budget: Option<warren_domain::BudgetLimits>,
 }
 
 impl<'a, P: Provider> Lifecycle<'a, P> {
@@ -102,7 +104,11 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         let job = MonitorJob::Launch {
             id: record.id.to_string(),
             prompt: req.prompt,
+            budget: req.budget,
+            owner: None,
         };
+        let mut job = job;
+        job.set_owner_budget(launcher.owner_budget(&record.id, self.config));
         let mut monitor = launcher.launch(&job, self.config)?;
         let store = &self.store;
         let id = record.id.clone();
@@ -124,6 +130,7 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         name: &str,
         prompt: &str,
         role: Option<String>,
+        budget: Option<warren_domain::BudgetLimits>,
         launcher: &dyn SupervisorLauncher,
     ) -> Result<SandboxRecord, EngineError> {
         if let Some(role) = &role {
@@ -138,11 +145,18 @@ impl<'a, P: Provider> Lifecycle<'a, P> {
         if let Some(lease) = self.store.lease(&record.id)? {
             return Err(busy(&record.name, &lease.holder, &lease.operation));
         }
+        if let Some(line) =
+            crate::budget::already_spent(self.config, &*self.store, &record.id, budget)
+        {
+            return Err(crate::budget::exceeded(&line, &record.name).into());
+        }
         let before = record.state_changed_at;
         let job = MonitorJob::Exec {
             id: record.id.to_string(),
             prompt: prompt.to_owned(),
             role,
+            budget,
+            owner: launcher.owner_budget(&record.id, self.config).map(Box::new),
         };
         // A monitor that keeps this sandbox's OpenCode warm runs it on the warm server.
         let dirs = SandboxDirs::new(self.data_dir, &record.id);

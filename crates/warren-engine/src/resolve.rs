@@ -39,6 +39,10 @@ pub struct Resolved {
     pub sync_limits: warren_sync::Limits,
     /// What the agent must ask for, and how long an answer is waited for; `None`: nothing asks.
     pub approvals: Option<Approvals>,
+    /// The run's and the sandbox's budgets from config and role (before any `--budget`).
+    pub budget: crate::budget::Budgets,
+    /// The agent endpoint's model ids → their prices, for costing what the gateway meters.
+    pub prices: std::collections::HashMap<String, warren_gateway::ModelPrice>,
 }
 
 /// Approval rules in force for a job: the role's `approvals`, else `[policy.approvals]`.
@@ -137,6 +141,8 @@ pub fn resolve(
             .map_or(1, |p| p.max_concurrent.max(1));
         (name, max)
     });
+    let budget = crate::budget::Budgets::resolve(config, settings);
+    let prices = crate::budget::prices(config, &agent.model.provider, &agent.config.models);
     Ok(Resolved {
         role,
         agent,
@@ -147,6 +153,8 @@ pub fn resolve(
         pool,
         sync_limits: crate::export::sync_limits(config),
         approvals,
+        budget,
+        prices,
     })
 }
 

@@ -140,3 +140,33 @@ fn approvals_come_from_the_role_else_the_policy_and_none_when_nothing_asks() {
         None
     );
 }
+
+#[test]
+fn a_roles_budget_overrides_the_run_budget_key_by_key() {
+    let mut config = config();
+    config.budget.run = warren_domain::BudgetLimits::parse("tokens=1000,requests=5").unwrap();
+    config.budget.sandbox = warren_domain::BudgetLimits::parse("cost=3").unwrap();
+    config.budget.prices.insert(
+        "local/big".into(),
+        warren_config::Price {
+            input: 1.0,
+            output: 2.0,
+        },
+    );
+    config.roles.insert(
+        "cheap".into(),
+        RoleConfig {
+            budget: Some(warren_domain::BudgetLimits::parse("tokens=50").unwrap()),
+            ..RoleConfig::default()
+        },
+    );
+    let plain = resolve(&config, None, None).unwrap();
+    assert_eq!(plain.budget.run.tokens, Some(1000));
+    let cheap = resolve(&config, None, Some("cheap")).unwrap();
+    assert_eq!(cheap.budget.run.tokens, Some(50));
+    assert_eq!(cheap.budget.run.requests, Some(5));
+    assert_eq!(cheap.budget.sandbox.cost, Some(3.0));
+    // A `provider/model` price reaches the gateway under the model id it sends upstream.
+    assert_eq!(cheap.prices.get("big").map(|p| p.output), Some(2.0));
+    assert!(!cheap.prices.contains_key("small"));
+}

@@ -28,6 +28,10 @@ pub struct RunRequest {
     pub role: Option<String>,
     /// The settings of this run (the repository's layers included).
     pub config: Config,
+    /// `--budget`: the sandbox's limits (over `[budget.sandbox]`).
+    pub budget: Option<warren_domain::BudgetLimits>,
+    /// The owner's daily budget (set by a server, which knows owners).
+    pub owner_budget: Option<warren_domain::OwnerBudget>,
 }
 
 /// A run resolved and checked, and its record created (`new`): what its supervisor needs.

@@ -56,6 +56,7 @@ pub fn status(
         awaiting_approval: (record.state == SandboxState::Running)
             .then(|| warren_domain::pending_approval(events.iter().map(|e| &e.event)))
             .flatten(),
+        budget: crate::budget::status(&events, time::OffsetDateTime::now_utc()),
     };
     Ok((view, warning))
 }

@@ -30,6 +30,8 @@ pub(crate) struct TaskRequest<'a> {
     pub name: &'a SandboxName,
     pub prompt: &'a str,
     pub session_id: Option<String>,
+    /// `--budget` for the sandbox, when this request gave one, and the owner's.
+    pub budget: crate::jobs::JobBudget,
 }
 
 // What a task produced, for the summary and the record: a protocol type.
@@ -95,6 +97,7 @@ async fn run_task_on<P: Provider>(
         limits,
         patterns: &patterns,
         session: req.session_id.clone(),
+        budget: req.budget,
         usage: Usage::default(),
         count: 0,
         warm,
@@ -269,6 +272,7 @@ struct Attempts<'a, P: Provider> {
     limits: Limits,
     patterns: &'a ClassifyPatterns,
     session: Option<String>,
+    budget: crate::jobs::JobBudget,
     usage: Usage,
     count: u32,
     /// The sandbox's warm server slot, for a launched sandbox; `None` runs one-shot.
@@ -296,6 +300,7 @@ impl<P: Provider> Attempts<'_, P> {
                 name: self.name,
                 prompt,
                 session_id: self.session.clone(),
+                budget: self.budget.clone(),
                 limits: self.limits,
                 patterns: self.patterns,
                 sync_limits: self.prepared.resolved.sync_limits,

@@ -37,6 +37,11 @@ pub(crate) struct WarmServer<S> {
 }
 
 impl<S: Sandbox> WarmServer<S> {
+    /// The server's gateway, to set the budgets of each prompt on.
+    pub(crate) fn gateway(&self) -> &GatewayHandle {
+        &self.gateway
+    }
+
     /// Creates the sandbox and starts the server in it; returns once it accepts connections.
     /// The gateway is the server's for its whole life and is shut down with it.
     pub(crate) async fn start<P: Provider<Sandbox = S>>(

@@ -6,6 +6,7 @@
 //! request it forwards (status, latency, the upstream's token counts), so what a sandbox used is
 //! known from the traffic, not only from the agent's own report.
 
+mod budget;
 mod error;
 mod headers;
 mod meter;
@@ -23,8 +24,10 @@ use hyper::header::HeaderValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use budget::{ModelPrice, ScopeBudget};
 pub use error::GatewayError;
 pub use meter::MeteredRequest;
+pub use proxy::budget_refusal_message;
 pub use warren_domain::RequestSource;
 
 /// How long to wait for a TCP/TLS connection to the upstream before declaring it unreachable.
@@ -70,6 +73,8 @@ pub struct GatewayConfig {
     pub connect_timeout: Duration,
     /// Who the requests through this gateway come from, as its [`MeteredRequest`]s say.
     pub source: RequestSource,
+    /// Model id (as in the request body) → its price: each metered answer is costed with it.
+    pub prices: std::collections::HashMap<String, ModelPrice>,
 }
 
 impl GatewayConfig {
@@ -96,6 +101,7 @@ impl GatewayConfig {
             api_key: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             source: RequestSource::Agent,
+            prices: std::collections::HashMap::new(),
         }
     }
 }
@@ -114,7 +120,7 @@ impl fmt::Debug for GatewayConfig {
 }
 
 /// Something the engine should know about while the run is going on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum GatewayNotice {
     /// Could not connect to the upstream at all (refused, DNS, timeout): the run should fail fast.
     UpstreamUnreachable { url: String, error: String },
@@ -128,6 +134,11 @@ pub enum GatewayNotice {
     /// body has ended (or failed, or was cut short), so after [`GatewayHandle::shutdown`] every
     /// request's record is in the channel.
     ModelRequest(MeteredRequest),
+    /// A budget reached its warning share (80%) with the request just metered.
+    BudgetWarning(warren_domain::BudgetLine),
+    /// A budget is spent: a model call was refused (answered 400, never forwarded). The run
+    /// should stop.
+    BudgetExceeded(warren_domain::BudgetLine),
 }
 
 /// A snapshot of the gateway's counters.
@@ -229,6 +240,7 @@ pub async fn start(cfg: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
             GatewayListen::Unix(_) => None,
         },
         counters: Counters::default(),
+        budget: budget::Guard::new(cfg.prices.clone()),
     });
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(server::serve(listener, Arc::clone(&shared), stop_rx));
@@ -299,6 +311,12 @@ impl GatewayHandle {
     pub fn take_notices(&mut self) -> mpsc::UnboundedReceiver<GatewayNotice> {
         let (_closed_tx, closed_rx) = mpsc::unbounded_channel();
         std::mem::replace(&mut self.notices, closed_rx)
+    }
+
+    /// Sets the budgets the next requests are charged to and checked against (replacing any
+    /// before), and starts the run's clock. Without budgets nothing is refused.
+    pub fn set_budget(&self, budgets: Vec<ScopeBudget>) {
+        self.shared.budget.set(budgets);
     }
 
     pub fn stats(&self) -> GatewayStats {

@@ -22,7 +22,7 @@ const MAX_JSON_COPY: usize = 4 * 1024 * 1024;
 const MAX_SSE_LINE: usize = 1024 * 1024;
 
 /// One request the gateway forwarded, as measured there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MeteredRequest {
     /// Whose gateway forwarded it ([`crate::GatewayConfig::source`]).
     pub source: RequestSource,
@@ -39,6 +39,8 @@ pub struct MeteredRequest {
     /// Why the exchange did not complete: no connection, a broken body, or a body cut short
     /// (the requester went away, or the gateway stopped).
     pub error: Option<String>,
+    /// US dollars, from the gateway's price for the model (absent without a price or tokens).
+    pub cost_usd: Option<f64>,
 }
 
 impl MeteredRequest {
@@ -53,6 +55,9 @@ impl MeteredRequest {
             output_tokens: self.output_tokens,
             latency_ms: self.latency_ms,
             error: self.error.clone(),
+            cost_usd: self.cost_usd,
+            // The gateway does not know the session; the engine adds it when it does.
+            session_id: None,
         }
     }
 }
@@ -132,7 +137,9 @@ impl Drop for Meter {
 }
 
 impl Shared {
-    pub(crate) fn meter(&self, record: MeteredRequest) {
+    pub(crate) fn meter(&self, mut record: MeteredRequest) {
+        record.cost_usd = self.budget.cost(&record);
+        let warnings = self.budget.charge(&record);
         tracing::debug!(
             source = record.source.as_str(),
             endpoint = %record.endpoint,
@@ -143,6 +150,9 @@ impl Shared {
             "model gateway metered a request"
         );
         let _ = self.notices.send(GatewayNotice::ModelRequest(record));
+        for line in warnings {
+            let _ = self.notices.send(GatewayNotice::BudgetWarning(line));
+        }
     }
 }
 

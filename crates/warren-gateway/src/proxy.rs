@@ -39,6 +39,7 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// A TCP gateway's per-sandbox token: requests without it are refused before anything else.
     pub(crate) token: Option<String>,
+    pub(crate) budget: crate::budget::Guard,
 }
 
 impl Shared {
@@ -83,6 +84,11 @@ async fn forward(
     let Some(rest) = policy::allowed_rest(req.method(), req.uri()) else {
         return blocked(shared, req.method(), &policy::display_target(req.uri()));
     };
+    if rest == "chat/completions"
+        && let Some(line) = shared.budget.refusal()
+    {
+        return budget_refused(shared, line);
+    }
     let url = policy::upstream_url(&shared.base_url, rest, req.uri().query());
     let display_url = format!("{}/{rest}", shared.display_base);
     let endpoint = rest.to_owned();
@@ -119,6 +125,7 @@ async fn forward(
         output_tokens: None,
         latency_ms: 0,
         error: None,
+        cost_usd: None,
     };
 
     let headers = headers::upstream_request_headers(&parts.headers, shared.authorization.as_ref());
@@ -222,6 +229,39 @@ fn blocked(shared: &Shared, method: &Method, target: &str) -> Response<ProxyBody
         StatusCode::FORBIDDEN,
         "gateway_policy",
         format!("blocked by warren's model gateway: {method} {target} is not a model API call"),
+    )
+}
+
+/// A spent budget: the call is answered 400 with [`budget_refusal_message`], which OpenCode does
+/// not retry, so the agent ends at once instead of spinning on a door that stays shut.
+fn budget_refused(shared: &Shared, line: warren_domain::BudgetLine) -> Response<ProxyBody> {
+    tracing::debug!(
+        budget = line.budget.key(),
+        "model gateway refused a call over budget"
+    );
+    shared.notify(GatewayNotice::BudgetExceeded(line));
+    let mut response = json_error(
+        StatusCode::BAD_REQUEST,
+        "budget_exceeded",
+        budget_refusal_message(&line),
+    );
+    response.headers_mut().insert(
+        "x-warren-reason",
+        HeaderValue::from_static("budget_exceeded"),
+    );
+    response
+}
+
+/// What the agent is told when its budget is spent. OpenCode retries a 4xx whose message or body
+/// matches its transient-error patterns, and those include bare status numbers (`429`, `500`,
+/// ... anywhere in the text: `2500 tokens` matches) and words such as `timeout` or
+/// `exhausted`. So the text carries no figure at all (warren's own error and events do) and
+/// none of those words.
+pub fn budget_refusal_message(line: &warren_domain::BudgetLine) -> String {
+    format!(
+        "warren gateway: the {} budget for {} is spent, so this call was not sent to the model; warren is stopping the agent (raise the budget with warren exec --budget to go on)",
+        line.scope.as_str(),
+        line.budget.key()
     )
 }
 

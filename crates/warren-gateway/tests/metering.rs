@@ -94,6 +94,7 @@ async fn a_stream_passes_through_byte_identical_and_is_metered_from_its_usage_ch
             output_tokens: Some(45),
             latency_ms: record.latency_ms,
             error: None,
+            cost_usd: None,
         }
     );
     assert_eq!(fx.gateway.stats().bytes_down, SSE.len() as u64);

@@ -93,6 +93,17 @@ pub(crate) fn apply_approvals(
     Ok(())
 }
 
+/// A request's `budget`: at least one limit, and no negative amount.
+pub(crate) fn budget(limits: Option<&warren_domain::BudgetLimits>) -> ApiResult<()> {
+    match limits {
+        Some(l) if l.is_empty() => Err(invalid("the budget sets no limit")),
+        Some(l) if l.cost.is_some_and(|c| !c.is_finite() || c < 0.0) => Err(invalid(
+            "budget.cost must be an amount of zero or more (US dollars)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The settings for a new sandbox in `repo`, with the provider the request names.
 pub(crate) fn new_config<P: Provider + 'static>(
     app: &App<P>,
@@ -121,6 +132,7 @@ pub async fn launch<P: Provider + 'static>(
     if let Some(p) = &body.prompt {
         prompt(p)?;
     }
+    budget(body.budget.as_ref())?;
     let repo = crate::sources::resolve(&app, &body.repository).await?;
     let record = app
         .blocking(move |app| {
@@ -138,6 +150,7 @@ pub async fn launch<P: Provider + 'static>(
                 model: body.model,
                 prompt: body.prompt,
                 role: body.role,
+                budget: body.budget,
             };
             let handle = tokio::runtime::Handle::current();
             Ok(handle.block_on(lc.launch(request, &launcher))?)
@@ -333,6 +346,7 @@ pub async fn exec<P: Provider + 'static>(
     ApiJson(body): ApiJson<PromptBody>,
 ) -> ApiResult<(StatusCode, Json<SandboxEnvelope>)> {
     prompt(&body.prompt)?;
+    budget(body.budget.as_ref())?;
     let record = app
         .blocking(move |app| {
             let record = app.find(&who, &name)?;
@@ -345,7 +359,7 @@ pub async fn exec<P: Provider + 'static>(
                 owner: None,
             };
             let handle = tokio::runtime::Handle::current();
-            Ok(handle.block_on(lc.exec(&name, &body.prompt, body.role, &launcher))?)
+            Ok(handle.block_on(lc.exec(&name, &body.prompt, body.role, body.budget, &launcher))?)
         })
         .await?;
     Ok((

@@ -7,8 +7,10 @@
 //! loader are handed in by the host (the CLI), so this crate depends on no provider.
 
 mod approvals;
+mod audit;
 mod auth;
 mod body;
+mod budget;
 mod dashboard;
 mod error;
 mod handlers;
@@ -161,6 +163,11 @@ pub fn router<P: Provider + 'static>(
         &["POST"],
         "/v1/sandboxes/{name}/approvals/{request}",
         post(approvals::answer::<P>),
+    )
+    .add(
+        &["GET"],
+        "/v1/sandboxes/{name}/audit",
+        get(audit::audit::<P>),
     );
     // Every route so far, with a body extractor or not, refuses a declared length over the limit.
     private.router = private

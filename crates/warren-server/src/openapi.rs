@@ -6,12 +6,12 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 use warren_api::{
-    BundleEnvelope, ChangesEnvelope, ErrorEnvelope, EventRecord, ExportBody, ExportEnvelope,
-    LaunchBody, ListView, PromptBody, RunBody, SandboxEnvelope, StatusView, SummaryEnvelope,
-    SyncBody, SyncEnvelope,
+    AuditView, BundleEnvelope, ChangesEnvelope, ErrorEnvelope, EventRecord, ExportBody,
+    ExportEnvelope, LaunchBody, ListView, PromptBody, RunBody, SandboxEnvelope, StatusView,
+    SummaryEnvelope, SyncBody, SyncEnvelope,
 };
 
-use crate::{approvals, handlers, metrics, sources, status, stream};
+use crate::{approvals, audit, handlers, metrics, sources, status, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,7 @@ use crate::{approvals, handlers, metrics, sources, status, stream};
         sources::upload_bundle,
         sources::download_bundle,
         status::status,
+        audit::audit,
         metrics::metrics,
         approvals::answer,
         openapi_json,
@@ -78,7 +79,8 @@ pub fn document() -> Value {
         StatusView,
         SyncBody,
         warren_api::ApprovalBody,
-        warren_api::ApprovalEnvelope
+        warren_api::ApprovalEnvelope,
+        AuditView
     );
     doc["components"]["schemas"] = Value::Object(generator.take_definitions(true));
     doc["components"]["securitySchemes"] = json!({

@@ -183,6 +183,7 @@ pub async fn run<P: Provider + 'static>(
     ApiJson(body): ApiJson<RunBody>,
 ) -> ApiResult<Response> {
     prompt(&body.prompt)?;
+    crate::handlers::budget(body.budget.as_ref())?;
     let name = body
         .name
         .as_deref()
@@ -223,7 +224,9 @@ pub async fn run<P: Provider + 'static>(
             name,
             model: body.model,
             role: body.role,
+            owner_budget: crate::budget::owner_budget(&app, &who.owner, &config),
             config,
+            budget: body.budget,
         })
         .await?;
     let id = handle.id.clone();

@@ -163,4 +163,16 @@ impl<P: Provider + 'static> SupervisorLauncher for TaskLauncher<P> {
         });
         Ok(Box::new(RunningTask(done)))
     }
+
+    fn owner_budget(
+        &self,
+        sandbox: &warren_domain::SandboxId,
+        config: &Config,
+    ) -> Option<warren_domain::OwnerBudget> {
+        let owner = match &self.owner {
+            Some(owner) => owner.clone(),
+            None => self.app.tenancy.owner(sandbox).ok()??,
+        };
+        crate::budget::owner_budget(&self.app, &owner, config)
+    }
 }

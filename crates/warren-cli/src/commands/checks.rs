@@ -41,6 +41,22 @@ pub(crate) fn repo_dir(path: &Path) -> Result<PathBuf, ErrorInfo> {
     Ok(canonical)
 }
 
+/// `--budget`: `tokens=200000,cost=2.5,...`; `None` when not given.
+pub(crate) fn budget(raw: Option<&str>) -> Result<Option<warren_domain::BudgetLimits>, ErrorInfo> {
+    raw.map(|raw| {
+        warren_domain::BudgetLimits::parse(raw).map_err(|problem| {
+            ErrorInfo::new(
+                ReasonCode::InvalidArgument,
+                format!("--budget {raw:?}: {problem}"),
+            )
+            .with_hint(
+                "pass --budget KEY=VALUE pairs, e.g. --budget tokens=200000,cost=2.5,requests=40,time=30m",
+            )
+        })
+    })
+    .transpose()
+}
+
 /// `--timeout`: the same range the config accepts for `timeouts.run_secs`.
 pub(crate) fn timeout(secs: u64) -> Result<u64, ErrorInfo> {
     if (1..=MAX_TIMEOUT_SECS).contains(&secs) {

@@ -41,6 +41,7 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> CmdResult<i32> {
         checks::prompt(prompt, "--prompt \"fix the failing test\"")?;
     }
     let repo = checks::repo_dir(&args.repo)?;
+    let budget = checks::budget(args.budget.as_deref())?;
     let mut flags = Vec::new();
     if let Some(provider) = &args.provider {
         flags.push((
@@ -72,6 +73,7 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> CmdResult<i32> {
                 model: args.model,
                 prompt: args.prompt,
                 role: args.role,
+                budget,
             },
             &launcher,
         )
@@ -90,6 +92,7 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> CmdResult<i32> {
     )?;
     let flags = checks::approval_flags(&args.approvals)?;
     let config = config_with_flags(global, &args.name, flags)?;
+    let budget = checks::budget(args.budget.as_deref())?;
     checks::model_and_role(&config, None, args.role.as_deref())?;
     let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = data_dir(global)?;
@@ -102,7 +105,13 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> CmdResult<i32> {
         .unwrap_or(0);
     let launcher = ProcessLauncher::new(data_dir.clone())?;
     let record = lc
-        .exec(&args.name, &args.prompt, args.role.clone(), &launcher)
+        .exec(
+            &args.name,
+            &args.prompt,
+            args.role.clone(),
+            budget,
+            &launcher,
+        )
         .await?;
     if args.detach {
         render::detached(&views::sandbox(&record), global.json)?;

@@ -3,6 +3,7 @@
 //! hints that name this CLI's commands), rendered with the exit code of its class.
 
 mod approval;
+pub(crate) mod audit;
 pub(crate) mod checks;
 mod doctor;
 mod lifecycle;
@@ -84,6 +85,7 @@ async fn local(cli: Cli) -> CmdResult<i32> {
             let request = args.request.as_deref();
             approval::answer(g, &args.name, request, Decision::Deny, args.reason).await
         }
+        Command::Audit(args) => audit::audit(g, &args),
     }
 }
 

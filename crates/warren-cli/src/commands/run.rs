@@ -12,6 +12,7 @@ use crate::supervisor::cancel_on_signals;
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult<i32> {
     let name = args.name.as_deref().map(checks::sandbox_name).transpose()?;
     checks::prompt(&args.prompt, "warren run \"fix the failing test\"")?;
+    let budget = checks::budget(args.budget.as_deref())?;
     let mut flags = Vec::new();
     if let Some(secs) = args.timeout {
         let secs = i64::try_from(checks::timeout(secs)?).unwrap_or(i64::MAX);
@@ -43,6 +44,9 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult<i32> {
         model: args.model,
         role: args.role,
         config: loaded.config,
+        budget,
+        // Owners are a server's: a local run has none.
+        owner_budget: None,
     };
     let handle = engine.start_run(request).await?;
     cancel_on_signals(&handle.cancel, true);

@@ -96,6 +96,7 @@ pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i3
         provider: args.provider,
         timeout_secs,
         approvals: approval_rules(&args.approvals),
+        budget: checks::budget(args.budget.as_deref())?,
     };
     let mut lines = client
         .lines(client.request(Method::POST, "/v1/runs").json(&body))
@@ -177,6 +178,7 @@ pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdRes
             "image profiles are the server's: set sandbox.image_profile in the server's config",
         ));
     }
+    let budget = checks::budget(args.budget.as_deref())?;
     let top = repo::toplevel(&checks::repo_dir(&args.repo)?)?;
     let spinner = Spinner::start(g.json, &format!("launching {name}"));
     let launched = async {
@@ -189,6 +191,7 @@ pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdRes
             role: args.role,
             provider: args.provider,
             approvals: approval_rules(&args.approvals),
+            budget,
         };
         client.post::<SandboxEnvelope>("/v1/sandboxes", &body).await
     }
@@ -233,6 +236,7 @@ pub async fn exec(client: &Client, g: &GlobalArgs, args: ExecArgs) -> CmdResult<
         prompt: args.prompt,
         role: args.role,
         approvals: approval_rules(&args.approvals),
+        budget: checks::budget(args.budget.as_deref())?,
     };
     let started: SandboxEnvelope = client
         .post(&format!("/v1/sandboxes/{}/prompts", args.name), &body)
@@ -461,4 +465,17 @@ fn approval_rules(flags: &crate::cli::ApprovalFlags) -> Option<warren_api::Appro
             timeout_secs: flags.approval_timeout,
         },
     )
+}
+
+/// `warren audit REV` against the server: the trailers are read here, the trail there.
+pub async fn audit(
+    client: &Client,
+    g: &GlobalArgs,
+    args: &crate::cli::AuditArgs,
+) -> CmdResult<i32> {
+    let found = crate::commands::audit::read_commit(&args.repo, &args.rev)?;
+    let view: warren_api::AuditView = client
+        .get(&format!("/v1/sandboxes/{}/audit", found.sandbox))
+        .await?;
+    crate::commands::audit::print(view, found.commit, g.json)
 }

@@ -61,6 +61,7 @@ pub async fn dispatch(client: &Client, cli: Cli) -> CmdResult<i32> {
             let request = args.request.as_deref();
             commands::answer(client, g, &args.name, request, Decision::Deny, args.reason).await
         }
+        Command::Audit(args) => commands::audit(client, g, &args).await,
         Command::Open(_) => Err(local_only(
             "open",
             "it shows the sandbox's directory and OpenCode socket on the server's host",

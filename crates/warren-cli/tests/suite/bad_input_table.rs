@@ -142,6 +142,18 @@ fn cases(fx: &Fixture, t: &Targets) -> Vec<Case> {
         case("--repo missing", &["run", "--repo", &missing_repo, "x"], "not_a_git_repo", &[&missing_repo]),
         case("--timeout 0", &["run", "--repo", repo, "--timeout", "0", "x"], "invalid_argument", &["--timeout", "604800"]),
         case("--timeout absurd", &["run", "--repo", repo, "--timeout", "604801", "x"], "invalid_argument", &["--timeout", "604800"]),
+        // --- budgets (issue 12) ---
+        case("--budget with an unknown key", &["run", "--repo", repo, "--budget", "money=3", "x"], "invalid_argument", &["--budget", "money"]),
+        case("--budget that is not KEY=VALUE", &["launch", "w", "--repo", repo, "--budget", "tokens"], "invalid_argument", &["--budget", "tokens"]),
+        case("--budget with a negative cost", &["run", "--repo", repo, "--budget", "cost=-1", "x"], "invalid_argument", &["cost", "-1"]),
+        case("--budget with a bad time", &["run", "--repo", repo, "--budget", "time=3d", "x"], "invalid_argument", &["time", "3d"]),
+        case("exec --budget with no limit", &["exec", "w", "--budget", ",", "x"], "invalid_argument", &["--budget"]),
+        case("budget.prices with a negative price", &["run", "--repo", repo, "x"], "invalid_config", &["budget.prices.m.input"])
+            .config(dir, "price.toml", format!("{base}\n[budget.prices.m]\ninput = -1.0\n")),
+        case("audit of a REV that is not there", &["audit", "no-such-rev", "--repo", repo], "invalid_argument", &["no-such-rev"]),
+        case("audit of a commit warren did not make", &["audit", "HEAD", "--repo", repo], "not_a_warren_commit", &["Warren-Sandbox"]),
+        case("audit outside a repository", &["audit", "HEAD", "--repo", &t.plain_dir], "not_a_git_repo", &["plain-dir"]),
+        // --- end budgets ---
         case("WARREN_TIMEOUT_RUN_SECS=0", &["run", "--repo", repo, "x"], "invalid_config", &["timeouts.run_secs", "WARREN_TIMEOUT_RUN_SECS"])
             .env("WARREN_TIMEOUT_RUN_SECS", "0"),
         case("timeouts.run_secs = 0", &["run", "--repo", repo, "x"], "invalid_config", &["timeouts.run_secs"])

@@ -1,7 +1,9 @@
 mod api_fuzz;
 mod approvals;
+mod audit;
 mod bad_input;
 mod bad_input_table;
+mod budget;
 mod completions;
 mod dashboard;
 mod doctor;

@@ -124,6 +124,8 @@ impl Fixture {
             model: None,
             role: None,
             config: self.config.clone(),
+            budget: None,
+            owner_budget: None,
         }
     }
 
