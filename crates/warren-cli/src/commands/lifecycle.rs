@@ -91,8 +91,8 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> CmdResult<i32> {
         &format!("warren exec {} \"now add a regression test\"", args.name),
     )?;
     let flags = checks::approval_flags(&args.approvals)?;
-    let config = config_with_flags(global, &args.name, flags)?;
     let budget = checks::budget(args.budget.as_deref())?;
+    let config = config_with_flags(global, &args.name, flags)?;
     checks::model_and_role(&config, None, args.role.as_deref())?;
     let provider = AnyProvider::Local(LocalProvider::new());
     let data_dir = data_dir(global)?;
