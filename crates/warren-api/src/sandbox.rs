@@ -150,4 +150,8 @@ pub struct StatusView {
     /// What the model gateway metered from the model's own answers (agent and structurer),
     /// beside what OpenCode reported (`sandbox.usage`).
     pub gateway_usage: warren_domain::GatewayUsage,
+    /// The egress proxy's decisions (allowed and denied requests and tunnels, bytes through
+    /// allowed ones), from the sandbox's `egress` events; zero when its egress is `none`.
+    #[serde(default)]
+    pub egress: warren_domain::EgressUsage,
 }

@@ -50,6 +50,13 @@ pub struct LaunchBody {
     /// `local` (bubblewrap) or `docker`; the server's `sandbox.provider` by default.
     #[serde(default)]
     pub provider: Option<String>,
+    /// `none` or `allow-list`: replaces the server's `policy.egress` for this sandbox.
+    #[serde(default)]
+    pub egress: Option<String>,
+    /// Allow-list entries (`HOST[:PORT]`, `*.SUFFIX`, `IP`, `CIDR`) added to the server's
+    /// `policy.allow`; they switch egress to `allow-list` unless `egress` says otherwise.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// `POST /v1/runs`: what `warren run` takes.
@@ -71,6 +78,12 @@ pub struct RunBody {
     /// `timeouts.run_secs` by default.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// `none` or `allow-list`: replaces the server's `policy.egress` for this run.
+    #[serde(default)]
+    pub egress: Option<String>,
+    /// Allow-list entries added to the server's `policy.allow` (see `LaunchBody.allow`).
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// `POST /v1/sandboxes/{name}/prompts`: a follow-up prompt (`warren exec`).

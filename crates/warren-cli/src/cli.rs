@@ -187,6 +187,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub role: Option<String>,
 
+    /// Network besides the model: none, or allow-list (what --allow and [policy] allow list)
+    /// [default: policy.egress]
+    #[arg(long, value_name = "MODE")]
+    pub egress: Option<String>,
+
+    /// Let the sandbox reach HOST[:PORT] (also *.SUFFIX, IP, CIDR) through the egress proxy;
+    /// repeatable; added to [policy] allow, and switches egress to allow-list
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub allow: Vec<String>,
+
     /// What the agent should do
     #[arg(required = true, value_name = "PROMPT")]
     pub prompt: String,
@@ -220,6 +230,16 @@ pub struct LaunchArgs {
     /// Role from [roles] in the config: its model, timeouts and outcome contract
     #[arg(long)]
     pub role: Option<String>,
+
+    /// Network besides the model: none, or allow-list (what --allow and [policy] allow list)
+    /// [default: policy.egress]
+    #[arg(long, value_name = "MODE")]
+    pub egress: Option<String>,
+
+    /// Let the sandbox reach HOST[:PORT] (also *.SUFFIX, IP, CIDR) through the egress proxy;
+    /// repeatable; added to [policy] allow, and switches egress to allow-list
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Args)]

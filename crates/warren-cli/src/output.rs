@@ -183,6 +183,34 @@ impl EventPrinter {
             AgentEvent::Outcome { outcome, summary, via, .. } => {
                 s.bold(&format!("◆ outcome {outcome}: {} (via {via})", one_line(summary, 160)))
             }
+            AgentEvent::Egress {
+                decision,
+                method,
+                host,
+                port,
+                rule,
+                reason,
+                status,
+                bytes_up,
+                bytes_down,
+                duration_ms,
+                ..
+            } => match decision {
+                warren_domain::EgressDecision::Allowed => {
+                    let mut line = format!(
+                        "· egress allowed {method} {host}:{port} by {}: HTTP {status}, {bytes_up} bytes up, {bytes_down} down in {duration_ms} ms",
+                        rule.as_deref().unwrap_or("?")
+                    );
+                    if let Some(reason) = reason {
+                        line.push_str(&format!(" ({})", one_line(reason, 120)));
+                    }
+                    s.dim(&line)
+                }
+                warren_domain::EgressDecision::Denied => s.red(&format!(
+                    "· egress denied {method} {host}:{port}: {}",
+                    one_line(reason.as_deref().unwrap_or("refused"), 160)
+                )),
+            },
             AgentEvent::Finished { .. } => return None,
         };
         Some(line)

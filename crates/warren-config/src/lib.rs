@@ -10,6 +10,7 @@ pub use bounds::{MAX_TIMEOUT_SECS, timeout_range};
 
 pub use layers::{ConfigError, LoadOptions, Loaded, Source, load};
 pub use model::{
-    Config, LimitsConfig, ModelProviderConfig, ModelRef, OpencodeConfig, PoolConfig, RetryConfig,
-    RoleConfig, SandboxConfig, StructurerConfig, SyncConfig, TimeoutsConfig,
+    AllowEntry, AllowRule, Config, EgressMode, LimitsConfig, ModelProviderConfig, ModelRef,
+    OpencodeConfig, PolicyConfig, PoolConfig, RetryConfig, RoleConfig, SandboxConfig,
+    StructurerConfig, SyncConfig, TimeoutsConfig,
 };

@@ -21,6 +21,8 @@ pub struct Config {
     pub pools: BTreeMap<String, PoolConfig>,
     pub retry: RetryConfig,
     pub structurer: StructurerConfig,
+    /// What a sandbox may reach besides its model (`egress`, `allow`).
+    pub policy: PolicyConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -215,6 +217,10 @@ pub struct RoleConfig {
     pub inactivity_secs: Option<u64>,
     /// Re-prompts with a stricter instruction when the outcome is missing or malformed.
     pub max_retries_on_malformed_output: u32,
+    /// Overrides `policy.egress` for this role.
+    pub egress: Option<EgressMode>,
+    /// Added to `policy.allow` for this role.
+    pub allow: Vec<AllowEntry>,
 }
 
 impl Default for RoleConfig {
@@ -226,6 +232,8 @@ impl Default for RoleConfig {
             run_secs: None,
             inactivity_secs: None,
             max_retries_on_malformed_output: 2,
+            egress: None,
+            allow: Vec::new(),
         }
     }
 }
@@ -280,4 +288,65 @@ impl Default for StructurerConfig {
             timeout_secs: 30,
         }
     }
+}
+
+/// `[policy]`: what a sandbox may reach besides its model. Checked when a run resolves (the
+/// entries' syntax is the egress proxy's: `warren_gateway::egress::rules`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub egress: EgressMode,
+    /// Hosts (`registry.npmjs.org`, `*.npmjs.org`), literal IPs and CIDRs, each with an optional
+    /// `:PORT` (80 and 443 without one), or tables with `ports` and `methods`.
+    pub allow: Vec<AllowEntry>,
+}
+
+/// Whether a sandbox has a way out besides its model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EgressMode {
+    /// Only the model gateway: no other network at all.
+    #[default]
+    None,
+    /// An HTTP(S) proxy on the host lets through what `allow` lists, and nothing else.
+    AllowList,
+}
+
+impl EgressMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::AllowList => "allow-list",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "none" => Some(Self::None),
+            "allow-list" => Some(Self::AllowList),
+            _ => None,
+        }
+    }
+}
+
+/// One `allow` entry: `"HOST[:PORT]"`, or a table naming a `host` (or `cidr`) with `ports` and,
+/// for plain HTTP, `methods`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AllowEntry {
+    Short(String),
+    Rule(AllowRule),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AllowRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
 }

@@ -81,6 +81,12 @@ pub enum ReasonCode {
     ServerUnreachable,
     /// A token already holds as many open event streams as the server allows.
     TooManyStreams,
+    /// An egress allow-list entry (`[policy] allow`, a role's `allow`, `--allow`, the API's
+    /// `allow`) is not a host, IP or CIDR with an optional port, or a method is not one.
+    InvalidEgressRule,
+    /// The sandbox provider cannot enforce an egress allow-list; the sandbox is not started
+    /// rather than run with open network.
+    EgressUnenforceable,
     /// A bug in warren.
     Internal,
 }
@@ -121,6 +127,8 @@ impl ReasonCode {
             Self::RemoteGitFailed => "remote_git_failed",
             Self::ServerUnreachable => "server_unreachable",
             Self::TooManyStreams => "too_many_streams",
+            Self::InvalidEgressRule => "invalid_egress_rule",
+            Self::EgressUnenforceable => "egress_unenforceable",
             Self::Internal => "internal",
         }
     }
@@ -143,7 +151,9 @@ impl ReasonCode {
             | Self::Unauthorized
             | Self::RequestTooLarge
             | Self::UnsupportedSource
-            | Self::InvalidBundle => ExitClass::User,
+            | Self::InvalidBundle
+            | Self::InvalidEgressRule
+            | Self::EgressUnenforceable => ExitClass::User,
             Self::ModelUnreachable
             | Self::RateLimited
             | Self::SandboxBusy

@@ -8,7 +8,10 @@ pub mod lifecycle;
 pub mod outcome;
 
 pub use error::{ErrorInfo, ExitClass, ReasonCode, UserFacing, cause_chain};
-pub use event::{AgentEvent, EventRecord, GatewayUsage, RequestSource, ToolStatus, Usage};
+pub use event::{
+    AgentEvent, EgressDecision, EgressUsage, EventRecord, GatewayUsage, RequestSource, ToolStatus,
+    Usage,
+};
 pub use ids::{InvalidName, SandboxId, SandboxName};
 pub use lifecycle::{SandboxState, TransitionError};
 pub use outcome::{Outcome, OutcomeKind};

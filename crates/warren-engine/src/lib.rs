@@ -7,6 +7,7 @@
 
 mod agent;
 pub mod cancel;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod events;

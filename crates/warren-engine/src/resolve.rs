@@ -37,6 +37,9 @@ pub struct Resolved {
     pub pool: Option<(String, u32)>,
     /// The caps on what a sandbox hands back (files, sizes).
     pub sync_limits: warren_sync::Limits,
+    /// The egress allow-list (`[policy]`, the role's and the run's overrides); `None`: the
+    /// sandbox reaches its model and nothing else.
+    pub egress: Option<warren_gateway::egress::EgressPolicy>,
 }
 
 /// The branch a sandbox's work goes to unless the user names another.
@@ -114,6 +117,7 @@ pub fn resolve(
             .map_or(1, |p| p.max_concurrent.max(1));
         (name, max)
     });
+    let egress = crate::egress::resolve(&config.policy, settings)?;
     Ok(Resolved {
         role,
         agent,
@@ -123,6 +127,7 @@ pub fn resolve(
         contract,
         pool,
         sync_limits: crate::export::sync_limits(config),
+        egress,
     })
 }
 

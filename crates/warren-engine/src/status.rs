@@ -7,7 +7,7 @@ use std::path::Path;
 
 use warren_api::StatusView;
 use warren_config::Config;
-use warren_domain::{ErrorInfo, GatewayUsage, SandboxState, UserFacing};
+use warren_domain::{EgressUsage, ErrorInfo, GatewayUsage, SandboxState, UserFacing};
 use warren_store::{SandboxRecord, StateStore};
 
 use crate::paths::SandboxDirs;
@@ -52,6 +52,7 @@ pub fn status(
         warm_server: warm.as_ref().map(crate::views::warm_server),
         changed_files,
         gateway_usage: GatewayUsage::from_events(events.iter().map(|e| &e.event)),
+        egress: EgressUsage::from_events(events.iter().map(|e| &e.event)),
     };
     Ok((view, warning))
 }

@@ -6,6 +6,7 @@
 //! request it forwards (status, latency, the upstream's token counts), so what a sandbox used is
 //! known from the traffic, not only from the agent's own report.
 
+pub mod egress;
 mod error;
 mod headers;
 mod meter;
@@ -70,6 +71,9 @@ pub struct GatewayConfig {
     pub connect_timeout: Duration,
     /// Who the requests through this gateway come from, as its [`MeteredRequest`]s say.
     pub source: RequestSource,
+    /// An egress proxy to run beside the gateway (`[policy] egress = "allow-list"`); its
+    /// decisions arrive as [`GatewayNotice::Egress`]. `None`: the sandbox reaches the model only.
+    pub egress: Option<egress::EgressListen>,
 }
 
 impl GatewayConfig {
@@ -96,6 +100,7 @@ impl GatewayConfig {
             api_key: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             source: RequestSource::Agent,
+            egress: None,
         }
     }
 }
@@ -109,6 +114,7 @@ impl fmt::Debug for GatewayConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("connect_timeout", &self.connect_timeout)
             .field("source", &self.source)
+            .field("egress", &self.egress)
             .finish()
     }
 }
@@ -128,6 +134,9 @@ pub enum GatewayNotice {
     /// body has ended (or failed, or was cut short), so after [`GatewayHandle::shutdown`] every
     /// request's record is in the channel.
     ModelRequest(MeteredRequest),
+    /// One decision of the egress proxy, sent when the request or tunnel it allowed has ended
+    /// (at once for a refusal).
+    Egress(egress::EgressRecord),
 }
 
 /// A snapshot of the gateway's counters.
@@ -180,6 +189,7 @@ pub struct GatewayHandle {
     notices: mpsc::UnboundedReceiver<GatewayNotice>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    egress: Option<egress::Running>,
 }
 
 /// Binds the socket and starts serving in the background.
@@ -217,6 +227,14 @@ pub async fn start(cfg: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
         }
     };
     let (notice_tx, notices) = mpsc::unbounded_channel();
+    let egress = match &cfg.egress {
+        Some(listen) => Some(egress::start(
+            listen,
+            notice_tx.clone(),
+            cfg.connect_timeout,
+        )?),
+        None => None,
+    };
     let shared = Arc::new(proxy::Shared {
         client,
         base_url: base.as_str().trim_end_matches('/').to_owned(),
@@ -244,6 +262,7 @@ pub async fn start(cfg: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
         notices,
         stop: Some(stop_tx),
         task: Some(task),
+        egress,
     })
 }
 
@@ -301,6 +320,11 @@ impl GatewayHandle {
         std::mem::replace(&mut self.notices, closed_rx)
     }
 
+    /// The egress proxy's socket, when one runs beside the gateway.
+    pub fn egress_socket(&self) -> Option<&Path> {
+        self.egress.as_ref().map(egress::Running::socket)
+    }
+
     pub fn stats(&self) -> GatewayStats {
         self.shared.counters.snapshot()
     }
@@ -312,6 +336,9 @@ impl GatewayHandle {
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+        if let Some(egress) = self.egress.take() {
+            egress.shutdown().await;
         }
         remove_socket(&self.socket_path);
     }

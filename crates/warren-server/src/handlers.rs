@@ -64,6 +64,13 @@ pub(crate) fn prompt(raw: &str) -> ApiResult<()> {
 }
 
 /// The settings for a new sandbox in `repo`, with the provider the request names.
+/// Refuses a bad egress override before the repository is fetched or anything is created.
+pub(crate) fn check_egress(mode: Option<&str>, allow: &[String]) -> ApiResult<()> {
+    let mut scratch = warren_config::PolicyConfig::default();
+    warren_engine::egress::apply_overrides(&mut scratch, mode, allow)?;
+    Ok(())
+}
+
 pub(crate) fn new_config<P: Provider + 'static>(
     app: &App<P>,
     repo: &std::path::Path,
@@ -91,10 +98,16 @@ pub async fn launch<P: Provider + 'static>(
     if let Some(p) = &body.prompt {
         prompt(p)?;
     }
+    check_egress(body.egress.as_deref(), &body.allow)?;
     let repo = crate::sources::resolve(&app, &body.repository).await?;
     let record = app
         .blocking(move |app| {
-            let config = new_config(app, &repo, body.provider.as_deref())?;
+            let mut config = new_config(app, &repo, body.provider.as_deref())?;
+            warren_engine::egress::apply_overrides(
+                &mut config.policy,
+                body.egress.as_deref(),
+                &body.allow,
+            )?;
             let provider = (app.providers)(&config.sandbox.provider, &config, Some(&repo))?;
             let lc = Lifecycle::new(&provider, &config, &app.data_dir, app.store.clone());
             let launcher = TaskLauncher {

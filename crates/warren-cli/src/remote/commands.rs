@@ -79,6 +79,12 @@ pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i3
     let name = args.name.as_deref().map(checks::sandbox_name).transpose()?;
     checks::prompt(&args.prompt, "warren run \"fix the failing test\"")?;
     let timeout_secs = args.timeout.map(checks::timeout).transpose()?;
+    // A bad egress override is refused before anything is uploaded.
+    warren_engine::egress::apply_overrides(
+        &mut warren_config::PolicyConfig::default(),
+        args.egress.as_deref(),
+        &args.allow,
+    )?;
     let top = repo::toplevel(&checks::repo_dir(&args.repo)?)?;
     if let Some(name) = &name {
         repo::check_branch_free(&top, &warren_engine::resolve::default_branch(name))?;
@@ -95,6 +101,8 @@ pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i3
         role: args.role,
         provider: args.provider,
         timeout_secs,
+        egress: args.egress,
+        allow: args.allow,
     };
     let mut lines = client
         .lines(client.request(Method::POST, "/v1/runs").json(&body))
@@ -176,6 +184,11 @@ pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdRes
             "image profiles are the server's: set sandbox.image_profile in the server's config",
         ));
     }
+    warren_engine::egress::apply_overrides(
+        &mut warren_config::PolicyConfig::default(),
+        args.egress.as_deref(),
+        &args.allow,
+    )?;
     let top = repo::toplevel(&checks::repo_dir(&args.repo)?)?;
     let spinner = Spinner::start(g.json, &format!("launching {name}"));
     let launched = async {
@@ -187,6 +200,8 @@ pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdRes
             model: args.model,
             role: args.role,
             provider: args.provider,
+            egress: args.egress,
+            allow: args.allow,
         };
         client.post::<SandboxEnvelope>("/v1/sandboxes", &body).await
     }
