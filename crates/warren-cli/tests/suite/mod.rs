@@ -3,6 +3,7 @@ mod bad_input;
 mod bad_input_table;
 mod completions;
 mod doctor;
+mod egress;
 mod harness;
 mod http;
 mod isolation;
