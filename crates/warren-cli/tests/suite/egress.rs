@@ -679,3 +679,103 @@ async fn a_launched_sandbox_keeps_its_allow_list_for_follow_ups() {
         "{status} {denied:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_takes_egress_fields_and_shows_the_decisions() {
+    use super::http::{Server, json_of, token};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let files = Files::start(tmp.path().join("www")).await;
+    serve_root(tmp.path(), &files.url());
+    let url = files.url();
+    let fx = Fixture::new(&scenario(vec![
+        probe("api", &format!("curl -sS {url}/hello.txt")),
+        probe(
+            "api-denied",
+            "curl -s -o /dev/null -w 'code=%{http_code}' http://169.254.169.254/",
+        ),
+        text_turn("done"),
+    ]))
+    .await;
+    let server = Server::start(&fx).await;
+    let alice = token(&fx, "alice").await;
+    let repo = fx.repo.to_str().unwrap();
+    let post = |path: &str, body: Value| {
+        server
+            .http
+            .post(server.url(path))
+            .bearer_auth(&alice)
+            .json(&body)
+            .send()
+    };
+
+    for (path, body, code) in [
+        (
+            "/v1/runs",
+            serde_json::json!({ "repository": repo, "prompt": "p", "allow": ["https://x.org"] }),
+            "invalid_egress_rule",
+        ),
+        (
+            "/v1/sandboxes",
+            serde_json::json!({ "repository": repo, "name": "n", "egress": "none", "allow": ["x.org"] }),
+            "invalid_argument",
+        ),
+        (
+            "/v1/sandboxes",
+            serde_json::json!({ "repository": repo, "name": "n", "egress": "wide-open" }),
+            "invalid_argument",
+        ),
+    ] {
+        let (status, error) = json_of(post(path, body).await.unwrap()).await;
+        assert_eq!(status, 400, "{error}");
+        assert_eq!(error["error"]["reason_code"], code, "{error}");
+        assert!(error["error"]["hint"].is_string(), "{error}");
+    }
+
+    let allow = format!("127.0.0.2:{}", files.addr.port());
+    let response = post(
+        "/v1/runs",
+        serde_json::json!({ "repository": repo, "prompt": "fetch", "name": "api-egress", "allow": [allow] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["success"], true, "{text}");
+    let egress: Vec<&Value> = lines.iter().filter(|e| e["type"] == "egress").collect();
+    assert!(
+        egress.iter().any(|e| e["decision"] == "allowed"
+            && e["rule"] == allow.as_str()
+            && e["status"] == 200),
+        "{egress:#?}"
+    );
+    assert!(
+        egress
+            .iter()
+            .any(|e| e["decision"] == "denied" && e["host"] == "169.254.169.254"),
+        "{egress:#?}"
+    );
+
+    let (status, view) = json_of(
+        server
+            .http
+            .get(server.url("/v1/sandboxes/api-egress/status"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    // OpenCode's own update check (registry.npmjs.org) may be among the refusals.
+    let count = |d: &str| egress.iter().filter(|e| e["decision"] == d).count() as u64;
+    assert_eq!(view["egress"]["allowed"], count("allowed"), "{view}");
+    assert_eq!(view["egress"]["denied"], count("denied"), "{view}");
+    assert_eq!(count("allowed"), 1, "{egress:#?}");
+    server.stop().await;
+}

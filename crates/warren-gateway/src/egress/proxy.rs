@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     pub(crate) tunnels: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
+/// Per direction of a tunnel: tokio's default (8 KiB) makes a bulk download syscall-bound.
+const TUNNEL_BUFFER: usize = 128 * 1024;
+
 /// The header a refusal carries, so a script can tell the proxy's answer from the server's.
 const REFUSAL_HEADER: &str = "x-warren-egress";
 
@@ -157,7 +160,7 @@ async fn tunnel(
     };
     let mut client = TokioIo::new(upgraded);
     tokio::select! {
-        result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+        result = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, TUNNEL_BUFFER, TUNNEL_BUFFER) => {
             if let Err(e) = result {
                 pending.set_reason(format!("the tunnel broke: {e}"));
             }
