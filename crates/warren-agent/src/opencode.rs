@@ -8,6 +8,9 @@ use warren_provider::{ExecSpec, SANDBOX_HOME, SANDBOX_RUN_DIR, SANDBOX_WORKSPACE
 
 /// The loopback port inside the sandbox where the init process relays to the gateway socket.
 pub const GATEWAY_PORT: u16 = 4000;
+/// The loopback port inside the sandbox where the init relays to the egress proxy's socket, when
+/// the sandbox's egress is an allow-list.
+pub const EGRESS_PORT: u16 = 4001;
 /// What OpenCode sees as its API key. The gateway replaces it with the real credential.
 pub const PLACEHOLDER_API_KEY: &str = "warren-gateway-placeholder";
 /// Where a warm OpenCode server listens inside its sandbox.
@@ -19,6 +22,10 @@ pub const SERVER_READY_LINE: &str = "opencode server listening on";
 /// monitor that is still shutting down never removes the socket of the one that replaces it.
 pub fn gateway_socket_name(pid: u32) -> String {
     format!("gateway-{pid}.sock")
+}
+
+pub fn egress_socket_name(pid: u32) -> String {
+    format!("egress-{pid}.sock")
 }
 
 pub fn server_socket_name(pid: u32) -> String {
@@ -41,6 +48,10 @@ pub struct OpencodeLaunch {
     pub session_id: Option<String>,
     /// How OpenCode reaches the model gateway.
     pub gateway: GatewayRoute,
+    /// The egress proxy's socket file name in the run directory, when the sandbox's egress is an
+    /// allow-list: the init relays [`EGRESS_PORT`] to it and the environment points every
+    /// ordinary tool at it.
+    pub egress: Option<String>,
     /// What the agent must ask for (approval rules); empty: nothing asks.
     pub ask: AskRules,
 }
@@ -204,9 +215,19 @@ impl OpencodeLaunch {
         }
     }
 
+    fn egress_relay(&self) -> Option<[String; 2]> {
+        self.egress.as_ref().map(|socket| {
+            [
+                "--relay".to_owned(),
+                format!("{EGRESS_PORT}={SANDBOX_RUN_DIR}/{socket}"),
+            ]
+        })
+    }
+
     fn init_argv(&self, options: &[[String; 2]], relay: Option<[String; 2]>) -> Vec<String> {
         let mut argv = vec![self.init_path.clone()];
         argv.extend(relay.into_iter().flatten());
+        argv.extend(self.egress_relay().into_iter().flatten());
         argv.extend(options.iter().flatten().cloned());
         argv.push("--".into());
         argv
@@ -234,12 +255,46 @@ impl OpencodeLaunch {
             ("OPENCODE_DISABLE_AUTOUPDATE".into(), "1".into()),
             ("OPENCODE_CONFIG_CONTENT".into(), self.config_json()),
         ];
+        let mut env = env;
+        if self.egress.is_some() {
+            env.extend(proxy_env());
+        }
         ExecSpec {
             argv,
             env,
             cwd: SANDBOX_WORKSPACE.into(),
         }
     }
+}
+
+/// What makes ordinary tools use the egress proxy: the proxy variables curl, Python, Node and most
+/// others read (both spellings), git's and npm's and pip's own settings. Loopback stays direct:
+/// OpenCode's model calls go to the gateway relay there, never through the proxy.
+fn proxy_env() -> Vec<(String, String)> {
+    let proxy = format!("http://127.0.0.1:{EGRESS_PORT}");
+    let no_proxy = "127.0.0.1,localhost,::1".to_owned();
+    let mut env: Vec<(String, String)> = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "npm_config_proxy",
+        "npm_config_https_proxy",
+        "PIP_PROXY",
+    ]
+    .iter()
+    .map(|k| ((*k).to_owned(), proxy.clone()))
+    .collect();
+    env.push(("NO_PROXY".into(), no_proxy.clone()));
+    env.push(("no_proxy".into(), no_proxy));
+    // git reads http_proxy too, but its own setting also covers a repository config that
+    // names another proxy.
+    env.extend([
+        ("GIT_CONFIG_COUNT".into(), "1".into()),
+        ("GIT_CONFIG_KEY_0".into(), "http.proxy".into()),
+        ("GIT_CONFIG_VALUE_0".into(), proxy),
+    ]);
+    env
 }
 
 #[cfg(test)]
@@ -257,6 +312,7 @@ mod tests {
             session_id: None,
             gateway: GatewayRoute::Socket(gateway_socket_name(7)),
             ask: AskRules::default(),
+            egress: None,
         }
     }
 
@@ -273,6 +329,39 @@ mod tests {
         let star = text.find(r#""*":"allow""#).unwrap_or(usize::MAX);
         let weird = text.find("!weird").unwrap_or(0);
         assert!(star < weird, "{text}");
+    }
+
+    #[test]
+    fn an_allow_list_relays_the_egress_port_and_points_tools_at_it() {
+        let plain = launch().exec_spec();
+        assert!(!plain.env.iter().any(|(k, _)| k.ends_with("PROXY")));
+        assert!(!plain.argv.iter().any(|a| a.contains("egress")));
+
+        let mut launch = launch();
+        launch.egress = Some(egress_socket_name(7));
+        let spec = launch.exec_spec();
+        assert_eq!(
+            spec.argv[..6],
+            [
+                "/run/warren-bin/init",
+                "--relay",
+                "4000=/run/warren/gateway-7.sock",
+                "--relay",
+                "4001=/run/warren/egress-7.sock",
+                "--"
+            ]
+        );
+        let env: std::collections::BTreeMap<_, _> = spec.env.into_iter().collect();
+        for key in [
+            "HTTP_PROXY",
+            "https_proxy",
+            "npm_config_https_proxy",
+            "PIP_PROXY",
+        ] {
+            assert_eq!(env[key], "http://127.0.0.1:4001", "{key}");
+        }
+        assert_eq!(env["GIT_CONFIG_KEY_0"], "http.proxy");
+        assert!(env["NO_PROXY"].contains("127.0.0.1"));
     }
 
     #[test]

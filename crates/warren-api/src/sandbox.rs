@@ -150,6 +150,10 @@ pub struct StatusView {
     /// What the model gateway metered from the model's own answers (agent and structurer),
     /// beside what OpenCode reported (`sandbox.usage`).
     pub gateway_usage: warren_domain::GatewayUsage,
+    /// The egress proxy's decisions (allowed and denied requests and tunnels, bytes through
+    /// allowed ones), from the sandbox's `egress` events; zero when its egress is `none`.
+    #[serde(default)]
+    pub egress: warren_domain::EgressUsage,
     /// The permission request the agent waits on (`warren approve` / `deny` answer it); `null`
     /// when none. The sandbox stays `running` meanwhile (docs/state-machine.md says why).
     pub awaiting_approval: Option<warren_domain::ApprovalRequest>,

@@ -57,6 +57,13 @@ pub struct LaunchBody {
     /// The sandbox's spend limits over all its runs (`--budget`); `[budget.sandbox]` by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<warren_domain::BudgetLimits>,
+    /// `none` or `allow-list`: replaces the server's `policy.egress` for this sandbox.
+    #[serde(default)]
+    pub egress: Option<String>,
+    /// Allow-list entries (`HOST[:PORT]`, `*.SUFFIX`, `IP`, `CIDR`) added to the server's
+    /// `policy.allow`; they switch egress to `allow-list` unless `egress` says otherwise.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// `POST /v1/runs`: what `warren run` takes.
@@ -85,6 +92,12 @@ pub struct RunBody {
     /// The sandbox's spend limits (`warren run --budget`); `[budget.sandbox]` by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<warren_domain::BudgetLimits>,
+    /// `none` or `allow-list`: replaces the server's `policy.egress` for this run.
+    #[serde(default)]
+    pub egress: Option<String>,
+    /// Allow-list entries added to the server's `policy.allow` (see `LaunchBody.allow`).
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// `POST /v1/sandboxes/{name}/prompts`: a follow-up prompt (`warren exec`).

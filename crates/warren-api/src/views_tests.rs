@@ -170,6 +170,12 @@ fn sandbox_views_round_trip() {
                 errors: 0,
             },
             budget: None,
+            egress: warren_domain::EgressUsage {
+                allowed: 3,
+                denied: 1,
+                bytes_up: 120,
+                bytes_down: 4096,
+            },
             supervisor_lost: false,
             warm_server: Some(WarmServerView {
                 monitor: MonitorView {

@@ -229,6 +229,15 @@ pub struct RunArgs {
     /// (keys: tokens, input_tokens, output_tokens, cost in USD, requests, time) [default: budget.sandbox]
     #[arg(long, value_name = "KEY=VALUE,...")]
     pub budget: Option<String>,
+    /// Network besides the model: none, or allow-list (what --allow and [policy] allow list)
+    /// [default: policy.egress]
+    #[arg(long, value_name = "MODE")]
+    pub egress: Option<String>,
+
+    /// Let the sandbox reach HOST[:PORT] (also *.SUFFIX, IP, CIDR) through the egress proxy;
+    /// repeatable; added to [policy] allow, and switches egress to allow-list
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub allow: Vec<String>,
 
     /// What the agent should do
     #[arg(required = true, value_name = "PROMPT")]
@@ -288,6 +297,15 @@ pub struct LaunchArgs {
     /// (keys: tokens, input_tokens, output_tokens, cost in USD, requests, time) [default: budget.sandbox]
     #[arg(long, value_name = "KEY=VALUE,...")]
     pub budget: Option<String>,
+    /// Network besides the model: none, or allow-list (what --allow and [policy] allow list)
+    /// [default: policy.egress]
+    #[arg(long, value_name = "MODE")]
+    pub egress: Option<String>,
+
+    /// Let the sandbox reach HOST[:PORT] (also *.SUFFIX, IP, CIDR) through the egress proxy;
+    /// repeatable; added to [policy] allow, and switches egress to allow-list
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Args)]

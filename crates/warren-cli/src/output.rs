@@ -219,6 +219,34 @@ impl EventPrinter {
                     warren_domain::Decision::Deny => s.red(&line),
                 }
             }
+            AgentEvent::Egress {
+                decision,
+                method,
+                host,
+                port,
+                rule,
+                reason,
+                status,
+                bytes_up,
+                bytes_down,
+                duration_ms,
+                ..
+            } => match decision {
+                warren_domain::EgressDecision::Allowed => {
+                    let mut line = format!(
+                        "· egress allowed {method} {host}:{port} by {}: HTTP {status}, {bytes_up} bytes up, {bytes_down} down in {duration_ms} ms",
+                        rule.as_deref().unwrap_or("?")
+                    );
+                    if let Some(reason) = reason {
+                        line.push_str(&format!(" ({})", one_line(reason, 120)));
+                    }
+                    s.dim(&line)
+                }
+                warren_domain::EgressDecision::Denied => s.red(&format!(
+                    "· egress denied {method} {host}:{port}: {}",
+                    one_line(reason.as_deref().unwrap_or("refused"), 160)
+                )),
+            },
             AgentEvent::Finished { .. } => return None,
             // --- budgets (issue 12) ---
             AgentEvent::Budget { .. } => return None,

@@ -110,6 +110,13 @@ impl Provider for AnyProvider {
         }
     }
 
+    fn isolates_network(&self) -> bool {
+        match self {
+            Self::Local(p) => p.isolates_network(),
+            Self::Docker(p, _) => p.isolates_network(),
+        }
+    }
+
     async fn preflight(&self) -> Result<(), ProviderError> {
         match self {
             Self::Local(p) => p.preflight().await,

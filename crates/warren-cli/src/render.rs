@@ -149,6 +149,13 @@ pub fn status(mut view: StatusView, json: bool) -> Result<(), ErrorInfo> {
             );
         }
     }
+    let egress = &view.egress;
+    if egress.allowed + egress.denied > 0 {
+        println!(
+            "egress:    {} allowed, {} denied ({} bytes up, {} down)",
+            egress.allowed, egress.denied, egress.bytes_up, egress.bytes_down
+        );
+    }
     if !view.changed_files.is_empty() {
         println!("changes:   {} files", view.changed_files.len());
         for c in &view.changed_files {

@@ -10,7 +10,7 @@ mod policy;
 
 pub use bounds::{MAX_TIMEOUT_SECS, timeout_range};
 
-pub use policy::{ApprovalsConfig, PolicyConfig};
+pub use policy::{AllowEntry, AllowRule, ApprovalsConfig, EgressMode, PolicyConfig};
 
 pub use budget::{BudgetConfig, Price};
 pub use layers::{ConfigError, LoadOptions, Loaded, Source, load};

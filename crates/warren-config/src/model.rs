@@ -21,7 +21,8 @@ pub struct Config {
     pub pools: BTreeMap<String, PoolConfig>,
     pub retry: RetryConfig,
     pub structurer: StructurerConfig,
-    /// What needs a person's approval (`[policy.approvals]`).
+    /// What a sandbox may reach besides its model (`egress`, `allow`) and what needs a person's
+    /// approval (`[policy.approvals]`).
     pub policy: crate::policy::PolicyConfig,
     /// Spend limits per run and per sandbox, and the price table they are costed with.
     pub budget: crate::budget::BudgetConfig,
@@ -223,6 +224,10 @@ pub struct RoleConfig {
     pub approvals: Option<crate::policy::ApprovalsConfig>,
     /// Overrides `[budget.run]` limits for this role's runs (key by key).
     pub budget: Option<warren_domain::BudgetLimits>,
+    /// Overrides `policy.egress` for this role.
+    pub egress: Option<crate::policy::EgressMode>,
+    /// Added to `policy.allow` for this role.
+    pub allow: Vec<crate::policy::AllowEntry>,
 }
 
 impl Default for RoleConfig {
@@ -236,6 +241,8 @@ impl Default for RoleConfig {
             max_retries_on_malformed_output: 2,
             approvals: None,
             budget: None,
+            egress: None,
+            allow: Vec::new(),
         }
     }
 }

@@ -1,12 +1,19 @@
-//! `[policy]`: what the agent may do without a person saying yes. Approvals name OpenCode
-//! permission patterns (bash commands such as `git push*`, edited paths) that make the agent ask;
-//! without any, nothing asks and a run is as unattended as ever.
+//! `[policy]`: what a sandbox may reach besides its model (egress) and what the agent may do
+//! without a person saying yes (approvals). Egress is an allow-list the host's proxy enforces;
+//! approvals name OpenCode permission patterns (bash commands such as `git push*`, edited paths)
+//! that make the agent ask. Without either, a sandbox reaches its model only and nothing asks.
 
 use serde::{Deserialize, Serialize};
 
+/// `[policy]`. The egress entries are checked when a run resolves (their syntax is the egress
+/// proxy's: `warren_gateway::egress::rules`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
+    pub egress: EgressMode,
+    /// Hosts (`registry.npmjs.org`, `*.npmjs.org`), literal IPs and CIDRs, each with an optional
+    /// `:PORT` (80 and 443 without one), or tables with `ports` and `methods`.
+    pub allow: Vec<AllowEntry>,
     pub approvals: ApprovalsConfig,
 }
 
@@ -65,4 +72,54 @@ pub(crate) fn check(
         }
     }
     Ok(())
+}
+
+/// Whether a sandbox has a way out besides its model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EgressMode {
+    /// Only the model gateway: no other network at all.
+    #[default]
+    None,
+    /// An HTTP(S) proxy on the host lets through what `allow` lists, and nothing else.
+    AllowList,
+}
+
+impl EgressMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::AllowList => "allow-list",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "none" => Some(Self::None),
+            "allow-list" => Some(Self::AllowList),
+            _ => None,
+        }
+    }
+}
+
+/// One `allow` entry: `"HOST[:PORT]"`, or a table naming a `host` (or `cidr`) with `ports` and,
+/// for plain HTTP, `methods`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AllowEntry {
+    Short(String),
+    Rule(AllowRule),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AllowRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
 }

@@ -84,6 +84,12 @@ pub enum ReasonCode {
     /// `approve`/`deny` found no request waiting for an answer on that sandbox (none was asked,
     /// or it was already answered or timed out).
     NoPendingApproval,
+    /// An egress allow-list entry (`[policy] allow`, a role's `allow`, `--allow`, the API's
+    /// `allow`) is not a host, IP or CIDR with an optional port, or a method is not one.
+    InvalidEgressRule,
+    /// The sandbox provider cannot enforce an egress allow-list; the sandbox is not started
+    /// rather than run with open network.
+    EgressUnenforceable,
     /// A bug in warren.
     Internal,
     // --- budgets (issue 12) ---
@@ -132,6 +138,8 @@ impl ReasonCode {
             Self::ServerUnreachable => "server_unreachable",
             Self::TooManyStreams => "too_many_streams",
             Self::NoPendingApproval => "no_pending_approval",
+            Self::InvalidEgressRule => "invalid_egress_rule",
+            Self::EgressUnenforceable => "egress_unenforceable",
             Self::Internal => "internal",
             Self::BudgetExceeded => "budget_exceeded",
             Self::NotAWarrenCommit => "not_a_warren_commit",
@@ -157,7 +165,9 @@ impl ReasonCode {
             | Self::RequestTooLarge
             | Self::UnsupportedSource
             | Self::InvalidBundle
-            | Self::NoPendingApproval => ExitClass::User,
+            | Self::NoPendingApproval
+            | Self::InvalidEgressRule
+            | Self::EgressUnenforceable => ExitClass::User,
             Self::BudgetExceeded | Self::NotAWarrenCommit => ExitClass::User,
             Self::ModelUnreachable
             | Self::RateLimited

@@ -231,6 +231,30 @@ pub enum AgentEvent {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         reason: Option<String>,
     },
+    /// One decision of the sandbox's egress proxy (`[policy] egress = "allow-list"`): a request
+    /// or tunnel it let through (with what it carried, once it ended) or refused (with why).
+    Egress {
+        decision: EgressDecision,
+        /// `CONNECT` for a TLS tunnel, else the plain HTTP request's method.
+        method: String,
+        /// As the client asked for it (a name or a literal address).
+        host: String,
+        port: u16,
+        /// The address connected to: resolved and checked on the host.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        address: Option<String>,
+        /// The allow-list entry that allowed it.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        rule: Option<String>,
+        /// Why it was refused, or why an allowed connection failed.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        reason: Option<String>,
+        /// The HTTP status the client got (200 for an established tunnel).
+        status: u16,
+        bytes_up: u64,
+        bytes_down: u64,
+        duration_ms: u64,
+    },
     /// The run ended; `error` is set when it failed.
     Finished {
         success: bool,
@@ -265,6 +289,7 @@ impl AgentEvent {
             Self::ApprovalAnswered { .. } => "approval_answered",
             Self::ApprovalDecided { .. } => "approval_decided",
             Self::Finished { .. } => "finished",
+            Self::Egress { .. } => "egress",
         }
     }
 }
@@ -295,6 +320,60 @@ impl GatewayUsage {
             if *status >= 400 || error.is_some() {
                 self.errors += 1;
             }
+        }
+    }
+
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a AgentEvent>) -> Self {
+        let mut usage = Self::default();
+        for event in events {
+            usage.add(event);
+        }
+        usage
+    }
+}
+
+/// Whether the egress proxy let a request out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EgressDecision {
+    Allowed,
+    Denied,
+}
+
+impl EgressDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// The egress proxy's decisions for a sandbox, added up from its `egress` events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EgressUsage {
+    pub allowed: u64,
+    pub denied: u64,
+    /// Bytes the sandbox sent and received through allowed requests and tunnels.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+impl EgressUsage {
+    pub fn add(&mut self, event: &AgentEvent) {
+        if let AgentEvent::Egress {
+            decision,
+            bytes_up,
+            bytes_down,
+            ..
+        } = event
+        {
+            match decision {
+                EgressDecision::Allowed => self.allowed += 1,
+                EgressDecision::Denied => self.denied += 1,
+            }
+            self.bytes_up += bytes_up;
+            self.bytes_down += bytes_down;
         }
     }
 

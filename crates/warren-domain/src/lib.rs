@@ -12,7 +12,10 @@ pub mod outcome;
 pub use approval::{ApprovalRequest, DecidedBy, Decision, pending_approval};
 pub use budget::{BudgetKind, BudgetLimits, BudgetLine, BudgetScope, OwnerBudget, Spend};
 pub use error::{ErrorInfo, ExitClass, ReasonCode, UserFacing, cause_chain};
-pub use event::{AgentEvent, EventRecord, GatewayUsage, RequestSource, ToolStatus, Usage};
+pub use event::{
+    AgentEvent, EgressDecision, EgressUsage, EventRecord, GatewayUsage, RequestSource, ToolStatus,
+    Usage,
+};
 pub use ids::{InvalidName, SandboxId, SandboxName};
 pub use lifecycle::{SandboxState, TransitionError};
 pub use outcome::{Outcome, OutcomeKind};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 use warren_agent::attach::{AttachRequest, PermissionAsk};
 use warren_agent::classify::{ClassifyPatterns, classify_failure_with};
-use warren_agent::opencode::gateway_socket_name;
+use warren_agent::opencode::{egress_socket_name, gateway_socket_name};
 use warren_agent::{AgentRun, GatewayRoute, Limits, OpencodeLaunch, supervise};
 use warren_domain::{
     AgentEvent, BudgetLine, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, Usage,
@@ -106,10 +106,10 @@ pub(crate) async fn run_agent<P: Provider>(
                 Mounts::HostPaths => {
                     let path = socket_path(dirs);
                     let gateway =
-                        start_gateway(prepared, GatewayListen::Unix(path.clone())).await?;
+                        start_gateway(prepared, GatewayListen::Unix(path.clone()), dirs).await?;
                     (gateway, GatewayAttachment::UnixSocket { host_path: path })
                 }
-                Mounts::None => start_tcp_gateway(prepared, &provider.tcp_gateway()).await?,
+                Mounts::None => start_tcp_gateway(prepared, &provider.tcp_gateway(), dirs).await?,
             };
             let (spec, launch) = sandbox_and_launch(prepared, rec, dirs, &req, mounts, attachment);
             let mut notices = gateway.take_notices();
@@ -260,9 +260,13 @@ async fn warm_server<P: Provider>(
     current: Option<WarmServer<P::Sandbox>>,
     result: &mut AgentResult,
 ) -> Result<WarmServer<P::Sandbox>, ErrorInfo> {
-    let upstream = &prepared.endpoint.base_url;
+    // A server booted under another egress policy has another proxy (or none) in front of it.
+    let boot_key = format!(
+        "{}\n{:?}",
+        prepared.endpoint.base_url, prepared.resolved.egress
+    );
     if let Some(server) = current {
-        if server.is_alive() && server.serves(launch, upstream) {
+        if server.is_alive() && server.serves(launch, &boot_key) {
             return Ok(server);
         }
         if !server.is_alive() {
@@ -274,9 +278,9 @@ async fn warm_server<P: Provider>(
         server.shutdown().await;
     }
     let t = Instant::now();
-    let gateway = start_gateway(prepared, GatewayListen::Unix(socket_path(dirs))).await?;
+    let gateway = start_gateway(prepared, GatewayListen::Unix(socket_path(dirs)), dirs).await?;
     result.gateway_ms = ms(t.elapsed());
-    let server = WarmServer::start(provider, spec, launch, upstream, gateway).await?;
+    let server = WarmServer::start(provider, spec, launch, &boot_key, gateway).await?;
     result.sandbox_create_ms = ms(server.boot);
     Ok(server)
 }
@@ -344,6 +348,11 @@ fn sandbox_and_launch(
         session_id: req.session_id.clone(),
         gateway: route,
         ask: req.approvals.map(|a| a.ask.clone()).unwrap_or_default(),
+        egress: prepared
+            .resolved
+            .egress
+            .as_ref()
+            .map(|_| egress_socket_name(std::process::id())),
     };
     (spec, launch)
 }
@@ -353,14 +362,31 @@ fn socket_path(dirs: &SandboxDirs) -> std::path::PathBuf {
     dirs.run.join(gateway_socket_name(std::process::id()))
 }
 
+/// The gateway, and beside it the egress proxy when the sandbox's policy is an allow-list (its
+/// socket in the same run directory, so only the sandbox and warren see it).
 async fn start_gateway(
     prepared: &Prepared,
     listen: GatewayListen,
+    dirs: &SandboxDirs,
 ) -> Result<GatewayHandle, ErrorInfo> {
     let mut cfg = GatewayConfig::on(listen, prepared.endpoint.base_url.clone());
     cfg.api_key = prepared.api_key.clone();
     cfg.prices = prepared.resolved.prices.clone();
     cfg.connect_timeout = prepared.connect_timeout;
+    cfg.egress = match (&prepared.resolved.egress, &cfg.listen) {
+        (None, _) => None,
+        (Some(policy), GatewayListen::Unix(_)) => Some(warren_gateway::egress::EgressListen {
+            socket: dirs.run.join(egress_socket_name(std::process::id())),
+            policy: policy.clone(),
+        }),
+        // Refused when the job was prepared; never start such a sandbox open.
+        (Some(_), GatewayListen::Tcp { .. }) => {
+            return Err(ErrorInfo::new(
+                ReasonCode::EgressUnenforceable,
+                "an egress allow-list needs a sandbox that can see the proxy's socket",
+            ));
+        }
+    };
     warren_gateway::start(cfg)
         .await
         .map_err(|e| e.to_error_info())
@@ -371,6 +397,7 @@ async fn start_gateway(
 async fn start_tcp_gateway(
     prepared: &Prepared,
     plan: &TcpGateway,
+    dirs: &SandboxDirs,
 ) -> Result<(GatewayHandle, GatewayAttachment), ErrorInfo> {
     let token = format!(
         "wgw-{}{}",
@@ -381,7 +408,7 @@ async fn start_tcp_gateway(
         address: plan.listen,
         token: token.clone(),
     };
-    let gateway = start_gateway(prepared, listen).await?;
+    let gateway = start_gateway(prepared, listen, dirs).await?;
     let bound = gateway.local_addr().unwrap_or(plan.listen);
     let address = match &plan.advertise_host {
         Some(host) => format!("{host}:{}", bound.port()),
@@ -580,15 +607,17 @@ fn exceeded_event(line: &BudgetLine) -> AgentEvent {
     }
 }
 
-/// Records the requests the gateway metered that are waiting in `notices`; other notices there
-/// came too late to matter and are dropped.
+/// Records the requests the gateway metered and the egress proxy's decisions that are waiting in
+/// `notices`; other notices there came too late to matter and are dropped.
 pub(crate) fn record_metered(
     notices: &mut UnboundedReceiver<GatewayNotice>,
     mut emit: impl FnMut(AgentEvent),
 ) {
     while let Ok(notice) = notices.try_recv() {
-        if let GatewayNotice::ModelRequest(record) = notice {
-            emit(record.to_event());
+        match notice {
+            GatewayNotice::ModelRequest(record) => emit(record.to_event()),
+            GatewayNotice::Egress(record) => emit(record.to_event()),
+            _ => {}
         }
     }
 }
@@ -615,6 +644,7 @@ async fn fatal_notice(
                 emit(exceeded_event(&line));
                 return crate::budget::exceeded(&line, name);
             }
+            GatewayNotice::Egress(record) => emit(record.to_event()),
             GatewayNotice::UpstreamUnreachable { url, error } => {
                 return ErrorInfo::new(
                     ReasonCode::ModelUnreachable,

@@ -172,9 +172,14 @@ impl<P: Provider> JobContext<'_, P> {
                         .and_then(|settings| settings.model.clone()),
                     _ => None,
                 };
+                // A follow-up runs under the policy its sandbox was launched with.
+                let config = match job {
+                    MonitorJob::Exec { .. } => crate::egress::with_saved(self.config, &dirs)?,
+                    _ => self.config.clone(),
+                };
                 prepare(
                     self.provider,
-                    self.config,
+                    &config,
                     &record.repo,
                     role_model.or_else(|| record.model.clone()).as_deref(),
                     role,
@@ -193,6 +198,7 @@ impl<P: Provider> JobContext<'_, P> {
             MonitorJob::Launch { prompt, .. } => {
                 rec.transition(SandboxState::Provisioning, None)?;
                 provision(rec, &prepared.repo, &dirs, &record.name)?;
+                crate::egress::save(&dirs, &self.config.policy)?;
                 match prompt {
                     Some(p) => (p.clone(), None),
                     None => {

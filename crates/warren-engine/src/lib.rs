@@ -10,6 +10,7 @@ pub mod approvals;
 pub mod audit;
 pub mod budget;
 pub mod cancel;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod events;

@@ -39,6 +39,7 @@ pub async fn prepare<P: Provider>(
     probe: bool,
 ) -> Result<Prepared, ErrorInfo> {
     let resolved = resolve(config, model, role)?;
+    crate::egress::check_enforceable(provider, resolved.egress.as_ref())?;
     provider.preflight().await.map_err(|e| e.to_error_info())?;
     let tools = Tools::locate(config.opencode.binary.as_deref())?;
     let repo = warren_sync::inspect_repo(repo).map_err(|e| e.to_error_info())?;

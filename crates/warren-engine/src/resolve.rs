@@ -37,6 +37,9 @@ pub struct Resolved {
     pub pool: Option<(String, u32)>,
     /// The caps on what a sandbox hands back (files, sizes).
     pub sync_limits: warren_sync::Limits,
+    /// The egress allow-list (`[policy]`, the role's and the run's overrides); `None`: the
+    /// sandbox reaches its model and nothing else.
+    pub egress: Option<warren_gateway::egress::EgressPolicy>,
     /// What the agent must ask for, and how long an answer is waited for; `None`: nothing asks.
     pub approvals: Option<Approvals>,
     /// The run's and the sandbox's budgets from config and role (before any `--budget`).
@@ -143,6 +146,7 @@ pub fn resolve(
     });
     let budget = crate::budget::Budgets::resolve(config, settings);
     let prices = crate::budget::prices(config, &agent.model.provider, &agent.config.models);
+    let egress = crate::egress::resolve(&config.policy, settings)?;
     Ok(Resolved {
         role,
         agent,
@@ -155,6 +159,7 @@ pub fn resolve(
         approvals,
         budget,
         prices,
+        egress,
     })
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use warren_api::StatusView;
 use warren_config::Config;
-use warren_domain::{ErrorInfo, GatewayUsage, SandboxState, UserFacing};
+use warren_domain::{EgressUsage, ErrorInfo, GatewayUsage, SandboxState, UserFacing};
 use warren_store::{SandboxRecord, StateStore};
 
 use crate::paths::SandboxDirs;
@@ -57,6 +57,7 @@ pub fn status(
             .then(|| warren_domain::pending_approval(events.iter().map(|e| &e.event)))
             .flatten(),
         budget: crate::budget::status(&events, time::OffsetDateTime::now_utc()),
+        egress: EgressUsage::from_events(events.iter().map(|e| &e.event)),
     };
     Ok((view, warning))
 }

@@ -7,6 +7,7 @@
 //! known from the traffic, not only from the agent's own report.
 
 mod budget;
+pub mod egress;
 mod error;
 mod headers;
 mod meter;
@@ -75,6 +76,9 @@ pub struct GatewayConfig {
     pub source: RequestSource,
     /// Model id (as in the request body) → its price: each metered answer is costed with it.
     pub prices: std::collections::HashMap<String, ModelPrice>,
+    /// An egress proxy to run beside the gateway (`[policy] egress = "allow-list"`); its
+    /// decisions arrive as [`GatewayNotice::Egress`]. `None`: the sandbox reaches the model only.
+    pub egress: Option<egress::EgressListen>,
 }
 
 impl GatewayConfig {
@@ -102,6 +106,7 @@ impl GatewayConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             source: RequestSource::Agent,
             prices: std::collections::HashMap::new(),
+            egress: None,
         }
     }
 }
@@ -115,6 +120,7 @@ impl fmt::Debug for GatewayConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("connect_timeout", &self.connect_timeout)
             .field("source", &self.source)
+            .field("egress", &self.egress)
             .finish()
     }
 }
@@ -139,6 +145,9 @@ pub enum GatewayNotice {
     /// A budget is spent: a model call was refused (answered 400, never forwarded). The run
     /// should stop.
     BudgetExceeded(warren_domain::BudgetLine),
+    /// One decision of the egress proxy, sent when the request or tunnel it allowed has ended
+    /// (at once for a refusal).
+    Egress(egress::EgressRecord),
 }
 
 /// A snapshot of the gateway's counters.
@@ -191,6 +200,7 @@ pub struct GatewayHandle {
     notices: mpsc::UnboundedReceiver<GatewayNotice>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    egress: Option<egress::Running>,
 }
 
 /// Binds the socket and starts serving in the background.
@@ -228,6 +238,14 @@ pub async fn start(cfg: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
         }
     };
     let (notice_tx, notices) = mpsc::unbounded_channel();
+    let egress = match &cfg.egress {
+        Some(listen) => Some(egress::start(
+            listen,
+            notice_tx.clone(),
+            cfg.connect_timeout,
+        )?),
+        None => None,
+    };
     let shared = Arc::new(proxy::Shared {
         client,
         base_url: base.as_str().trim_end_matches('/').to_owned(),
@@ -256,6 +274,7 @@ pub async fn start(cfg: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
         notices,
         stop: Some(stop_tx),
         task: Some(task),
+        egress,
     })
 }
 
@@ -319,6 +338,11 @@ impl GatewayHandle {
         self.shared.budget.set(budgets);
     }
 
+    /// The egress proxy's socket, when one runs beside the gateway.
+    pub fn egress_socket(&self) -> Option<&Path> {
+        self.egress.as_ref().map(egress::Running::socket)
+    }
+
     pub fn stats(&self) -> GatewayStats {
         self.shared.counters.snapshot()
     }
@@ -330,6 +354,9 @@ impl GatewayHandle {
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+        if let Some(egress) = self.egress.take() {
+            egress.shutdown().await;
         }
         remove_socket(&self.socket_path);
     }

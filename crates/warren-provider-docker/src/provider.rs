@@ -235,6 +235,12 @@ impl Provider for DockerProvider {
         Mounts::HostPaths
     }
 
+    /// Containers run with `network_mode: none`; with the host's Docker socket bound in, the
+    /// agent could start a container that has a network, so then it is not isolated.
+    fn isolates_network(&self) -> bool {
+        !self.settings.mount_host_docker_socket
+    }
+
     async fn preflight(&self) -> Result<(), ProviderError> {
         let docker = self.docker().await.map_err(|e| engine_missing(&e))?;
         docker.ping().await.map_err(|source| {

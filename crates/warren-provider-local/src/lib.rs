@@ -68,6 +68,11 @@ impl Provider for LocalProvider {
         Mounts::HostPaths
     }
 
+    /// bubblewrap runs every sandbox with `--unshare-all`: a network namespace with only loopback.
+    fn isolates_network(&self) -> bool {
+        true
+    }
+
     async fn preflight(&self) -> Result<(), ProviderError> {
         match &self.bwrap {
             Some(path) if path.is_file() => Ok(()),

@@ -316,6 +316,14 @@ pub trait Provider: Send + Sync {
         TcpGateway::default()
     }
 
+    /// Whether every sandbox of this provider has no network of its own (no route, no resolver),
+    /// so that an egress proxy it reaches through the run directory is its only way out. An
+    /// egress allow-list is refused on a provider that does not say so: a policy it could not
+    /// enforce would only look like one.
+    fn isolates_network(&self) -> bool {
+        false
+    }
+
     /// Checks the backend can work on this machine (programs installed, daemon reachable).
     fn preflight(&self) -> impl std::future::Future<Output = Result<(), ProviderError>> + Send;
 

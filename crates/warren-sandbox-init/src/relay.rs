@@ -105,8 +105,12 @@ impl Duplex for UnixStream {
     }
 }
 
+/// Large enough that a bulk download through the egress proxy is not bound by syscalls per byte;
+/// on the heap, since relay threads have small stacks. Only an open connection holds one.
+const COPY_BUFFER: usize = 128 * 1024;
+
 fn copy<R: Read, W: Write>(mut from: R, mut to: W, close: impl FnOnce(&W)) {
-    let mut buf = [0u8; 16 * 1024];
+    let mut buf = vec![0u8; COPY_BUFFER];
     loop {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,

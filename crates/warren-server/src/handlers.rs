@@ -105,6 +105,13 @@ pub(crate) fn budget(limits: Option<&warren_domain::BudgetLimits>) -> ApiResult<
 }
 
 /// The settings for a new sandbox in `repo`, with the provider the request names.
+/// Refuses a bad egress override before the repository is fetched or anything is created.
+pub(crate) fn check_egress(mode: Option<&str>, allow: &[String]) -> ApiResult<()> {
+    let mut scratch = warren_config::PolicyConfig::default();
+    warren_engine::egress::apply_overrides(&mut scratch, mode, allow)?;
+    Ok(())
+}
+
 pub(crate) fn new_config<P: Provider + 'static>(
     app: &App<P>,
     repo: &std::path::Path,
@@ -133,11 +140,17 @@ pub async fn launch<P: Provider + 'static>(
         prompt(p)?;
     }
     budget(body.budget.as_ref())?;
+    check_egress(body.egress.as_deref(), &body.allow)?;
     let repo = crate::sources::resolve(&app, &body.repository).await?;
     let record = app
         .blocking(move |app| {
             let mut config = new_config(app, &repo, body.provider.as_deref())?;
             apply_approvals(&mut config, body.approvals)?;
+            warren_engine::egress::apply_overrides(
+                &mut config.policy,
+                body.egress.as_deref(),
+                &body.allow,
+            )?;
             let provider = (app.providers)(&config.sandbox.provider, &config, Some(&repo))?;
             let lc = Lifecycle::new(&provider, &config, &app.data_dir, app.store.clone());
             let launcher = TaskLauncher {

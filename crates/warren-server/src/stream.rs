@@ -190,14 +190,17 @@ pub async fn run<P: Provider + 'static>(
         .map(SandboxName::parse)
         .transpose()
         .map_err(|e| ApiError::new(warren_domain::ReasonCode::InvalidArgument, e.to_string()))?;
+    crate::handlers::check_egress(body.egress.as_deref(), &body.allow)?;
     let repo = crate::sources::resolve(&app, &body.repository).await?;
     let slot = app.streams.acquire(&who.token)?;
     let (repo2, kind, timeout) = (repo.clone(), body.provider.clone(), body.timeout_secs);
     let approvals = body.approvals.clone();
+    let (egress, allow) = (body.egress.clone(), body.allow.clone());
     let (config, provider) = app
         .blocking(move |app| {
             let mut config = new_config(app, &repo2, kind.as_deref())?;
             crate::handlers::apply_approvals(&mut config, approvals)?;
+            warren_engine::egress::apply_overrides(&mut config.policy, egress.as_deref(), &allow)?;
             if let Some(secs) = timeout {
                 if !(1..=604_800).contains(&secs) {
                     return Err(ApiError::new(

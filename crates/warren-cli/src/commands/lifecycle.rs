@@ -58,7 +58,12 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> CmdResult<i32> {
         ));
     }
     flags.extend(checks::approval_flags(&args.approvals)?);
-    let config = load_config(Some(&repo), flags)?.config;
+    let mut config = load_config(Some(&repo), flags)?.config;
+    warren_engine::egress::apply_overrides(
+        &mut config.policy,
+        args.egress.as_deref(),
+        &args.allow,
+    )?;
     checks::model_and_role(&config, args.model.as_deref(), args.role.as_deref())?;
     let provider = AnyProvider::from_config(&config, Some(&repo))?;
     let data_dir = data_dir(global)?;

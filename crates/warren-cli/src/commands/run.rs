@@ -31,7 +31,12 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult<i32> {
         ));
     }
     flags.extend(checks::approval_flags(&args.approvals)?);
-    let loaded = load_config(Some(&repo_dir), flags)?;
+    let mut loaded = load_config(Some(&repo_dir), flags)?;
+    warren_engine::egress::apply_overrides(
+        &mut loaded.config.policy,
+        args.egress.as_deref(),
+        &args.allow,
+    )?;
     checks::model_and_role(&loaded.config, args.model.as_deref(), args.role.as_deref())?;
     let provider = AnyProvider::from_config(&loaded.config, Some(&repo_dir))?;
     let data_dir = data_dir(global)?;

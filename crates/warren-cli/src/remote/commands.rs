@@ -79,6 +79,12 @@ pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i3
     let name = args.name.as_deref().map(checks::sandbox_name).transpose()?;
     checks::prompt(&args.prompt, "warren run \"fix the failing test\"")?;
     let timeout_secs = args.timeout.map(checks::timeout).transpose()?;
+    // A bad egress override is refused before anything is uploaded.
+    warren_engine::egress::apply_overrides(
+        &mut warren_config::PolicyConfig::default(),
+        args.egress.as_deref(),
+        &args.allow,
+    )?;
     let top = repo::toplevel(&checks::repo_dir(&args.repo)?)?;
     if let Some(name) = &name {
         repo::check_branch_free(&top, &warren_engine::resolve::default_branch(name))?;
@@ -97,6 +103,8 @@ pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i3
         timeout_secs,
         approvals: approval_rules(&args.approvals),
         budget: checks::budget(args.budget.as_deref())?,
+        egress: args.egress,
+        allow: args.allow,
     };
     let mut lines = client
         .lines(client.request(Method::POST, "/v1/runs").json(&body))
@@ -179,6 +187,11 @@ pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdRes
         ));
     }
     let budget = checks::budget(args.budget.as_deref())?;
+    warren_engine::egress::apply_overrides(
+        &mut warren_config::PolicyConfig::default(),
+        args.egress.as_deref(),
+        &args.allow,
+    )?;
     let top = repo::toplevel(&checks::repo_dir(&args.repo)?)?;
     let spinner = Spinner::start(g.json, &format!("launching {name}"));
     let launched = async {
@@ -192,6 +205,8 @@ pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdRes
             provider: args.provider,
             approvals: approval_rules(&args.approvals),
             budget,
+            egress: args.egress,
+            allow: args.allow,
         };
         client.post::<SandboxEnvelope>("/v1/sandboxes", &body).await
     }

@@ -7,6 +7,7 @@ mod budget;
 mod completions;
 mod dashboard;
 mod doctor;
+mod egress;
 mod harness;
 mod http;
 mod isolation;
