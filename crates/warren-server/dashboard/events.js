@@ -3,6 +3,20 @@
 
 import { h, duration } from "./ui.js";
 
+/** A budget figure as a person reads it: dollars, seconds or a count. */
+export function figure(kind, value) {
+  if (kind === "cost") return `$${Number(value).toFixed(value < 0.01 ? 4 : 2)}`;
+  if (kind === "time") return duration(value * 1000);
+  return Math.round(value).toLocaleString("en");
+}
+
+function limitText(limits) {
+  return Object.entries(limits)
+    .filter(([, v]) => v !== null && v !== undefined)
+    .map(([k, v]) => `${k.replace("_", " ")} ${figure(k, v)}`)
+    .join(", ");
+}
+
 function time(record) {
   const t = new Date(record.at);
   return h("time", { datetime: record.at, class: "at" }, t.toLocaleTimeString("en-GB"));
@@ -80,6 +94,40 @@ function body(e) {
         e.error ? ` with ${e.error.reason_code}: ${e.error.message}` : " with an error",
         e.error && e.error.hint ? h("span", { class: "hint" }, ` Hint: ${e.error.hint}`) : "",
       ];
+    case "approval_requested":
+      return [
+        h("span", { class: "kind bad" }, "asks approval"),
+        ` for ${e.permission}: `,
+        h("code", {}, e.title || (e.patterns || []).join(", ")),
+        ` (denied after ${e.timeout_secs} s unanswered)`,
+      ];
+    case "approval_answered":
+      return [h("span", { class: "kind" }, "answered"), ` ${e.decision}`, e.reason ? `: ${e.reason}` : ""];
+    case "approval_decided":
+      return [
+        h("span", { class: `kind ${e.decision === "approve" ? "good" : "bad"}` }, e.decision === "approve" ? "approved" : "denied"),
+        e.by === "timeout" ? " (nobody answered in time)" : e.by === "run_ended" ? " (the run ended first)" : "",
+        e.reason ? `: ${e.reason}` : "",
+      ];
+    case "egress":
+      if (e.decision === "allowed") {
+        return [
+          h("span", { class: "kind" }, "network"),
+          ` ${e.method} ${e.host}:${e.port} allowed by `,
+          h("code", {}, e.rule || "?"),
+          `: ${e.status}, ${e.bytes_up} bytes up, ${e.bytes_down} down in ${duration(e.duration_ms)}`,
+          e.reason ? ` (${e.reason})` : "",
+        ];
+      }
+      return [h("span", { class: "kind bad" }, "network denied"), ` ${e.method} ${e.host}:${e.port}: ${e.reason || "refused"}`];
+    case "budget": {
+      const limits = [e.run_limits, e.sandbox_limits].filter((l) => l && Object.values(l).some((v) => v !== null && v !== undefined));
+      return [h("span", { class: "kind" }, "budget"), limits.length ? ` ${limits.map(limitText).join("; ")}` : " none"];
+    }
+    case "budget_warning":
+      return [h("span", { class: "kind bad" }, "budget at 80%"), ` ${e.scope} ${e.budget.replace("_", " ")}: ${figure(e.budget, e.spent)} of ${figure(e.budget, e.limit)}`];
+    case "budget_exceeded":
+      return [h("span", { class: "kind bad" }, "budget spent"), ` ${e.scope} ${e.budget.replace("_", " ")}: ${figure(e.budget, e.spent)} of ${figure(e.budget, e.limit)}; the agent was stopped`];
     default: {
       // An event this page does not know (a newer server's): shown as its JSON, never dropped.
       const { seq, at, sandbox, ...rest } = e;

@@ -40,6 +40,25 @@ function readRun(response) {
   });
 }
 
+const BUDGET_KEYS = new Set(["tokens", "input_tokens", "output_tokens", "cost", "requests", "time"]);
+
+/** `tokens=200000, cost=2.5` as the API's budget object; a bad entry is an error at the form. */
+function parseBudget(text) {
+  const budget = {};
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const [key, value] = part.split("=").map((x) => x.trim());
+    const number = Number(value);
+    if (!BUDGET_KEYS.has(key) || value === undefined || value === "" || !Number.isFinite(number) || number < 0) {
+      throw Object.assign(new Error(`the budget entry "${part}" is not KEY=NUMBER`), {
+        reason_code: "invalid_argument",
+        hint: `keys: ${[...BUDGET_KEYS].join(", ")}; cost in US dollars, time in seconds`,
+      });
+    }
+    budget[key] = key === "cost" ? number : Math.round(number);
+  }
+  return budget;
+}
+
 export function launchView(root, navigate) {
   const mode = (value, label, help, checked) =>
     h(
@@ -53,6 +72,9 @@ export function launchView(root, navigate) {
   const name = h("input", { name: "name", autocomplete: "off", spellcheck: "false", pattern: "[a-z0-9][a-z0-9-]*" });
   const model = h("input", { name: "model", autocomplete: "off", spellcheck: "false" });
   const role = h("input", { name: "role", autocomplete: "off", spellcheck: "false" });
+  const askBash = h("input", { name: "ask-bash", autocomplete: "off", spellcheck: "false" });
+  const allow = h("input", { name: "allow", autocomplete: "off", spellcheck: "false" });
+  const budget = h("input", { name: "budget", autocomplete: "off", spellcheck: "false" });
   const submit = h("button", { type: "submit" }, "Start");
   const slot = outcomeSlot();
 
@@ -71,6 +93,9 @@ export function launchView(root, navigate) {
     field("Name", name, "lowercase letters, digits and dashes; a run picks one when empty"),
     field("Model", model, "provider/model as in the server's config; empty for the default"),
     field("Role", role, "a role from the server's config; empty for none"),
+    field("Ask before running", askBash, "bash commands the agent must ask you for, comma-separated patterns such as git push*, rm -rf *"),
+    field("Network allow-list", allow, "hosts the sandbox may reach through the egress proxy, comma-separated (registry.npmjs.org, *.pypi.org:443); empty: the model only"),
+    field("Budget", budget, "spend limits, e.g. tokens=200000, cost=2.5, requests=40, time=1800 (seconds); empty: the server's"),
     h("div", { class: "actions" }, submit),
     slot.el,
   );
@@ -82,7 +107,12 @@ export function launchView(root, navigate) {
     if (name.value.trim()) body.name = name.value.trim();
     if (model.value.trim()) body.model = model.value.trim();
     if (role.value.trim()) body.role = role.value.trim();
+    const ask = askBash.value.split(",").map((p) => p.trim()).filter(Boolean);
+    if (ask.length) body.approvals = { bash: ask };
+    const hosts = allow.value.split(",").map((p) => p.trim()).filter(Boolean);
+    if (hosts.length) body.allow = hosts;
     act(submit, slot, async () => {
+      if (budget.value.trim()) body.budget = parseBudget(budget.value);
       if (chosen === "launch") {
         if (!body.name) {
           throw Object.assign(new Error("a launch needs a name"), {

@@ -4,7 +4,7 @@
 import { get, post, del, request, sandboxPath } from "./api.js";
 import { h, replace, age, duration, stateBadge, errorBox, outcomeSlot, act, confirmDialog, field, tokens, cost } from "./ui.js";
 import { follow } from "./stream.js";
-import { eventItem, phasesOf } from "./events.js";
+import { eventItem, phasesOf, figure } from "./events.js";
 import { renderChanges } from "./diff.js";
 import { runs, onRunEnd } from "./launch.js";
 
@@ -12,7 +12,10 @@ import { runs, onRunEnd } from "./launch.js";
 // poll only catches what has no event (a lease expiring, a warm server's idle time). A status
 // lists an idle workspace's changes, so it is not read more often than needed.
 const STATUS_REFRESH_MS = 10000;
-const REFRESH_ON = new Set(["state_changed", "exported", "finished", "resynced"]);
+const REFRESH_ON = new Set([
+  "state_changed", "exported", "finished", "resynced", "approval_requested", "approval_decided",
+  "budget_warning", "budget_exceeded",
+]);
 const IDLE = new Set(["completed", "error", "destroyed"]);
 const BUSY = new Set(["new", "queued", "provisioning", "running", "saving", "tearing_down"]);
 
@@ -119,6 +122,55 @@ export function sandboxView(root, name, navigate) {
     }),
   );
 
+  // The agent's permission request, when it waits on one: approve, or deny with a reason.
+  const approvalEl = h("div");
+  const approveBtn = h("button", { type: "button" }, "Approve");
+  const denyBtn = h("button", { type: "button", class: "danger" }, "Deny");
+  const denyReason = h("input", { name: "deny-reason", autocomplete: "off" });
+  const approvalSlot = outcomeSlot();
+  let asked = null;
+  async function answer(button, decision) {
+    const request = asked;
+    await act(button, approvalSlot, async () => {
+      const body = { decision };
+      if (decision === "deny" && denyReason.value.trim()) body.reason = denyReason.value.trim();
+      const { approval } = await post(sandboxPath(name, `/approvals/${encodeURIComponent(request.request_id)}`), body);
+      denyReason.value = "";
+      approvalSlot.note(approval.decision ? `The agent was told: ${approval.decision}.` : `Answered ${decision}; the agent is told at once.`);
+      refreshStatus();
+    });
+  }
+  approveBtn.addEventListener("click", () => answer(approveBtn, "approve"));
+  denyBtn.addEventListener("click", () => answer(denyBtn, "deny"));
+  function renderApproval() {
+    const request = status.awaiting_approval;
+    if (!request) {
+      asked = null;
+      replace(approvalEl, approvalSlot.el.textContent ? approvalSlot.el : null);
+      return;
+    }
+    if (asked && asked.request_id === request.request_id) return;
+    asked = request;
+    const requested = [...records].reverse().find((r) => r.type === "approval_requested" && r.request_id === request.request_id);
+    const deadline = requested ? new Date(Date.parse(requested.at) + request.timeout_secs * 1000) : null;
+    replace(
+      approvalEl,
+      h(
+        "section",
+        { class: "approval", "aria-labelledby": "h-approval", role: "region" },
+        h("h2", { id: "h-approval" }, "The agent asks for approval"),
+        h("p", {}, `To use ${request.permission} on: `, h("code", {}, request.title)),
+        request.patterns.length > 1 ? h("ul", {}, request.patterns.map((p) => h("li", {}, h("code", {}, p)))) : null,
+        h("p", { class: "muted" }, deadline ? `Denied at ${deadline.toLocaleTimeString("en-GB")} if nobody answers.` : `Denied after ${request.timeout_secs} s if nobody answers.`),
+        field("Reason for a denial (told to the agent)", denyReason),
+        h("div", { class: "actions" }, approveBtn, denyBtn),
+        approvalSlot.el,
+      ),
+    );
+    approvalSlot.clear();
+    approveBtn.focus();
+  }
+
   const cancelBtn = h("button", { type: "button", class: "quiet" }, "Stop the agent");
   const teardownBtn = h("button", { type: "button", class: "danger" }, "Tear down…");
   const lifeSlot = outcomeSlot();
@@ -177,6 +229,7 @@ export function sandboxView(root, name, navigate) {
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← Sandboxes")),
     h("div", { class: "heading" }, title, badge),
     errorSlot,
+    approvalEl,
     runEnd,
     h(
       "div",
@@ -220,6 +273,30 @@ export function sandboxView(root, name, navigate) {
         ["Changed files", String(status.changed_files.length)],
       ]),
     );
+    const budget = status.budget;
+    if (budget && budget.lines.length) {
+      usage.append(
+        h("h3", {}, "Budgets"),
+        h(
+          "ul",
+          { class: "budgets" },
+          budget.lines.map((line) => {
+            const share = line.limit > 0 ? Math.min(1, line.spent / line.limit) : 1;
+            const label = `${line.scope} ${line.budget.replace("_", " ")}`;
+            return h(
+              "li",
+              { class: share >= 1 ? "spent" : share >= 0.8 ? "warn" : "" },
+              h("span", {}, `${label}: ${figure(line.budget, line.spent)} of ${figure(line.budget, line.limit)}`),
+              h("meter", { min: 0, max: 1, low: 0.8, high: 0.99, optimum: 0, value: share.toFixed(3), "aria-label": label }),
+            );
+          }),
+        ),
+      );
+    }
+    const eg = status.egress;
+    if (eg && eg.allowed + eg.denied > 0) {
+      usage.append(dl([["Network (egress)", `${eg.allowed} allowed, ${eg.denied} denied; ${eg.bytes_up.toLocaleString("en")} bytes up, ${eg.bytes_down.toLocaleString("en")} down`]]));
+    }
     const l = status.lease;
     const w = status.warm_server;
     replace(
@@ -337,6 +414,7 @@ export function sandboxView(root, name, navigate) {
       status = await get(sandboxPath(name, "/status"));
       if (stopped) return;
       renderStatus();
+      renderApproval();
       renderPhases();
     } catch (e) {
       if (stopped) return;

@@ -110,14 +110,21 @@ try {
   await page.getByLabel("Repository", { exact: true }).fill("relative/path");
   await page.getByLabel("Prompt", { exact: true }).fill("build the greeter");
   await page.getByLabel("Name", { exact: true }).fill("dash");
+  await page.getByLabel("Ask before running", { exact: true }).fill("echo ok*");
+  await page.getByLabel("Budget", { exact: true }).fill("requests=abc");
   await page.getByRole("button", { name: "Start" }).click();
   const launchError = page.locator("form.launch .error");
   await launchError.waitFor();
   assert.match(await launchError.textContent(), /invalid argument/);
   assert.match(await launchError.textContent(), /Hint:/);
 
-  step("launch for real: the sandbox page, events arriving live");
+  step("a bad budget is refused at the form; then the launch for real: events arriving live");
   await page.getByLabel("Repository", { exact: true }).fill(repo);
+  await page.getByRole("button", { name: "Start" }).click();
+  const budgetError = page.locator("form.launch .error", { hasText: "budget entry" });
+  await budgetError.waitFor();
+  assert.match(await budgetError.textContent(), /Hint:/);
+  await page.getByLabel("Budget", { exact: true }).fill("requests=100, cost=5");
   await page.getByRole("button", { name: "Start" }).click();
   await page.waitForURL(/#\/sandbox\/dash$/, LONG);
   await page.getByRole("heading", { name: "dash", exact: true }).waitFor();
@@ -128,6 +135,12 @@ try {
   await page.locator("ol.events li.ev-step_finish").first().waitFor(LONG);
   await page.locator("ol.events li.ev-text", { hasText: "greeter done" }).waitFor(LONG);
   await assertGapless();
+  // The launch's budget, with what the gateway metered against it.
+  const budgets = page.locator("ul.budgets li");
+  await budgets.first().waitFor(LONG);
+  const lines = await budgets.allTextContents();
+  assert.ok(lines.some((l) => /sandbox requests: \d+ of 100/.test(l)), `budget lines: ${lines}`);
+  assert.ok(lines.some((l) => /sandbox cost: \$[\d.]+ of \$5\.00/.test(l)), `budget lines: ${lines}`);
   const phases = await page.locator("section[aria-labelledby=h-phases] tbody th").allTextContents();
   assert.ok(phases.includes("provisioning") && phases.includes("running"), `phases: ${phases}`);
   await assertLabelled("the sandbox page");
@@ -194,11 +207,21 @@ try {
   step("a follow-up: its events arrive on the resumed stream, with no gap");
   await page.getByLabel("Follow-up prompt", { exact: true }).fill("now the farewell");
   await page.getByRole("button", { name: "Send follow-up" }).click();
+
+  step("the agent asks before a command the launch named: the page shows it; approve lets it run");
+  const approval = page.getByRole("region", { name: "The agent asks for approval" });
+  await approval.waitFor(LONG);
+  assert.match(await approval.textContent(), /echo ok > approved\.txt/);
+  await page.screenshot({ path: join(shots, "approval.png") });
+  await approval.getByRole("button", { name: "Approve" }).click();
+  await page.locator("ol.events li.ev-approval_decided", { hasText: "approved" }).waitFor(LONG);
+  await approval.waitFor({ state: "detached", timeout: 30_000 });
   await page.locator("ol.events li.ev-text", { hasText: "farewell done" }).waitFor(LONG);
   await page.locator("#main[data-state=completed]").waitFor(LONG);
   const after = await assertGapless();
   assert.ok(after > before, "the follow-up's events were added");
   await page.locator('section.diff-file[data-path="src/farewell.rs"]').waitFor(LONG);
+  await page.locator('section.diff-file[data-path="approved.txt"]').waitFor(LONG);
 
   step("download the patch: the agent's text changes");
   const downloading = page.waitForEvent("download");

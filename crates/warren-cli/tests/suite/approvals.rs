@@ -270,6 +270,37 @@ async fn a_launched_sandbox_waits_on_exec_and_logs_show_the_request(backend: Bac
 
 both_backends!(a_launched_sandbox_waits_on_exec_and_logs_show_the_request);
 
+/// Rules a sandbox was launched with stay for its follow-ups: an `exec` without flags (and a
+/// config without rules) still asks, and denying it keeps the build output.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launchs_approval_rules_hold_for_an_exec_that_names_none() {
+    let fx = fixture(Backend::Local).await;
+    let repo = fx.repo.to_str().unwrap();
+    let launched = fx
+        .warren(&["launch", "kept", "--repo", repo, "--ask-bash", "rm -rf *"])
+        .await;
+    assert!(launched.status.success(), "{}", stderr(&launched));
+    let exec = fx
+        .command(&["exec", "kept", "tidy up the build output"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let s = awaiting(&fx, "kept").await;
+    assert_waits_on_rm(&s);
+    let denied = fx
+        .warren(&["deny", "kept", "--reason", "keep the build"])
+        .await;
+    assert!(denied.status.success(), "{}", stderr(&denied));
+    let out = finish(exec).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = status(&fx, "kept").await;
+    assert!(
+        !s["changed_files"].to_string().contains("build/out.txt"),
+        "the denied command never ran: {s}"
+    );
+}
+
 /// `GET` a JSON document from the server with `token`.
 async fn api_get(server: &Server, token: &str, path: &str) -> Value {
     let resp = server

@@ -1,7 +1,7 @@
 //! The dashboard in a real browser: `tests/browser/dashboard.mjs` drives Debian's Chromium with
 //! Playwright through sign-in, a launch whose events arrive live, the diff, a server stopped and
-//! started again under the open page, a follow-up, a patch download, an export and a teardown,
-//! and a one-shot run, against the real `warren serve` this test starts (real OpenCode,
+//! started again under the open page, a follow-up whose command waits for an approval given on
+//! the page, a patch download, an export and a teardown, and a one-shot run, against the real `warren serve` this test starts (real OpenCode,
 //! bubblewrap, the scripted model). This test owns the server: the script asks it on stdout to
 //! stop and start it, and it answers on the script's stdin. It then checks in git what the
 //! clicks made. `.ci/run` installs Chromium and the script's npm packages; elsewhere the test
@@ -58,6 +58,8 @@ async fn the_dashboard_in_chromium_runs_follows_diffs_exports_and_survives_a_res
         when_turn("build the greeter", bash_turn("sleep 3; printf '\\000\\001\\002' > blob.bin; ln -s src/greet.rs link.rs")),
         when_turn("build the greeter", text_turn("greeter done")),
         when_turn("now the farewell", json!({ "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/src/farewell.rs", "content": farewell } }] })),
+        // The launch asked for approval of `echo ok*`: the page approves it.
+        when_turn("now the farewell", bash_turn("echo ok > approved.txt")),
         when_turn("now the farewell", text_turn("farewell done")),
         when_turn("a quick one", bash_turn("echo quick > quick.txt")),
         when_turn("a quick one", text_turn("quick done")),
@@ -123,7 +125,13 @@ async fn the_dashboard_in_chromium_runs_follows_diffs_exports_and_survives_a_res
 
     // What the clicks made, seen from git and the API.
     let files = git(&fx.repo, &["ls-tree", "-r", "--name-only", "dash-export"]);
-    for path in ["src/greet.rs", "src/farewell.rs", "blob.bin", "link.rs"] {
+    for path in [
+        "src/greet.rs",
+        "src/farewell.rs",
+        "approved.txt",
+        "blob.bin",
+        "link.rs",
+    ] {
         assert!(
             files.lines().any(|l| l == path),
             "{path} in dash-export: {files}"
