@@ -68,6 +68,64 @@ impl UserFacing for ConfigError {
     }
 }
 
+/// Keys a repository's `.warren.toml` may not set: with them the repository an agent works on
+/// (possibly a stranger's, cloned by a server) could widen what that agent may reach or spend,
+/// or where the user's model credential goes. They belong to the user's file, the server's, or
+/// flags.
+const REPO_FORBIDDEN: &[&str] = &[
+    "policy",
+    "budget",
+    "model_providers",
+    "opencode.binary",
+    "sandbox.mount_host_docker_socket",
+];
+/// The same, for each role the repository's file names.
+const REPO_FORBIDDEN_IN_ROLES: &[&str] = &["approvals", "egress", "allow", "budget"];
+
+fn refuse_widening(table: &Table, path: &Path) -> Result<(), ConfigError> {
+    let has = |t: &Table, dotted: &str| {
+        let mut parts = dotted.split('.').peekable();
+        let mut at = t;
+        while let Some(part) = parts.next() {
+            match at.get(part) {
+                None => return false,
+                Some(_) if parts.peek().is_none() => return true,
+                Some(Value::Table(inner)) => at = inner,
+                Some(_) => return false,
+            }
+        }
+        false
+    };
+    let mut found: Vec<String> = REPO_FORBIDDEN
+        .iter()
+        .filter(|k| has(table, k))
+        .map(|k| (*k).to_owned())
+        .collect();
+    if let Some(Value::Table(roles)) = table.get("roles") {
+        for (name, role) in roles {
+            if let Value::Table(role) = role {
+                for key in REPO_FORBIDDEN_IN_ROLES
+                    .iter()
+                    .filter(|k| role.contains_key(**k))
+                {
+                    found.push(format!("roles.{name}.{key}"));
+                }
+            }
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        origin: format!("repo file {}", path.display()),
+        message: format!(
+            "{} cannot be set by a repository's .warren.toml: a repository may not widen what its agent can reach or spend, or choose where the model credential goes",
+            found.join(", ")
+        ),
+        hint: Some("move these settings to your own config file (WARREN_CONFIG or ~/.config/warren/config.toml) or give them as flags (--allow, --ask-bash, --budget), then remove them from .warren.toml".into()),
+    })
+}
+
 /// Environment variables that set config keys. Each is documented in docs/config.md.
 pub const ENV_KEYS: &[(&str, &str)] = &[
     ("WARREN_MODEL", "model.default"),
@@ -138,6 +196,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     if let Some(repo) = &opts.repo_dir {
         let path = repo.join(".warren.toml");
         if let Some(table) = read_layer(&path, false)? {
+            refuse_widening(&table, &path)?;
             apply(
                 &mut merged,
                 &table,
