@@ -5,10 +5,12 @@
 //! docs/architecture.md for the network design.
 
 mod exec;
+mod network;
 mod pod;
 mod provider;
 mod wait;
 
+pub use network::{POLICY_NAME, deny_all_policy};
 pub use pod::{AGENT_UID, CONTAINER, label_value, pod_for, pod_name};
 pub use provider::{KubernetesProvider, KubernetesSandbox, PodInfo};
 

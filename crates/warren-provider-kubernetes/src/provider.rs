@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 
@@ -13,7 +14,7 @@ use warren_provider::{
 };
 
 use crate::wait::{self, WaitError};
-use crate::{KubernetesSettings, exec, labels, pod};
+use crate::{KubernetesSettings, exec, labels, network, pod};
 
 const KUBE_HINT: &str = "set KUBECONFIG (or run inside the cluster with a service account), and check [sandbox.kubernetes] context and namespace";
 
@@ -135,6 +136,22 @@ impl KubernetesProvider {
             .collect())
     }
 
+    /// Makes sure the namespace's deny-all NetworkPolicy for sandbox pods exists (created once,
+    /// kept: it selects only warren's pods). Already there is fine.
+    pub async fn ensure_network_policy(&self) -> Result<(), ProviderError> {
+        let api: Api<NetworkPolicy> =
+            Api::namespaced(self.client.clone(), &self.settings.namespace);
+        let policy = network::deny_all_policy(&self.settings.namespace);
+        match api.create(&PostParams::default(), &policy).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
+            Err(e) => Err(api_error(
+                &format!("creating the NetworkPolicy {}", network::POLICY_NAME),
+                &e,
+            )),
+        }
+    }
+
     /// Deletes a pod with the settings' grace period; gone already is fine.
     pub async fn delete_pod(&self, name: &str) -> Result<(), ProviderError> {
         delete(&self.pods(), name, self.settings.delete_grace_seconds).await
@@ -167,7 +184,7 @@ fn unavailable(message: String) -> ProviderError {
 fn describe(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) if s.is_forbidden() => format!(
-            "forbidden ({}): warren's service account needs pods, pods/exec and pods/log in the namespace",
+            "forbidden ({}): warren's service account needs pods, pods/exec and networkpolicies in the namespace",
             s.message
         ),
         kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
@@ -225,6 +242,8 @@ impl Provider for KubernetesProvider {
                 what: "reach a gateway by a host Unix socket".into(),
             });
         }
+        // Before the pod, so it never runs a moment with the pod network open.
+        self.ensure_network_policy().await?;
         let api = self.pods();
         let body = pod::pod_for(spec, &self.settings);
         let name = pod::pod_name(spec);

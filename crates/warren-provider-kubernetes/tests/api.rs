@@ -129,8 +129,28 @@ async fn body_json(request: Request<Body>) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-/// Answers the POST with the pod at version 100; returns the POSTed body.
+/// Answers the NetworkPolicy POST as a namespace that has it already (409).
+async fn policy_exists(api: &mut Api) {
+    let (_, send) = expect(
+        api,
+        Method::POST,
+        &format!("/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"),
+    )
+    .await;
+    respond(
+        send,
+        StatusCode::CONFLICT,
+        &status_body(
+            409,
+            "AlreadyExists",
+            "networkpolicies.networking.k8s.io \"warren-sandbox-deny-all\" already exists",
+        ),
+    );
+}
+
+/// Answers the policy and then the pod POST with the pod at version 100; returns the pod body.
 async fn accept_create(api: &mut Api) -> Value {
+    policy_exists(api).await;
     let (request, send) = expect(api, Method::POST, &format!("/api/v1/namespaces/{NS}/pods")).await;
     let body = body_json(request).await;
     let name = body["metadata"]["name"].as_str().unwrap().to_owned();
@@ -313,6 +333,7 @@ async fn create_refused(code: u16, reason: &str, text: &str) -> ProviderError {
     let (provider, mut api) = provider(settings());
     let spec = spec();
     let task = tokio::spawn(async move { provider.create(&spec).await });
+    policy_exists(&mut api).await;
     let (_, send) = expect(
         &mut api,
         Method::POST,
@@ -578,5 +599,72 @@ async fn upload_runs_tar_in_the_directory_with_stdin() {
             }
         ),
         "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn create_puts_the_deny_all_policy_in_place_before_the_pod() {
+    let (provider, mut api) = provider(settings());
+    let spec = spec();
+    let task = tokio::spawn(async move { provider.create(&spec).await });
+    let (request, send) = expect(
+        &mut api,
+        Method::POST,
+        &format!("/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"),
+    )
+    .await;
+    let policy = body_json(request).await;
+    assert_eq!(policy["metadata"]["name"], "warren-sandbox-deny-all");
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert!(policy["spec"].get("egress").is_none(), "{policy}");
+    let mut created = policy.clone();
+    created["metadata"]["resourceVersion"] = json!("50");
+    respond(send, StatusCode::CREATED, &created);
+    // Only then the pod.
+    let (_, send) = expect(
+        &mut api,
+        Method::POST,
+        &format!("/api/v1/namespaces/{NS}/pods"),
+    )
+    .await;
+    respond(
+        send,
+        StatusCode::FORBIDDEN,
+        &status_body(403, "Forbidden", "pods is forbidden"),
+    );
+    task.await.unwrap().err().expect("the pod was refused");
+}
+
+#[tokio::test]
+async fn a_namespace_where_warren_may_not_create_the_policy_creates_no_pod() {
+    let (provider, mut api) = provider(settings());
+    let spec = spec();
+    let task = tokio::spawn(async move { provider.create(&spec).await });
+    let (_, send) = expect(
+        &mut api,
+        Method::POST,
+        &format!("/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"),
+    )
+    .await;
+    respond(
+        send,
+        StatusCode::FORBIDDEN,
+        &status_body(
+            403,
+            "Forbidden",
+            "networkpolicies.networking.k8s.io is forbidden",
+        ),
+    );
+    let err = task.await.unwrap().err().expect("no policy, no pod");
+    let message = err.to_string();
+    assert!(
+        message.contains("NetworkPolicy") && message.contains("networkpolicies in the namespace"),
+        "{message}"
+    );
+    // No pod POST follows: the client has nothing more to send.
+    let next = tokio::time::timeout(Duration::from_millis(200), api.next_request()).await;
+    assert!(
+        matches!(next, Err(_) | Ok(None)),
+        "a request followed the refused policy"
     );
 }
