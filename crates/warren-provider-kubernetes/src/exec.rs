@@ -2,7 +2,10 @@
 //! stdin, stdout, stderr and the final status), and the workspace moved through it as tar
 //! streams. The API's exec has no environment or working directory of its own, so every command
 //! runs under `env -i -C <cwd> -- NAME=VALUE... argv`: the spec's environment is the whole
-//! environment, as on the other providers.
+//! environment, as on the other providers. Nor can an exec be signalled: closing its stream
+//! leaves its processes running. So each exec starts in a session of its own (`setsid -w`) whose
+//! id it writes to a pid file in the pod's /tmp, and kill is a second exec that kills that whole
+//! process group, leaving the pod (and its files, for the download that follows) in place.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,9 +21,27 @@ use warren_provider::{ExecChild, ExecHandle, ExecSpec};
 
 use crate::pod::CONTAINER;
 
-/// The command the API runs for `spec`.
-pub(crate) fn command(spec: &ExecSpec) -> Vec<String> {
+/// A pid file name unique to this exec, among every warren process exec'ing into the pod.
+fn pid_file() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("/tmp/.warren-exec-{}-{n}-{nanos}.pid", std::process::id())
+}
+
+/// The command the API runs for `spec`: a new session (so kill reaches every process it
+/// starts) that records its id in `pid_file`, then the spec's command under a clean environment.
+pub(crate) fn command(spec: &ExecSpec, pid_file: &str) -> Vec<String> {
     let mut argv = vec![
+        "setsid".to_owned(),
+        "-w".to_owned(),
+        "sh".to_owned(),
+        "-c".to_owned(),
+        r#"echo $$ > "$0" && exec "$@""#.to_owned(),
+        pid_file.to_owned(),
         "env".to_owned(),
         "-i".to_owned(),
         "-C".to_owned(),
@@ -38,6 +59,17 @@ pub(crate) fn params(stdin: bool, stdout: bool, stderr: bool) -> AttachParams {
         .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr)
+}
+
+/// Kills the process group of the exec that wrote `pid_file`; an exec that never started (no
+/// file) or already ended is not an error.
+pub(crate) fn kill_command(pid_file: &str) -> Vec<String> {
+    vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        r#"[ -s "$0" ] && kill -KILL "-$(cat "$0")" 2>/dev/null; rm -f "$0"; exit 0"#.to_owned(),
+        pid_file.to_owned(),
+    ]
 }
 
 /// The exit code in an exec's final status: `Success` is 0; a failure carries the code as the
@@ -72,7 +104,13 @@ pub(crate) fn describe(status: Option<&Status>) -> String {
 /// Starts `spec` in the pod. The API call happens on a task, since the contract's exec is not
 /// async; a failure to start surfaces from [`ExecChild::wait`] as an error.
 pub(crate) fn spawn(api: Api<Pod>, pod: String, spec: &ExecSpec) -> ExecChild {
-    let argv = command(spec);
+    let pid_file = pid_file();
+    let argv = command(spec, &pid_file);
+    let killer = Killer {
+        api: api.clone(),
+        pod: pod.clone(),
+        pid_file,
+    };
     let (out_tx, out_rx) = tokio::io::duplex(64 * 1024);
     let (err_tx, err_rx) = tokio::io::duplex(64 * 1024);
     let (kill_tx, kill_rx) = oneshot::channel::<()>();
@@ -85,6 +123,7 @@ pub(crate) fn spawn(api: Api<Pod>, pod: String, spec: &ExecSpec) -> ExecChild {
         Some(Box::pin(out_rx)),
         Some(Box::pin(err_rx)),
         Box::new(KubeExecHandle {
+            killer,
             kill: Some(kill_tx),
             done: Some(done_rx),
             result: None,
@@ -98,12 +137,15 @@ async fn run(
     argv: Vec<String>,
     mut out_tx: tokio::io::DuplexStream,
     mut err_tx: tokio::io::DuplexStream,
-    kill_rx: oneshot::Receiver<()>,
+    mut kill_rx: oneshot::Receiver<()>,
 ) -> std::io::Result<Option<i32>> {
-    let mut attached = api
-        .exec(&pod, argv, &params(false, true, true))
-        .await
-        .map_err(|e| std::io::Error::other(format!("exec in the pod {pod}: {e}")))?;
+    let streams = params(false, true, true);
+    let started = tokio::select! {
+        started = api.exec(&pod, argv, &streams) => started,
+        _ = &mut kill_rx => return Ok(None),
+    };
+    let mut attached =
+        started.map_err(|e| std::io::Error::other(format!("exec in the pod {pod}: {e}")))?;
     let mut stdout = attached.stdout();
     let mut stderr = attached.stderr();
     let status = attached.take_status();
@@ -136,7 +178,40 @@ async fn run(
     }
 }
 
+/// What kill needs to reach an exec's processes.
+struct Killer {
+    api: Api<Pod>,
+    pod: String,
+    pid_file: String,
+}
+
+impl Killer {
+    async fn kill(&self) -> std::io::Result<()> {
+        let failed = |e: String| {
+            std::io::Error::other(format!("killing an exec in the pod {}: {e}", self.pod))
+        };
+        let mut attached = self
+            .api
+            .exec(
+                &self.pod,
+                kill_command(&self.pid_file),
+                &params(false, false, true),
+            )
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let status = match attached.take_status() {
+            Some(s) => s.await,
+            None => None,
+        };
+        match exit_code(status.as_ref()) {
+            Some(0) => Ok(()),
+            _ => Err(failed(describe(status.as_ref()))),
+        }
+    }
+}
+
 struct KubeExecHandle {
+    killer: Killer,
     kill: Option<oneshot::Sender<()>>,
     done: Option<oneshot::Receiver<std::io::Result<Option<i32>>>>,
     result: Option<Option<i32>>,
@@ -145,10 +220,15 @@ struct KubeExecHandle {
 impl ExecHandle for KubeExecHandle {
     fn kill(&mut self) -> Pin<Box<dyn Future<Output = std::io::Result<()>> + Send + '_>> {
         Box::pin(async move {
+            if self.kill.is_none() {
+                return Ok(());
+            }
+            let killed = self.killer.kill().await;
+            // Then the stream: whatever the kill did, nothing more is read from this exec.
             if let Some(tx) = self.kill.take() {
                 let _ = tx.send(());
             }
-            Ok(())
+            killed
         })
     }
 
@@ -286,8 +366,20 @@ mod tests {
             env: vec![("HOME".into(), "/home/agent".into())],
             cwd: "/workspace".into(),
         };
+        let argv = command(&spec, "/tmp/p.pid");
         assert_eq!(
-            command(&spec),
+            argv[..6],
+            [
+                "setsid",
+                "-w",
+                "sh",
+                "-c",
+                r#"echo $$ > "$0" && exec "$@""#,
+                "/tmp/p.pid"
+            ]
+        );
+        assert_eq!(
+            argv[6..],
             [
                 "env",
                 "-i",
@@ -299,6 +391,71 @@ mod tests {
                 "run"
             ]
         );
+    }
+
+    #[test]
+    fn pid_files_differ_per_exec_and_kill_names_the_same_one() {
+        let (a, b) = (pid_file(), pid_file());
+        assert_ne!(a, b);
+        assert!(a.starts_with("/tmp/"));
+        assert_eq!(kill_command(&a).last(), Some(&a));
+    }
+
+    /// The two scripts, run by a real shell here: the session's id lands in the file, and kill
+    /// ends the whole group (a child included) and tolerates a missing file.
+    #[test]
+    fn the_scripts_record_a_session_and_kill_its_group() {
+        let dir = std::env::temp_dir().join(format!("warren-kube-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("x.pid").to_string_lossy().into_owned();
+        let spec = ExecSpec {
+            argv: vec!["sh".into(), "-c".into(), "sleep 60 & sleep 60".into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: "/".into(),
+        };
+        let argv = command(&spec, &pid_file);
+        let mut child = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(&pid_file).map_or(true, |s| s.trim().is_empty()) {
+            assert!(std::time::Instant::now() < deadline, "no pid file");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let sid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let kill = kill_command(&pid_file);
+        let status = std::process::Command::new(&kill[0])
+            .args(&kill[1..])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let _ = child.wait().unwrap();
+        // Nothing of the group is left (the background sleep included).
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // Zombies waiting for the reaper are dead; anything else is left running.
+        let left = std::process::Command::new("ps")
+            .args(["-o", "pid=,stat=", "-s", &sid.to_string()])
+            .output()
+            .unwrap();
+        let left = String::from_utf8_lossy(&left.stdout);
+        let running: Vec<&str> = left
+            .lines()
+            .filter(|l| !l.trim_end().ends_with('Z'))
+            .collect();
+        assert!(running.is_empty(), "left running: {running:?}");
+        assert!(!std::path::Path::new(&pid_file).exists());
+        // Again, with no file: still fine.
+        let status = std::process::Command::new(&kill[0])
+            .args(&kill[1..])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

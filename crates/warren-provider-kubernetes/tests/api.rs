@@ -535,6 +535,7 @@ async fn exec_asks_for_the_command_under_a_clean_environment_in_the_sandbox_cont
     .await;
     let q = query(&request);
     for part in [
+        "command=setsid",
         "command=env",
         "command=-i",
         "command=-C",
@@ -667,4 +668,46 @@ async fn a_namespace_where_warren_may_not_create_the_policy_creates_no_pod() {
         matches!(next, Err(_) | Ok(None)),
         "a request followed the refused policy"
     );
+}
+
+#[tokio::test]
+async fn kill_execs_a_kill_of_the_execs_process_group_and_ends_the_child() {
+    let (sandbox, mut api) = created(settings()).await;
+    let name = sandbox.name().to_owned();
+    let exec_path = format!("/api/v1/namespaces/{NS}/pods/{name}/exec");
+    let mut child = sandbox
+        .exec(&ExecSpec {
+            argv: vec!["sleep".into(), "600".into()],
+            env: vec![],
+            cwd: "/workspace".into(),
+        })
+        .unwrap();
+    // The agent's exec: held open, as a long run would be.
+    let (first, _held) = expect(&mut api, Method::GET, &exec_path).await;
+    let first = query(&first);
+    let pid_file = first
+        .split('&')
+        .find(|p| p.starts_with("command=%2Ftmp%2F.warren-exec-"))
+        .expect("the exec names its pid file")
+        .to_owned();
+    let killing = tokio::spawn(async move {
+        let killed = child.kill().await;
+        (killed, child.wait().await)
+    });
+    let (request, send) = expect(&mut api, Method::GET, &exec_path).await;
+    let q = query(&request);
+    assert!(q.contains("command=sh") && q.contains("kill"), "{q}");
+    assert!(
+        q.contains(&pid_file),
+        "the kill names another pid file: {q}"
+    );
+    respond(
+        send,
+        StatusCode::FORBIDDEN,
+        &status_body(403, "Forbidden", "pods/exec is forbidden"),
+    );
+    let (killed, waited) = killing.await.unwrap();
+    assert!(killed.unwrap_err().to_string().contains(&name));
+    // The child still ends: its stream is closed whatever the kill did.
+    assert_eq!(waited.unwrap(), None);
 }
