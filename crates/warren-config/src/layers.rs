@@ -513,6 +513,7 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), C
     }
     crate::policy::check(config, &origin_of)?;
     crate::budget::check(config, &origin_of)?;
+    crate::kubernetes::check(config, &origin_of)?;
     crate::bounds::check(config, &origin_of)
 }
 

@@ -4,6 +4,7 @@
 
 mod bounds;
 mod budget;
+mod kubernetes;
 mod layers;
 mod model;
 mod policy;
@@ -13,6 +14,8 @@ pub use bounds::{MAX_TIMEOUT_SECS, timeout_range};
 pub use policy::{AllowEntry, AllowRule, ApprovalsConfig, EgressMode, PolicyConfig};
 
 pub use budget::{BudgetConfig, Price};
+
+pub use kubernetes::{KubernetesConfig, TolerationConfig};
 pub use layers::{ConfigError, LoadOptions, Loaded, Source, load};
 pub use model::{
     Config, LimitsConfig, ModelProviderConfig, ModelRef, OpencodeConfig, PoolConfig, RetryConfig,

@@ -69,6 +69,8 @@ pub struct SandboxConfig {
     pub volumes: Vec<String>,
     /// Give containers the host's Docker socket (grants control of the host's Docker).
     pub mount_host_docker_socket: bool,
+    /// `[sandbox.kubernetes]`: the Kubernetes provider's cluster, namespace and pod settings.
+    pub kubernetes: crate::KubernetesConfig,
 }
 
 impl Default for SandboxConfig {
@@ -85,6 +87,7 @@ impl Default for SandboxConfig {
             limits: LimitsConfig::default(),
             volumes: Vec::new(),
             mount_host_docker_socket: false,
+            kubernetes: crate::KubernetesConfig::default(),
         }
     }
 }

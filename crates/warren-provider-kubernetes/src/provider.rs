@@ -1,0 +1,342 @@
+//! [`KubernetesProvider`]: the contract over the cluster's API, plus the listing and removal
+//! helpers gc uses to sweep pods whose sandbox is gone.
+
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client};
+
+use warren_provider::{
+    CreateTimings, ExecChild, ExecSpec, GatewayAttachment, Mounts, Provider, ProviderError,
+    Sandbox, SandboxSpec, TarStream,
+};
+
+use crate::wait::{self, WaitError};
+use crate::{KubernetesSettings, exec, labels, network, pod};
+
+const KUBE_HINT: &str = "set KUBECONFIG (or run inside the cluster with a service account), and check [sandbox.kubernetes] context and namespace";
+
+/// A cluster and the settings for the pods made on it.
+#[derive(Clone)]
+pub struct KubernetesProvider {
+    client: Client,
+    settings: KubernetesSettings,
+}
+
+/// A warren pod as gc sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    pub name: String,
+    pub sandbox_id: String,
+    pub owner: String,
+    /// RFC 3339, as the API gives it.
+    pub created: Option<String>,
+    /// The pod's phase (`Pending`, `Running`, `Failed`, ...).
+    pub phase: String,
+}
+
+impl KubernetesProvider {
+    /// Connects per `KUBECONFIG` (with the settings' context) or the in-cluster service account.
+    /// Nothing is sent yet: a cluster that does not answer is reported by preflight.
+    pub async fn connect(settings: KubernetesSettings) -> Result<Self, ProviderError> {
+        let options = kube::config::KubeConfigOptions {
+            context: settings.context.clone(),
+            ..Default::default()
+        };
+        let config = match &settings.context {
+            Some(_) => kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| e.to_string()),
+            None => kube::Config::infer().await.map_err(|e| e.to_string()),
+        }
+        .map_err(|e| unavailable(format!("no Kubernetes configuration: {e}")))?;
+        Self::from_config(config, settings)
+    }
+
+    /// Connects per the kubeconfig file at `path` (the real-cluster tests'
+    /// `WARREN_TEST_KUBECONFIG`), with the settings' context or the file's current one.
+    pub async fn connect_with_kubeconfig(
+        path: &std::path::Path,
+        settings: KubernetesSettings,
+    ) -> Result<Self, ProviderError> {
+        let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+            unavailable(format!(
+                "cannot read the kubeconfig {}: {e}",
+                path.display()
+            ))
+        })?;
+        let options = kube::config::KubeConfigOptions {
+            context: settings.context.clone(),
+            ..Default::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(file, &options)
+            .await
+            .map_err(|e| unavailable(format!("the kubeconfig {}: {e}", path.display())))?;
+        Self::from_config(config, settings)
+    }
+
+    fn from_config(
+        config: kube::Config,
+        settings: KubernetesSettings,
+    ) -> Result<Self, ProviderError> {
+        let client = Client::try_from(config)
+            .map_err(|e| unavailable(format!("the Kubernetes client: {e}")))?;
+        Ok(Self::with_client(client, settings))
+    }
+
+    /// Over an existing client (tests give one over a mock transport).
+    pub fn with_client(client: Client, settings: KubernetesSettings) -> Self {
+        Self { client, settings }
+    }
+
+    pub fn settings(&self) -> &KubernetesSettings {
+        &self.settings
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.settings.namespace)
+    }
+
+    /// Every pod in the namespace carrying warren's sandbox label, in any phase, of any owner.
+    pub async fn list_pods(&self) -> Result<Vec<PodInfo>, ProviderError> {
+        let list = self
+            .pods()
+            .list(&ListParams::default().labels(labels::SANDBOX_ID))
+            .await
+            .map_err(|e| api_error("listing warren's pods", &e))?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|p| {
+                let label = |key: &str| {
+                    p.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(key).cloned())
+                        .unwrap_or_default()
+                };
+                PodInfo {
+                    sandbox_id: label(labels::SANDBOX_ID),
+                    owner: label(labels::OWNER),
+                    name: p.metadata.name.clone().unwrap_or_default(),
+                    created: p
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| t.0.to_string()),
+                    phase: p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.phase.clone())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
+    /// Makes sure the namespace's deny-all NetworkPolicy for sandbox pods exists (created once,
+    /// kept: it selects only warren's pods). Already there is fine.
+    pub async fn ensure_network_policy(&self) -> Result<(), ProviderError> {
+        let api: Api<NetworkPolicy> =
+            Api::namespaced(self.client.clone(), &self.settings.namespace);
+        let policy = network::deny_all_policy(&self.settings.namespace);
+        match api.create(&PostParams::default(), &policy).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
+            Err(e) => Err(api_error(
+                &format!("creating the NetworkPolicy {}", network::POLICY_NAME),
+                &e,
+            )),
+        }
+    }
+
+    /// Deletes a pod with the settings' grace period; gone already is fine.
+    pub async fn delete_pod(&self, name: &str) -> Result<(), ProviderError> {
+        delete(&self.pods(), name, self.settings.delete_grace_seconds).await
+    }
+}
+
+async fn delete(api: &Api<Pod>, name: &str, grace: i64) -> Result<(), ProviderError> {
+    let params = DeleteParams {
+        grace_period_seconds: Some(u32::try_from(grace).unwrap_or(0)),
+        ..DeleteParams::background()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(ProviderError::Destroy(format!(
+            "deleting the pod {name}: {}",
+            describe(&e)
+        ))),
+    }
+}
+
+fn unavailable(message: String) -> ProviderError {
+    ProviderError::Unavailable {
+        message,
+        hint: KUBE_HINT.into(),
+    }
+}
+
+/// The API's error in words a user can act on.
+fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.is_forbidden() => format!(
+            "forbidden ({}): warren's service account needs pods, pods/exec and networkpolicies in the namespace",
+            s.message
+        ),
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
+    }
+}
+
+fn api_error(action: &str, e: &kube::Error) -> ProviderError {
+    match e {
+        kube::Error::Api(_) => ProviderError::Create(format!("{action}: {}", describe(e))),
+        other => unavailable(format!(
+            "the Kubernetes API did not answer {action}: {other}"
+        )),
+    }
+}
+
+impl Provider for KubernetesProvider {
+    type Sandbox = KubernetesSandbox;
+
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    /// A pod may run on another node: nothing of warren's host is visible in it.
+    fn mounts(&self) -> Mounts {
+        Mounts::None
+    }
+
+    /// Not yet: the pod has the cluster's pod network until the egress NetworkPolicy and the
+    /// gateway relay of docs/architecture.md land, so an allow-list must be refused here.
+    fn isolates_network(&self) -> bool {
+        false
+    }
+
+    async fn preflight(&self) -> Result<(), ProviderError> {
+        // Listing is what gc needs and proves the credentials and namespace; the image is the
+        // node's business, reported by create as the API's pull error.
+        self.list_pods().await.map(|_| ())
+    }
+
+    async fn create(
+        &self,
+        spec: &SandboxSpec,
+    ) -> Result<(KubernetesSandbox, CreateTimings), ProviderError> {
+        let started = Instant::now();
+        if spec.host_dirs.is_some() {
+            return Err(ProviderError::Unsupported {
+                provider: "kubernetes",
+                what: "bind host directories into a pod".into(),
+            });
+        }
+        if let GatewayAttachment::UnixSocket { .. } = spec.gateway {
+            return Err(ProviderError::Unsupported {
+                provider: "kubernetes",
+                what: "reach a gateway by a host Unix socket".into(),
+            });
+        }
+        // Before the pod, so it never runs a moment with the pod network open.
+        self.ensure_network_policy().await?;
+        let api = self.pods();
+        let body = pod::pod_for(spec, &self.settings);
+        let name = pod::pod_name(spec);
+        let created = api
+            .create(&PostParams::default(), &body)
+            .await
+            .map_err(|e| api_error(&format!("creating the pod {name}"), &e))?;
+        let rv = created.metadata.resource_version.unwrap_or_default();
+        let waited = tokio::time::timeout(
+            self.settings.create_timeout,
+            wait::until_running(&api, &name, rv),
+        )
+        .await;
+        let failure = match waited {
+            Ok(Ok(())) => None,
+            Ok(Err(WaitError::Failed(why))) => Some(format!("the pod {name} did not start: {why}")),
+            Ok(Err(WaitError::Deleted)) => {
+                Some(format!("the pod {name} was deleted while it started"))
+            }
+            Ok(Err(WaitError::Api(e))) => {
+                Some(format!("watching the pod {name} start: {}", describe(&e)))
+            }
+            Err(_) => Some(format!(
+                "the pod {name} was not running after {}s (scheduling or image pull)",
+                self.settings.create_timeout.as_secs()
+            )),
+        };
+        if let Some(message) = failure {
+            // Leave nothing behind on a failed create: the engine will not call destroy.
+            let _ = delete(&api, &name, 0).await;
+            return Err(ProviderError::Create(message));
+        }
+        let timings = CreateTimings {
+            total: started.elapsed(),
+        };
+        tracing::debug!(pod = %name, ms = timings.total.as_millis(), "sandbox pod running");
+        Ok((
+            KubernetesSandbox {
+                api,
+                name,
+                grace: self.settings.delete_grace_seconds,
+            },
+            timings,
+        ))
+    }
+}
+
+/// A running sandbox pod; every exec runs in its one container.
+pub struct KubernetesSandbox {
+    api: Api<Pod>,
+    name: String,
+    grace: i64,
+}
+
+impl KubernetesSandbox {
+    /// The pod's name (`warren-<sandbox id>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Sandbox for KubernetesSandbox {
+    fn exec(&self, spec: &ExecSpec) -> Result<ExecChild, ProviderError> {
+        if spec.argv.is_empty() {
+            return Err(ProviderError::Exec {
+                argv0: String::new(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"),
+            });
+        }
+        Ok(exec::spawn(self.api.clone(), self.name.clone(), spec))
+    }
+
+    async fn upload(&self, dir: &str, archive: TarStream) -> Result<(), ProviderError> {
+        exec::upload(&self.api, &self.name, dir, archive)
+            .await
+            .map_err(|message| ProviderError::Transfer {
+                direction: "into",
+                dir: dir.to_owned(),
+                message,
+            })
+    }
+
+    async fn download(&self, dir: &str) -> Result<TarStream, ProviderError> {
+        exec::download(&self.api, &self.name, dir)
+            .await
+            .map_err(|message| ProviderError::Transfer {
+                direction: "out of",
+                dir: dir.to_owned(),
+                message,
+            })
+    }
+
+    async fn destroy(self) -> Result<(), ProviderError> {
+        delete(&self.api, &self.name, self.grace).await
+    }
+}
