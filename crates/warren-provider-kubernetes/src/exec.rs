@@ -438,14 +438,16 @@ mod tests {
         // Nothing of the group is left (the background sleep included).
         std::thread::sleep(std::time::Duration::from_millis(100));
         // Zombies waiting for the reaper are dead; anything else is left running.
-        let left = std::process::Command::new("ps")
-            .args(["-o", "pid=,stat=", "-s", &sid.to_string()])
-            .output()
-            .unwrap();
-        let left = String::from_utf8_lossy(&left.stdout);
-        let running: Vec<&str> = left
-            .lines()
-            .filter(|l| !l.trim_end().ends_with('Z'))
+        // Read from /proc (no `ps` needed): `pid (comm) state ppid pgrp session ...`.
+        let running: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+                let fields: Vec<&str> = after.split_whitespace().collect();
+                fields.len() > 3 && fields[3] == sid.to_string() && fields[0] != "Z"
+            })
             .collect();
         assert!(running.is_empty(), "left running: {running:?}");
         assert!(!std::path::Path::new(&pid_file).exists());
