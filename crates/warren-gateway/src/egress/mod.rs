@@ -13,6 +13,7 @@ mod proxy;
 mod record;
 pub mod rules;
 mod serve;
+mod splice;
 
 use std::path::PathBuf;
 
