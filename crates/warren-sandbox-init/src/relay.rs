@@ -4,13 +4,9 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::thread;
-
-use rustix::io::Errno;
-use rustix::pipe::{PipeFlags, SpliceFlags};
 
 /// Listens on `socket` and relays every connection to `127.0.0.1:port`.
 pub fn expose(socket: PathBuf, port: u16) -> Result<(), String> {
@@ -86,7 +82,7 @@ fn pump<A: Duplex, B: Duplex>(a: A, b: B) {
 }
 
 /// A connected stream of either kind.
-trait Duplex: Read + Write + AsFd + Send + Sized + 'static {
+trait Duplex: Read + Write + Send + Sized + 'static {
     fn duplicate(&self) -> std::io::Result<Self>;
     fn close_write(&self);
 }
@@ -113,62 +109,17 @@ impl Duplex for UnixStream {
 /// on the heap, since relay threads have small stacks. Only an open connection holds one.
 const COPY_BUFFER: usize = 128 * 1024;
 
-/// What one direction asks the pipe for; the kernel's default pipe (64 KiB) is raised to this.
-const PIPE_SIZE: usize = 256 * 1024;
-
-fn copy<R: Read + AsFd, W: Write + AsFd>(mut from: R, mut to: W, close: impl FnOnce(&W)) {
-    if let Splice::Unsupported = splice_copy(&from, &to) {
-        let mut buf = vec![0u8; COPY_BUFFER];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
+fn copy<R: Read, W: Write>(mut from: R, mut to: W, close: impl FnOnce(&W)) {
+    let mut buf = vec![0u8; COPY_BUFFER];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
                 }
             }
         }
     }
     close(&to);
-}
-
-enum Splice {
-    /// The source ended or a side failed: the direction is over.
-    Done,
-    /// The kernel refused before any byte moved: copy through user space instead.
-    Unsupported,
-}
-
-/// Moves bytes from `from` to `to` through a pipe with `splice(2)`, so they never enter user
-/// space: the relay is one of the three hops of every egress download. The pipe is emptied before
-/// the next read, so a blocking read never waits on a full pipe.
-fn splice_copy(from: &impl AsFd, to: &impl AsFd) -> Splice {
-    let Ok((pipe_out, pipe_in)) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC) else {
-        return Splice::Unsupported;
-    };
-    let capacity = rustix::pipe::fcntl_setpipe_size(&pipe_in, PIPE_SIZE)
-        .or_else(|_| rustix::pipe::fcntl_getpipe_size(&pipe_in))
-        .unwrap_or(64 * 1024);
-    let mut moved = false;
-    loop {
-        let n = match rustix::pipe::splice(from, None, &pipe_in, None, capacity, SpliceFlags::MOVE)
-        {
-            Ok(0) => return Splice::Done,
-            Ok(n) => n,
-            Err(Errno::INTR) => continue,
-            Err(Errno::INVAL | Errno::NOSYS) if !moved => return Splice::Unsupported,
-            Err(_) => return Splice::Done,
-        };
-        moved = true;
-        let mut left = n;
-        while left > 0 {
-            match rustix::pipe::splice(&pipe_out, None, to, None, left, SpliceFlags::MOVE) {
-                Ok(0) => return Splice::Done,
-                Ok(m) => left -= m,
-                Err(Errno::INTR) => continue,
-                Err(_) => return Splice::Done,
-            }
-        }
-    }
 }

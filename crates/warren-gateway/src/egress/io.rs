@@ -20,11 +20,6 @@ impl Counted {
     pub(crate) fn new(inner: TcpStream, bytes: Arc<Bytes>) -> Self {
         Self { inner, bytes }
     }
-
-    /// The connection and its counters, for a tunnel that moves bytes itself (and counts them).
-    pub(crate) fn into_parts(self) -> (TcpStream, Arc<Bytes>) {
-        (self.inner, self.bytes)
-    }
 }
 
 impl AsyncRead for Counted {

@@ -13,7 +13,6 @@ mod proxy;
 mod record;
 pub mod rules;
 mod serve;
-mod splice;
 
 use std::path::PathBuf;
 

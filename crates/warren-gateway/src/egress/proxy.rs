@@ -158,30 +158,6 @@ async fn tunnel(
             return;
         }
     };
-    // The proxy's own sockets are Unix streams: then the tunnel splices, and hyper hands back
-    // whatever the client sent right after its CONNECT, which goes first.
-    let upgraded = match upgraded.downcast::<TokioIo<tokio::net::UnixStream>>() {
-        Ok(parts) => {
-            let client = parts.io.into_inner();
-            let (stream, bytes) = upstream.into_parts();
-            let run = async {
-                super::splice::write_all(&stream, &parts.read_buf, &bytes.up).await?;
-                super::splice::both_ways(&client, &stream, &bytes).await
-            };
-            tokio::select! {
-                result = run => {
-                    if let Err(e) = result {
-                        pending.set_reason(format!("the tunnel broke: {e}"));
-                    }
-                }
-                _ = stop.wait_for(|stopped| *stopped) => {
-                    pending.set_reason("cut off: the sandbox's run ended".into());
-                }
-            }
-            return;
-        }
-        Err(upgraded) => upgraded,
-    };
     let mut client = TokioIo::new(upgraded);
     tokio::select! {
         result = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, TUNNEL_BUFFER, TUNNEL_BUFFER) => {
