@@ -229,6 +229,21 @@ pub struct RunArgs {
     /// (keys: tokens, input_tokens, output_tokens, cost in USD, requests, time) [default: budget.sandbox]
     #[arg(long, value_name = "KEY=VALUE,...")]
     pub budget: Option<String>,
+    #[command(flatten)]
+    pub network: NetworkFlags,
+
+    /// What the agent should do
+    #[arg(required = true, value_name = "PROMPT")]
+    pub prompt: String,
+
+    #[command(flatten)]
+    pub approvals: ApprovalFlags,
+}
+
+/// The sandbox's egress for this command: replaces `policy.egress`, adds to `policy.allow`.
+/// See docs/config.md.
+#[derive(Debug, Args, Default)]
+pub struct NetworkFlags {
     /// Network besides the model: none, or allow-list (what --allow and [policy] allow list)
     /// [default: policy.egress]
     #[arg(long, value_name = "MODE")]
@@ -238,13 +253,6 @@ pub struct RunArgs {
     /// repeatable; added to [policy] allow, and switches egress to allow-list
     #[arg(long, value_name = "HOST[:PORT]")]
     pub allow: Vec<String>,
-
-    /// What the agent should do
-    #[arg(required = true, value_name = "PROMPT")]
-    pub prompt: String,
-
-    #[command(flatten)]
-    pub approvals: ApprovalFlags,
 }
 
 /// Approval rules for this command's prompts: set `[policy.approvals]` (a role's own
@@ -297,15 +305,8 @@ pub struct LaunchArgs {
     /// (keys: tokens, input_tokens, output_tokens, cost in USD, requests, time) [default: budget.sandbox]
     #[arg(long, value_name = "KEY=VALUE,...")]
     pub budget: Option<String>,
-    /// Network besides the model: none, or allow-list (what --allow and [policy] allow list)
-    /// [default: policy.egress]
-    #[arg(long, value_name = "MODE")]
-    pub egress: Option<String>,
-
-    /// Let the sandbox reach HOST[:PORT] (also *.SUFFIX, IP, CIDR) through the egress proxy;
-    /// repeatable; added to [policy] allow, and switches egress to allow-list
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub allow: Vec<String>,
+    #[command(flatten)]
+    pub network: NetworkFlags,
 }
 
 #[derive(Debug, Args)]

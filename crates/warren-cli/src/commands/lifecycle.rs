@@ -61,8 +61,8 @@ pub async fn launch(global: &GlobalArgs, args: LaunchArgs) -> CmdResult<i32> {
     let mut config = load_config(Some(&repo), flags)?.config;
     warren_engine::egress::apply_overrides(
         &mut config.policy,
-        args.egress.as_deref(),
-        &args.allow,
+        args.network.egress.as_deref(),
+        &args.network.allow,
     )?;
     checks::model_and_role(&config, args.model.as_deref(), args.role.as_deref())?;
     let provider = AnyProvider::from_config(&config, Some(&repo))?;

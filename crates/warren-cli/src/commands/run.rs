@@ -34,8 +34,8 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult<i32> {
     let mut loaded = load_config(Some(&repo_dir), flags)?;
     warren_engine::egress::apply_overrides(
         &mut loaded.config.policy,
-        args.egress.as_deref(),
-        &args.allow,
+        args.network.egress.as_deref(),
+        &args.network.allow,
     )?;
     checks::model_and_role(&loaded.config, args.model.as_deref(), args.role.as_deref())?;
     let provider = AnyProvider::from_config(&loaded.config, Some(&repo_dir))?;

@@ -82,8 +82,8 @@ pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i3
     // A bad egress override is refused before anything is uploaded.
     warren_engine::egress::apply_overrides(
         &mut warren_config::PolicyConfig::default(),
-        args.egress.as_deref(),
-        &args.allow,
+        args.network.egress.as_deref(),
+        &args.network.allow,
     )?;
     let top = repo::toplevel(&checks::repo_dir(&args.repo)?)?;
     if let Some(name) = &name {
@@ -103,8 +103,8 @@ pub async fn run(client: &Client, g: &GlobalArgs, args: RunArgs) -> CmdResult<i3
         timeout_secs,
         approvals: approval_rules(&args.approvals),
         budget: checks::budget(args.budget.as_deref())?,
-        egress: args.egress,
-        allow: args.allow,
+        egress: args.network.egress,
+        allow: args.network.allow,
     };
     let mut lines = client
         .lines(client.request(Method::POST, "/v1/runs").json(&body))
@@ -189,8 +189,8 @@ pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdRes
     let budget = checks::budget(args.budget.as_deref())?;
     warren_engine::egress::apply_overrides(
         &mut warren_config::PolicyConfig::default(),
-        args.egress.as_deref(),
-        &args.allow,
+        args.network.egress.as_deref(),
+        &args.network.allow,
     )?;
     let top = repo::toplevel(&checks::repo_dir(&args.repo)?)?;
     let spinner = Spinner::start(g.json, &format!("launching {name}"));
@@ -205,8 +205,8 @@ pub async fn launch(client: &Client, g: &GlobalArgs, args: LaunchArgs) -> CmdRes
             provider: args.provider,
             approvals: approval_rules(&args.approvals),
             budget,
-            egress: args.egress,
-            allow: args.allow,
+            egress: args.network.egress,
+            allow: args.network.allow,
         };
         client.post::<SandboxEnvelope>("/v1/sandboxes", &body).await
     }
