@@ -2,21 +2,10 @@
 //! `[sandbox.kubernetes]`: defaults that work on a plain cluster, settings read as written, and
 //! values the API server would refuse caught at load, naming the key.
 
-use warren_config::{Config, KubernetesConfig, LoadOptions, TolerationConfig, load};
+mod common;
 
-fn loaded(body: &str) -> Result<Config, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, body).unwrap();
-    load(&LoadOptions {
-        user_file: Some(path),
-        repo_dir: None,
-        env: vec![],
-        flags: vec![],
-    })
-    .map(|l| l.config)
-    .map_err(|e| e.to_string())
-}
+use common::loaded;
+use warren_config::{KubernetesConfig, TolerationConfig};
 
 #[test]
 fn defaults_need_no_section() {

@@ -2,21 +2,10 @@
 //! `[policy]`: egress defaults to none; allow entries come as strings or tables, roles carry their
 //! own; a misspelt key is an error, and the section survives the JSON trip to a monitor.
 
-use warren_config::{AllowEntry, AllowRule, Config, EgressMode, LoadOptions, load};
+mod common;
 
-fn loaded(body: &str) -> Result<Config, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, body).unwrap();
-    load(&LoadOptions {
-        user_file: Some(path),
-        repo_dir: None,
-        env: vec![],
-        flags: vec![],
-    })
-    .map(|l| l.config)
-    .map_err(|e| e.to_string())
-}
+use common::loaded;
+use warren_config::{AllowEntry, AllowRule, Config, EgressMode};
 
 #[test]
 fn egress_is_none_unless_configured() {
