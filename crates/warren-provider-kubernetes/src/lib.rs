@@ -8,6 +8,7 @@ mod exec;
 mod network;
 mod pod;
 mod provider;
+mod relay;
 mod wait;
 
 pub use network::{POLICY_NAME, deny_all_policy};

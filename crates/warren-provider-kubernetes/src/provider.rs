@@ -13,6 +13,7 @@ use warren_provider::{
     Sandbox, SandboxSpec, TarStream,
 };
 
+use crate::relay::{self, NetworkCheck, Relay};
 use crate::wait::{self, WaitError};
 use crate::{KubernetesSettings, exec, labels, network, pod};
 
@@ -152,6 +153,62 @@ impl KubernetesProvider {
         }
     }
 
+    /// Proves the running pod's network closed, then opens the relay that carries its gateway
+    /// connections (the only way out it has).
+    async fn close_and_relay(
+        &self,
+        api: &Api<Pod>,
+        pod: &str,
+        spec: &SandboxSpec,
+    ) -> Result<Relay, ProviderError> {
+        match relay::check_network(api, pod).await {
+            Ok(()) => {}
+            Err(NetworkCheck::Open(what)) => {
+                return Err(ProviderError::NetworkOpen {
+                    message: format!(
+                        "the pod {pod} reached {what} although warren's deny-all NetworkPolicy {} selects it: this cluster does not enforce NetworkPolicy, so a sandbox here would have the network",
+                        network::POLICY_NAME
+                    ),
+                    hint: "run sandboxes on a cluster whose network plugin enforces NetworkPolicy (Calico, Cilium, ...) or whose pods have no network; nothing was started".into(),
+                });
+            }
+            Err(NetworkCheck::Failed(why)) => {
+                return Err(ProviderError::Create(format!(
+                    "the pod {pod}: {why} (is the sandbox image warren's, with {}/warren-sandbox-init?)",
+                    warren_provider::IMAGE_TOOLS_DIR
+                )));
+            }
+        }
+        let GatewayAttachment::Tcp { address, .. } = &spec.gateway else {
+            return Err(ProviderError::Unsupported {
+                provider: "kubernetes",
+                what: "reach a gateway by a host Unix socket".into(),
+            });
+        };
+        relay::start(
+            api.clone(),
+            pod.to_owned(),
+            vec![(warren_mux::GATEWAY, address.clone())],
+            vec![warren_mux::Route {
+                channel: warren_mux::GATEWAY,
+                address: address.clone(),
+            }],
+        )
+        .await
+        .map_err(ProviderError::Create)
+    }
+
+    /// A sandbox over an existing pod of warren's, with no relay: what recovery needs to read a
+    /// pod's files after the process that made it is gone, and to remove it.
+    pub fn attach(&self, pod: &str) -> KubernetesSandbox {
+        KubernetesSandbox {
+            api: self.pods(),
+            name: pod.to_owned(),
+            grace: self.settings.delete_grace_seconds,
+            _relay: None,
+        }
+    }
+
     /// Deletes a pod with the settings' grace period; gone already is fine.
     pub async fn delete_pod(&self, name: &str) -> Result<(), ProviderError> {
         delete(&self.pods(), name, self.settings.delete_grace_seconds).await
@@ -213,10 +270,10 @@ impl Provider for KubernetesProvider {
         Mounts::None
     }
 
-    /// Not yet: the pod has the cluster's pod network until the egress NetworkPolicy and the
-    /// gateway relay of docs/architecture.md land, so an allow-list must be refused here.
+    /// Every pod is checked closed before anything runs in it (create refuses one whose
+    /// network answers), and its only way out is warren's relay.
     fn isolates_network(&self) -> bool {
-        false
+        true
     }
 
     async fn preflight(&self) -> Result<(), ProviderError> {
@@ -276,6 +333,13 @@ impl Provider for KubernetesProvider {
             let _ = delete(&api, &name, 0).await;
             return Err(ProviderError::Create(message));
         }
+        let relay = match self.close_and_relay(&api, &name, spec).await {
+            Ok(relay) => relay,
+            Err(e) => {
+                let _ = delete(&api, &name, 0).await;
+                return Err(e);
+            }
+        };
         let timings = CreateTimings {
             total: started.elapsed(),
         };
@@ -285,6 +349,7 @@ impl Provider for KubernetesProvider {
                 api,
                 name,
                 grace: self.settings.delete_grace_seconds,
+                _relay: Some(relay),
             },
             timings,
         ))
@@ -296,6 +361,9 @@ pub struct KubernetesSandbox {
     api: Api<Pod>,
     name: String,
     grace: i64,
+    /// The gateway's way into the pod, for as long as the sandbox lives; none for a pod
+    /// attached to afterwards (its agent is gone; only its files matter).
+    _relay: Option<Relay>,
 }
 
 impl KubernetesSandbox {

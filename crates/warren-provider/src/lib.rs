@@ -266,6 +266,10 @@ pub enum ProviderError {
         dir: String,
         message: String,
     },
+    /// The sandbox's network is open where warren needs it closed (a cluster that does not
+    /// enforce NetworkPolicy): the sandbox was not started.
+    #[error("{message}")]
+    NetworkOpen { message: String, hint: String },
     /// The provider cannot do what the spec or the call asks (a host-path provider asked to
     /// upload, a spec without host directories given to a provider that binds them).
     #[error("the {provider} provider cannot {what}")]
@@ -286,6 +290,7 @@ impl UserFacing for ProviderError {
             | Self::Destroy(_)
             | Self::Transfer { .. }
             | Self::Unsupported { .. } => ReasonCode::SandboxFailed,
+            Self::NetworkOpen { .. } => ReasonCode::EgressUnenforceable,
         }
     }
 
@@ -293,7 +298,8 @@ impl UserFacing for ProviderError {
         match self {
             Self::Missing { hint, .. }
             | Self::MissingImage { hint, .. }
-            | Self::Unavailable { hint, .. } => Some(hint.clone()),
+            | Self::Unavailable { hint, .. }
+            | Self::NetworkOpen { hint, .. } => Some(hint.clone()),
             _ => None,
         }
     }

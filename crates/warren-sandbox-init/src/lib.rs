@@ -8,8 +8,14 @@
 //! Unix socket in the shared run directory and relays each connection to `127.0.0.1:PORT` here,
 //! so warren on the host can drive the server through it.
 //!
+//! A sandbox with no shared file system (a pod) has no socket to relay to: there `mux` carries
+//! the gateway's connections over the stdin and stdout of an exec warren holds open.
+//!
 //! Usage: `warren-sandbox-init [--relay PORT=SOCKET]... [--expose SOCKET=PORT]... -- COMMAND [ARGS...]`
+//! or `warren-sandbox-init mux --listen CHANNEL=127.0.0.1:PORT...`, or `warren-sandbox-init netcheck`
 
+mod mux;
+mod netcheck;
 mod relay;
 
 use std::process::{Command, ExitCode, Stdio};
@@ -27,6 +33,12 @@ pub fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(("mux", rest)) = args.split_first().map(|(a, r)| (a.as_str(), r)) {
+        return mux::main(rest);
+    }
+    if args.first().map(String::as_str) == Some("netcheck") {
+        return Ok(netcheck::main());
+    }
     let Parsed {
         relays,
         exposes,
