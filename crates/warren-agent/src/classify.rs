@@ -146,6 +146,14 @@ pub fn classify_failure_with(run: &AgentRun, patterns: &ClassifyPatterns) -> Opt
         EndReason::Aborted(info) => return Some(info.clone()),
         EndReason::Exited => {}
     }
+    // The sandbox went first: whatever the agent printed after that is a symptom (its model
+    // calls cut), not the cause.
+    if let Some(why) = &run.lost {
+        return Some(
+            ErrorInfo::new(ReasonCode::SandboxLost, why.clone())
+                .with_hint("the run's work since it started was in the sandbox; run the prompt again (the sandbox's files from before this run are kept)"),
+        );
+    }
     let stderr_lower = run.stderr_tail.join("\n").to_lowercase();
     if let Some((name, message, status)) = &run.error_event {
         let info = from_error_event(name, message, *status, patterns);
@@ -259,7 +267,22 @@ mod tests {
             error_event: err.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c)),
             stderr_tail: vec!["boom".into()],
             stray_stdout: vec![],
+            lost: None,
         }
+    }
+
+    #[test]
+    fn a_lost_sandbox_is_the_cause_not_the_agents_cut_model_calls() {
+        let mut r = run(
+            EndReason::Exited,
+            None,
+            None,
+            Some(("APIError", "Unable to connect", None)),
+        );
+        r.lost = Some("the pod warren-x was evicted: The node was low on memory".into());
+        let e = classify_failure(&r).unwrap();
+        assert_eq!(e.reason_code, ReasonCode::SandboxLost);
+        assert!(e.message.contains("evicted"), "{}", e.message);
     }
 
     #[test]

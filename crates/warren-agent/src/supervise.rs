@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::time::{Instant, sleep_until};
 use warren_domain::{AgentEvent, ErrorInfo, Usage};
-use warren_provider::ExecChild;
+use warren_provider::{ExecChild, SandboxLost};
 
 use crate::events::{Parsed, parse_line};
 
@@ -50,6 +50,9 @@ pub struct AgentRun {
     pub error_event: Option<(String, String, Option<u16>)>,
     pub stderr_tail: Vec<String>,
     pub stray_stdout: Vec<String>,
+    /// Why the sandbox itself ended under the agent (a pod evicted, a node lost), when the
+    /// provider knows: the agent did not fail, its sandbox did.
+    pub lost: Option<String>,
 }
 
 impl AgentRun {
@@ -117,6 +120,7 @@ where
         error_event: None,
         stderr_tail: Vec::new(),
         stray_stdout: Vec::new(),
+        lost: None,
     };
     let mut stderr_tail = Tail(VecDeque::new());
     let mut stray = Tail(VecDeque::new());
@@ -183,7 +187,10 @@ where
         let _ = child.kill().await;
         run.end = reason;
     }
-    run.exit_code = child.wait().await.ok().flatten();
+    match child.wait().await {
+        Ok(code) => run.exit_code = code,
+        Err(e) => run.lost = SandboxLost::in_error(&e).map(|l| l.0.clone()),
+    }
     run.stderr_tail = stderr_tail.0.into();
     run.stray_stdout = stray.0.into();
     run

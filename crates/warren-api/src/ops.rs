@@ -128,6 +128,13 @@ pub struct GcView {
     pub orphan_containers_removed: Vec<String>,
     /// Dependency volumes removed (`--volumes`).
     pub volumes_removed: Vec<String>,
+    /// Kubernetes pods a dead warren left, whose files came back into their sandbox's
+    /// directories before they were removed.
+    #[serde(default)]
+    pub pods_recovered: Vec<String>,
+    /// Kubernetes pods removed without reading (no record, torn down, or unreadable).
+    #[serde(default)]
+    pub orphan_pods_removed: Vec<String>,
 }
 
 /// A built sandbox image.

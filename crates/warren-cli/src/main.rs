@@ -6,6 +6,7 @@ mod commands;
 mod completions;
 mod follow;
 mod hints;
+mod kube_settings;
 mod output;
 mod provider;
 mod remote;

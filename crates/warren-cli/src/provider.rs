@@ -7,26 +7,29 @@ use std::path::Path;
 use warren_config::Config;
 use warren_domain::{ErrorInfo, ReasonCode, UserFacing};
 use warren_provider::{
-    CreateTimings, ExecChild, ExecSpec, Mounts, Provider, ProviderError, Sandbox, SandboxSpec,
-    TarStream, TcpGateway,
+    CreateTimings, ExecChild, ExecSpec, Leftover, Mounts, Provider, ProviderError, Sandbox,
+    SandboxSpec, TarStream, TcpGateway,
 };
 use warren_provider_docker::{DockerProvider, DockerSandbox, DockerSettings, repo_key};
+use warren_provider_kubernetes::{KubernetesProvider, KubernetesSandbox};
 use warren_provider_local::{LocalProvider, LocalSandbox};
 
 pub enum AnyProvider {
     Local(LocalProvider),
     /// The provider and where its image came from (`sandbox.image_profiles.<p> = "<image>"`).
     Docker(Box<DockerProvider>, String),
+    Kubernetes(Box<KubernetesProvider>),
 }
 
 pub enum AnySandbox {
     Local(LocalSandbox),
     Docker(DockerSandbox),
+    Kubernetes(Box<KubernetesSandbox>),
 }
 
 impl AnyProvider {
-    /// The backend named `kind` (`local` or `docker`), configured from `config`; `repo` keys the
-    /// docker provider's dependency volumes.
+    /// The backend named `kind` (`local`, `docker` or `kubernetes`), configured from `config`;
+    /// `repo` keys the docker provider's dependency volumes.
     pub fn for_kind(kind: &str, config: &Config, repo: Option<&Path>) -> Result<Self, ErrorInfo> {
         match kind {
             "local" => Ok(Self::Local(LocalProvider::new())),
@@ -65,11 +68,14 @@ impl AnyProvider {
                 let provider = DockerProvider::connect(settings).map_err(|e| e.to_error_info())?;
                 Ok(Self::Docker(Box::new(provider), origin))
             }
+            "kubernetes" => Ok(Self::Kubernetes(Box::new(KubernetesProvider::lazy(
+                crate::kube_settings::from_config(config),
+            )))),
             other => Err(ErrorInfo::new(
                 ReasonCode::InvalidConfig,
-                format!("unknown sandbox provider {other:?}; accepted: local, docker"),
+                format!("unknown sandbox provider {other:?}; accepted: local, docker, kubernetes"),
             )
-            .with_hint("pass --provider local or --provider docker")),
+            .with_hint("pass --provider local, --provider docker or --provider kubernetes")),
         }
     }
 
@@ -81,7 +87,14 @@ impl AnyProvider {
     pub fn docker(&self) -> Option<&DockerProvider> {
         match self {
             Self::Docker(d, _) => Some(d),
-            Self::Local(_) => None,
+            Self::Local(_) | Self::Kubernetes(_) => None,
+        }
+    }
+
+    pub fn kubernetes(&self) -> Option<&KubernetesProvider> {
+        match self {
+            Self::Kubernetes(k) => Some(k),
+            Self::Local(_) | Self::Docker(..) => None,
         }
     }
 }
@@ -93,6 +106,7 @@ impl Provider for AnyProvider {
         match self {
             Self::Local(p) => p.name(),
             Self::Docker(p, _) => p.name(),
+            Self::Kubernetes(p) => p.name(),
         }
     }
 
@@ -100,6 +114,7 @@ impl Provider for AnyProvider {
         match self {
             Self::Local(p) => p.mounts(),
             Self::Docker(p, _) => p.mounts(),
+            Self::Kubernetes(p) => p.mounts(),
         }
     }
 
@@ -107,6 +122,7 @@ impl Provider for AnyProvider {
         match self {
             Self::Local(p) => p.tcp_gateway(),
             Self::Docker(p, _) => p.tcp_gateway(),
+            Self::Kubernetes(p) => p.tcp_gateway(),
         }
     }
 
@@ -114,6 +130,7 @@ impl Provider for AnyProvider {
         match self {
             Self::Local(p) => p.isolates_network(),
             Self::Docker(p, _) => p.isolates_network(),
+            Self::Kubernetes(p) => p.isolates_network(),
         }
     }
 
@@ -127,6 +144,7 @@ impl Provider for AnyProvider {
                 }),
                 other => other,
             },
+            Self::Kubernetes(p) => p.preflight().await,
         }
     }
 
@@ -140,6 +158,29 @@ impl Provider for AnyProvider {
                 .create(spec)
                 .await
                 .map(|(s, t)| (AnySandbox::Docker(s), t)),
+            Self::Kubernetes(p) => p
+                .create(spec)
+                .await
+                .map(|(s, t)| (AnySandbox::Kubernetes(Box::new(s)), t)),
+        }
+    }
+
+    async fn leftovers(&self) -> Result<Vec<Leftover>, ProviderError> {
+        match self {
+            Self::Local(p) => p.leftovers().await,
+            Self::Docker(p, _) => p.leftovers().await,
+            Self::Kubernetes(p) => p.leftovers().await,
+        }
+    }
+
+    async fn reattach(&self, leftover: &Leftover) -> Result<AnySandbox, ProviderError> {
+        match self {
+            Self::Local(p) => p.reattach(leftover).await.map(AnySandbox::Local),
+            Self::Docker(p, _) => p.reattach(leftover).await.map(AnySandbox::Docker),
+            Self::Kubernetes(p) => p
+                .reattach(leftover)
+                .await
+                .map(|s| AnySandbox::Kubernetes(Box::new(s))),
         }
     }
 }
@@ -149,6 +190,7 @@ impl Sandbox for AnySandbox {
         match self {
             Self::Local(s) => s.exec(spec),
             Self::Docker(s) => s.exec(spec),
+            Self::Kubernetes(s) => s.exec(spec),
         }
     }
 
@@ -156,6 +198,7 @@ impl Sandbox for AnySandbox {
         match self {
             Self::Local(s) => s.upload(dir, archive).await,
             Self::Docker(s) => s.upload(dir, archive).await,
+            Self::Kubernetes(s) => s.upload(dir, archive).await,
         }
     }
 
@@ -163,6 +206,7 @@ impl Sandbox for AnySandbox {
         match self {
             Self::Local(s) => s.download(dir).await,
             Self::Docker(s) => s.download(dir).await,
+            Self::Kubernetes(s) => s.download(dir).await,
         }
     }
 
@@ -170,6 +214,7 @@ impl Sandbox for AnySandbox {
         match self {
             Self::Local(s) => s.destroy().await,
             Self::Docker(s) => s.destroy().await,
+            Self::Kubernetes(s) => s.destroy().await,
         }
     }
 }

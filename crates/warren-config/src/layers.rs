@@ -393,7 +393,7 @@ fn coerce(defaults: &Table, key: &str, raw: &str) -> Result<Value, String> {
     }
 }
 
-const SANDBOX_PROVIDERS: &[&str] = &["local", "docker"];
+const SANDBOX_PROVIDERS: &[&str] = &["local", "docker", "kubernetes"];
 
 fn validate(config: &Config, sources: &BTreeMap<String, Source>) -> Result<(), ConfigError> {
     let origin_of = |key: &str| {

@@ -99,6 +99,11 @@ pub enum ReasonCode {
     /// `warren audit` was given a commit warren did not make (no `Warren-Sandbox` trailer).
     NotAWarrenCommit,
     // --- end budgets ---
+    // --- kubernetes (issue 13) ---
+    /// The sandbox went away under a running agent (its pod evicted or deleted, its node lost):
+    /// what the run wrote since its last sync-in may be gone; running again elsewhere can work.
+    SandboxLost,
+    // --- end kubernetes ---
 }
 
 impl ReasonCode {
@@ -143,6 +148,7 @@ impl ReasonCode {
             Self::Internal => "internal",
             Self::BudgetExceeded => "budget_exceeded",
             Self::NotAWarrenCommit => "not_a_warren_commit",
+            Self::SandboxLost => "sandbox_lost",
         }
     }
 
@@ -178,7 +184,8 @@ impl ReasonCode {
             | Self::ModelError
             | Self::AgentFailed
             | Self::RemoteGitFailed
-            | Self::ServerUnreachable => ExitClass::Retryable,
+            | Self::ServerUnreachable
+            | Self::SandboxLost => ExitClass::Retryable,
             Self::Interrupted | Self::Stopped => ExitClass::Interrupted,
             Self::SandboxFailed
             | Self::SupervisorLost

@@ -115,6 +115,18 @@ pub(crate) async fn run_agent<P: Provider>(
             let mut notices = gateway.take_notices();
             result.gateway_ms = ms(t.elapsed());
             let t = Instant::now();
+            if mounts == Mounts::None
+                && let Err(e) = crate::leftovers::recover_before_run(
+                    provider,
+                    &rec.id,
+                    dirs,
+                    &req.sync_limits,
+                )
+                .await
+            {
+                gateway.shutdown().await;
+                return Err(e);
+            }
             let (sandbox, _timings) = match provider.create(&spec).await {
                 Ok(v) => v,
                 Err(e) => {
@@ -162,6 +174,17 @@ pub(crate) async fn run_agent<P: Provider>(
                     "the sandbox's files could not be brought back: {}",
                     e.message
                 );
+            }
+            // A sandbox lost under the agent is why its files could not come back.
+            if let (Ok(run), Err(e)) = (&watched, &downloaded)
+                && let Some(lost) = &run.lost
+            {
+                return Err(ErrorInfo::new(ReasonCode::SandboxLost, lost.clone()).with_hint(
+                    format!(
+                        "what this run wrote in the sandbox could not be brought back ({}); the sandbox's files from before the run are kept",
+                        e.message
+                    ),
+                ));
             }
             let watched = watched?;
             downloaded?;

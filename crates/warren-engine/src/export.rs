@@ -40,7 +40,7 @@ pub struct Exported {
 }
 
 /// The configured caps on what a sandbox may hand back (`sync.*`).
-pub(crate) fn sync_limits(config: &Config) -> warren_sync::Limits {
+pub fn sync_limits(config: &Config) -> warren_sync::Limits {
     warren_sync::Limits {
         max_file_bytes: config.sync.max_file_bytes,
         max_total_bytes: config.sync.max_total_bytes,

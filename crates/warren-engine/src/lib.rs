@@ -18,6 +18,7 @@ pub mod export;
 pub mod gc;
 pub mod jobs;
 pub mod launcher;
+pub mod leftovers;
 mod monitor;
 pub mod ops;
 pub mod paths;

@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
@@ -17,7 +18,9 @@ use kube::Api;
 use kube::api::{AttachParams, AttachedProcess};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::sync::oneshot;
-use warren_provider::{ExecChild, ExecHandle, ExecSpec};
+use warren_provider::{ExecChild, ExecHandle, ExecSpec, SandboxLost};
+
+use crate::lost::LossReceiver;
 
 use crate::pod::CONTAINER;
 
@@ -102,8 +105,14 @@ pub(crate) fn describe(status: Option<&Status>) -> String {
 }
 
 /// Starts `spec` in the pod. The API call happens on a task, since the contract's exec is not
-/// async; a failure to start surfaces from [`ExecChild::wait`] as an error.
-pub(crate) fn spawn(api: Api<Pod>, pod: String, spec: &ExecSpec) -> ExecChild {
+/// async; a failure to start surfaces from [`ExecChild::wait`] as an error. With `lost`, the
+/// exec ends as soon as the pod is known lost, with a [`SandboxLost`] error.
+pub(crate) fn spawn(
+    api: Api<Pod>,
+    pod: String,
+    spec: &ExecSpec,
+    lost: Option<LossReceiver>,
+) -> ExecChild {
     let pid_file = pid_file();
     let argv = command(spec, &pid_file);
     let killer = Killer {
@@ -116,7 +125,7 @@ pub(crate) fn spawn(api: Api<Pod>, pod: String, spec: &ExecSpec) -> ExecChild {
     let (kill_tx, kill_rx) = oneshot::channel::<()>();
     let (done_tx, done_rx) = oneshot::channel::<std::io::Result<Option<i32>>>();
     tokio::spawn(async move {
-        let result = run(api, pod, argv, out_tx, err_tx, kill_rx).await;
+        let result = run(api, pod, argv, out_tx, err_tx, kill_rx, lost).await;
         let _ = done_tx.send(result);
     });
     ExecChild::new(
@@ -131,6 +140,25 @@ pub(crate) fn spawn(api: Api<Pod>, pod: String, spec: &ExecSpec) -> ExecChild {
     )
 }
 
+/// How long an exec that ended badly waits for the pod's watch to say whether the pod went
+/// with it (an eviction kills the process a moment before the status says "Evicted").
+const LOSS_SETTLE: Duration = Duration::from_secs(3);
+
+/// Resolves with the loss once the pod is known lost; never, when it is not or cannot be known.
+async fn lost_pod(lost: Option<LossReceiver>) -> String {
+    if let Some(mut rx) = lost
+        && let Ok(why) = rx.wait_for(Option::is_some).await
+        && let Some(why) = why.clone()
+    {
+        return why;
+    }
+    std::future::pending().await
+}
+
+fn lost_error(why: String) -> std::io::Error {
+    std::io::Error::other(SandboxLost(why))
+}
+
 async fn run(
     api: Api<Pod>,
     pod: String,
@@ -138,14 +166,24 @@ async fn run(
     mut out_tx: tokio::io::DuplexStream,
     mut err_tx: tokio::io::DuplexStream,
     mut kill_rx: oneshot::Receiver<()>,
+    lost: Option<LossReceiver>,
 ) -> std::io::Result<Option<i32>> {
     let streams = params(false, true, true);
     let started = tokio::select! {
         started = api.exec(&pod, argv, &streams) => started,
         _ = &mut kill_rx => return Ok(None),
+        why = lost_pod(lost.clone()) => return Err(lost_error(why)),
     };
-    let mut attached =
-        started.map_err(|e| std::io::Error::other(format!("exec in the pod {pod}: {e}")))?;
+    let mut attached = match started {
+        Ok(attached) => attached,
+        Err(e) => {
+            // An exec refused because the pod is gone is the pod's loss, not the command's.
+            if let Ok(why) = tokio::time::timeout(LOSS_SETTLE, lost_pod(lost.clone())).await {
+                return Err(lost_error(why));
+            }
+            return Err(std::io::Error::other(format!("exec in the pod {pod}: {e}")));
+        }
+    };
     let mut stdout = attached.stdout();
     let mut stderr = attached.stderr();
     let status = attached.take_status();
@@ -169,12 +207,39 @@ async fn run(
         }
     };
     tokio::select! {
-        status = copy => Ok(exit_code(status.as_ref())),
+        status = copy => {
+            let code = exit_code(status.as_ref());
+            if code != Some(0)
+                && let Ok(why) = tokio::time::timeout(LOSS_SETTLE, lost_pod(lost)).await
+            {
+                return Err(lost_error(why));
+            }
+            Ok(code)
+        }
         _ = kill_rx => {
             // Closing the stream is all the exec API offers; see docs/architecture.md.
             attached.abort();
             Ok(None)
         }
+        why = lost_pod(lost.clone()) => {
+            attached.abort();
+            Err(lost_error(why))
+        }
+    }
+}
+
+/// Kills every process in the pod's container but its first (which keeps the pod up), as the
+/// agent's user; a pod that no longer runs has nothing to stop.
+pub(crate) async fn stop_all(api: &Api<Pod>, pod: &str) {
+    let argv = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        "kill -KILL -1 2>/dev/null; exit 0".to_owned(),
+    ];
+    if let Ok(mut attached) = api.exec(pod, argv, &params(false, false, true)).await
+        && let Some(status) = attached.take_status()
+    {
+        let _ = status.await;
     }
 }
 

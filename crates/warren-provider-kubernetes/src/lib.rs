@@ -5,6 +5,7 @@
 //! docs/architecture.md for the network design.
 
 mod exec;
+mod lost;
 mod network;
 mod pod;
 mod provider;
@@ -18,7 +19,8 @@ pub use provider::{KubernetesProvider, KubernetesSandbox, PodInfo};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Toleration;
+/// The API's toleration type, so callers build settings without depending on k8s-openapi.
+pub use k8s_openapi::api::core::v1::Toleration;
 
 /// Label keys on every pod warren creates, so gc finds them again.
 pub mod labels {

@@ -1,7 +1,10 @@
 //! [`KubernetesProvider`]: the contract over the cluster's API, plus the listing and removal
 //! helpers gc uses to sweep pods whose sandbox is gone.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::OnceCell;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -9,20 +12,23 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 
 use warren_provider::{
-    CreateTimings, ExecChild, ExecSpec, GatewayAttachment, Mounts, Provider, ProviderError,
-    Sandbox, SandboxSpec, TarStream,
+    CreateTimings, ExecChild, ExecSpec, GatewayAttachment, Leftover, Mounts, Provider,
+    ProviderError, Sandbox, SandboxSpec, TarStream,
 };
 
+use crate::lost::LossWatch;
 use crate::relay::{self, NetworkCheck, Relay};
 use crate::wait::{self, WaitError};
 use crate::{KubernetesSettings, exec, labels, network, pod};
 
 const KUBE_HINT: &str = "set KUBECONFIG (or run inside the cluster with a service account), and check [sandbox.kubernetes] context and namespace";
 
-/// A cluster and the settings for the pods made on it.
+/// A cluster and the settings for the pods made on it. The client is made on first use (reading
+/// a kubeconfig is async and may run an auth plugin), so choosing this provider costs nothing
+/// until a sandbox needs the cluster.
 #[derive(Clone)]
 pub struct KubernetesProvider {
-    client: Client,
+    client: Arc<OnceCell<Client>>,
     settings: KubernetesSettings,
 }
 
@@ -34,26 +40,49 @@ pub struct PodInfo {
     pub owner: String,
     /// RFC 3339, as the API gives it.
     pub created: Option<String>,
+    /// The same, in Unix seconds.
+    pub created_unix: Option<i64>,
     /// The pod's phase (`Pending`, `Running`, `Failed`, ...).
     pub phase: String,
 }
 
 impl KubernetesProvider {
-    /// Connects per `KUBECONFIG` (with the settings' context) or the in-cluster service account.
-    /// Nothing is sent yet: a cluster that does not answer is reported by preflight.
-    pub async fn connect(settings: KubernetesSettings) -> Result<Self, ProviderError> {
-        let options = kube::config::KubeConfigOptions {
-            context: settings.context.clone(),
-            ..Default::default()
-        };
-        let config = match &settings.context {
-            Some(_) => kube::Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| e.to_string()),
-            None => kube::Config::infer().await.map_err(|e| e.to_string()),
+    /// Per `KUBECONFIG` (with the settings' context) or the in-cluster service account, connected
+    /// on first use; a configuration that cannot be read is reported then, by preflight first.
+    pub fn lazy(settings: KubernetesSettings) -> Self {
+        Self {
+            client: Arc::new(OnceCell::new()),
+            settings,
         }
-        .map_err(|e| unavailable(format!("no Kubernetes configuration: {e}")))?;
-        Self::from_config(config, settings)
+    }
+
+    /// As [`Self::lazy`], but reads the configuration now. Nothing is sent yet: a cluster that
+    /// does not answer is reported by preflight.
+    pub async fn connect(settings: KubernetesSettings) -> Result<Self, ProviderError> {
+        let provider = Self::lazy(settings);
+        provider.client().await?;
+        Ok(provider)
+    }
+
+    async fn client(&self) -> Result<Client, ProviderError> {
+        self.client
+            .get_or_try_init(|| async {
+                let options = kube::config::KubeConfigOptions {
+                    context: self.settings.context.clone(),
+                    ..Default::default()
+                };
+                let config = match &self.settings.context {
+                    Some(_) => kube::Config::from_kubeconfig(&options)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    None => kube::Config::infer().await.map_err(|e| e.to_string()),
+                }
+                .map_err(|e| unavailable(format!("no Kubernetes configuration: {e}")))?;
+                Client::try_from(config)
+                    .map_err(|e| unavailable(format!("the Kubernetes client: {e}")))
+            })
+            .await
+            .cloned()
     }
 
     /// Connects per the kubeconfig file at `path` (the real-cluster tests'
@@ -75,13 +104,6 @@ impl KubernetesProvider {
         let config = kube::Config::from_custom_kubeconfig(file, &options)
             .await
             .map_err(|e| unavailable(format!("the kubeconfig {}: {e}", path.display())))?;
-        Self::from_config(config, settings)
-    }
-
-    fn from_config(
-        config: kube::Config,
-        settings: KubernetesSettings,
-    ) -> Result<Self, ProviderError> {
         let client = Client::try_from(config)
             .map_err(|e| unavailable(format!("the Kubernetes client: {e}")))?;
         Ok(Self::with_client(client, settings))
@@ -89,21 +111,28 @@ impl KubernetesProvider {
 
     /// Over an existing client (tests give one over a mock transport).
     pub fn with_client(client: Client, settings: KubernetesSettings) -> Self {
-        Self { client, settings }
+        Self {
+            client: Arc::new(OnceCell::new_with(Some(client))),
+            settings,
+        }
     }
 
     pub fn settings(&self) -> &KubernetesSettings {
         &self.settings
     }
 
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), &self.settings.namespace)
+    async fn pods(&self) -> Result<Api<Pod>, ProviderError> {
+        Ok(Api::namespaced(
+            self.client().await?,
+            &self.settings.namespace,
+        ))
     }
 
     /// Every pod in the namespace carrying warren's sandbox label, in any phase, of any owner.
     pub async fn list_pods(&self) -> Result<Vec<PodInfo>, ProviderError> {
         let list = self
             .pods()
+            .await?
             .list(&ListParams::default().labels(labels::SANDBOX_ID))
             .await
             .map_err(|e| api_error("listing warren's pods", &e))?;
@@ -127,6 +156,11 @@ impl KubernetesProvider {
                         .creation_timestamp
                         .as_ref()
                         .map(|t| t.0.to_string()),
+                    created_unix: p
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| t.0.as_second()),
                     phase: p
                         .status
                         .as_ref()
@@ -141,7 +175,7 @@ impl KubernetesProvider {
     /// kept: it selects only warren's pods). Already there is fine.
     pub async fn ensure_network_policy(&self) -> Result<(), ProviderError> {
         let api: Api<NetworkPolicy> =
-            Api::namespaced(self.client.clone(), &self.settings.namespace);
+            Api::namespaced(self.client().await?, &self.settings.namespace);
         let policy = network::deny_all_policy(&self.settings.namespace);
         match api.create(&PostParams::default(), &policy).await {
             Ok(_) => Ok(()),
@@ -200,18 +234,19 @@ impl KubernetesProvider {
 
     /// A sandbox over an existing pod of warren's, with no relay: what recovery needs to read a
     /// pod's files after the process that made it is gone, and to remove it.
-    pub fn attach(&self, pod: &str) -> KubernetesSandbox {
-        KubernetesSandbox {
-            api: self.pods(),
+    pub async fn attach(&self, pod: &str) -> Result<KubernetesSandbox, ProviderError> {
+        Ok(KubernetesSandbox {
+            api: self.pods().await?,
             name: pod.to_owned(),
             grace: self.settings.delete_grace_seconds,
-            _relay: None,
-        }
+            relay: None,
+            loss: None,
+        })
     }
 
     /// Deletes a pod with the settings' grace period; gone already is fine.
     pub async fn delete_pod(&self, name: &str) -> Result<(), ProviderError> {
-        delete(&self.pods(), name, self.settings.delete_grace_seconds).await
+        delete(&self.pods().await?, name, self.settings.delete_grace_seconds).await
     }
 }
 
@@ -282,6 +317,29 @@ impl Provider for KubernetesProvider {
         self.list_pods().await.map(|_| ())
     }
 
+    async fn leftovers(&self) -> Result<Vec<Leftover>, ProviderError> {
+        let owner = &self.settings.owner;
+        Ok(self
+            .list_pods()
+            .await?
+            .into_iter()
+            .filter(|p| &p.owner == owner)
+            .map(|p| Leftover {
+                created_unix: p.created_unix,
+                handle: p.name,
+                sandbox_id: p.sandbox_id,
+            })
+            .collect())
+    }
+
+    /// The pod as it is, with everything its processes still run stopped first (its agent lost
+    /// its gateway with the warren that made it), so its files hold still while they are read.
+    async fn reattach(&self, leftover: &Leftover) -> Result<KubernetesSandbox, ProviderError> {
+        let sandbox = self.attach(&leftover.handle).await?;
+        exec::stop_all(&sandbox.api, &sandbox.name).await;
+        Ok(sandbox)
+    }
+
     async fn create(
         &self,
         spec: &SandboxSpec,
@@ -301,7 +359,7 @@ impl Provider for KubernetesProvider {
         }
         // Before the pod, so it never runs a moment with the pod network open.
         self.ensure_network_policy().await?;
-        let api = self.pods();
+        let api = self.pods().await?;
         let body = pod::pod_for(spec, &self.settings);
         let name = pod::pod_name(spec);
         let created = api
@@ -314,8 +372,12 @@ impl Provider for KubernetesProvider {
             wait::until_running(&api, &name, rv),
         )
         .await;
+        let mut running_at = String::new();
         let failure = match waited {
-            Ok(Ok(())) => None,
+            Ok(Ok(rv)) => {
+                running_at = rv;
+                None
+            }
             Ok(Err(WaitError::Failed(why))) => Some(format!("the pod {name} did not start: {why}")),
             Ok(Err(WaitError::Deleted)) => {
                 Some(format!("the pod {name} was deleted while it started"))
@@ -333,6 +395,7 @@ impl Provider for KubernetesProvider {
             let _ = delete(&api, &name, 0).await;
             return Err(ProviderError::Create(message));
         }
+        let loss = LossWatch::start(api.clone(), name.clone(), running_at);
         let relay = match self.close_and_relay(&api, &name, spec).await {
             Ok(relay) => relay,
             Err(e) => {
@@ -349,7 +412,8 @@ impl Provider for KubernetesProvider {
                 api,
                 name,
                 grace: self.settings.delete_grace_seconds,
-                _relay: Some(relay),
+                relay: Some(relay),
+                loss: Some(loss),
             },
             timings,
         ))
@@ -363,7 +427,9 @@ pub struct KubernetesSandbox {
     grace: i64,
     /// The gateway's way into the pod, for as long as the sandbox lives; none for a pod
     /// attached to afterwards (its agent is gone; only its files matter).
-    _relay: Option<Relay>,
+    relay: Option<Relay>,
+    /// Tells this sandbox's execs when the pod is lost; none for an attached pod.
+    loss: Option<LossWatch>,
 }
 
 impl KubernetesSandbox {
@@ -381,7 +447,12 @@ impl Sandbox for KubernetesSandbox {
                 source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"),
             });
         }
-        Ok(exec::spawn(self.api.clone(), self.name.clone(), spec))
+        Ok(exec::spawn(
+            self.api.clone(),
+            self.name.clone(),
+            spec,
+            self.loss.as_ref().map(LossWatch::receiver),
+        ))
     }
 
     async fn upload(&self, dir: &str, archive: TarStream) -> Result<(), ProviderError> {
@@ -405,6 +476,16 @@ impl Sandbox for KubernetesSandbox {
     }
 
     async fn destroy(self) -> Result<(), ProviderError> {
-        delete(&self.api, &self.name, self.grace).await
+        // Our own delete is not a loss: the watch and the relay go first.
+        let Self {
+            api,
+            name,
+            grace,
+            relay,
+            loss,
+        } = self;
+        drop(loss);
+        drop(relay);
+        delete(&api, &name, grace).await
     }
 }

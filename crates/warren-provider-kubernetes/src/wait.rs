@@ -90,13 +90,13 @@ pub(crate) enum WaitError {
     Api(kube::Error),
 }
 
-/// Watches the pod `name` from `resource_version` (its create response's) until it runs.
-/// The caller bounds it with a timeout.
+/// Watches the pod `name` from `resource_version` (its create response's) until it runs, and
+/// returns the resource version it was seen running at. The caller bounds it with a timeout.
 pub(crate) async fn until_running(
     api: &Api<Pod>,
     name: &str,
     mut resource_version: String,
-) -> Result<(), WaitError> {
+) -> Result<String, WaitError> {
     let params = WatchParams::default()
         .fields(&format!("metadata.name={name}"))
         .timeout(290);
@@ -114,7 +114,7 @@ pub(crate) async fn until_running(
                         resource_version = rv;
                     }
                     match pod_state(&pod) {
-                        PodState::Running => return Ok(()),
+                        PodState::Running => return Ok(resource_version),
                         PodState::Failed(why) => return Err(WaitError::Failed(why)),
                         PodState::Pending => {}
                     }
@@ -134,7 +134,9 @@ pub(crate) async fn until_running(
         if expired {
             let pod = api.get(name).await.map_err(WaitError::Api)?;
             match pod_state(&pod) {
-                PodState::Running => return Ok(()),
+                PodState::Running => {
+                    return Ok(pod.metadata.resource_version.unwrap_or_default());
+                }
                 PodState::Failed(why) => return Err(WaitError::Failed(why)),
                 PodState::Pending => {}
             }

@@ -233,6 +233,20 @@ impl ExecHandle for ProcessHandle {
     }
 }
 
+/// What [`ExecChild::wait`] fails with when the sandbox itself went away under the process (a
+/// pod evicted or deleted, its node lost), carried inside the `io::Error`: the engine reports it
+/// as `sandbox_lost`, not as the agent's failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SandboxLost(pub String);
+
+impl SandboxLost {
+    /// The loss inside an exec's wait error, if that is what it is.
+    pub fn in_error(e: &std::io::Error) -> Option<&SandboxLost> {
+        e.get_ref()?.downcast_ref::<SandboxLost>()
+    }
+}
+
 /// Timings a provider records while creating a sandbox, for status and benchmarks.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CreateTimings {
@@ -338,6 +352,35 @@ pub trait Provider: Send + Sync {
         &self,
         spec: &SandboxSpec,
     ) -> impl std::future::Future<Output = Result<(Self::Sandbox, CreateTimings), ProviderError>> + Send;
+
+    /// This owner's sandboxes that the backend still holds (pods, in any phase), whichever
+    /// process made them: what a crashed warren left behind, for recovery and the orphan sweep.
+    /// Empty for a backend whose sandboxes end with their process.
+    fn leftovers(&self) -> impl Future<Output = Result<Vec<Leftover>, ProviderError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// A sandbox over a leftover, to read its files back and remove it. Nothing runs in it for
+    /// warren any more.
+    fn reattach(
+        &self,
+        leftover: &Leftover,
+    ) -> impl Future<Output = Result<Self::Sandbox, ProviderError>> + Send {
+        let what = format!("reattach to {}", leftover.handle);
+        let provider = self.name();
+        async move { Err(ProviderError::Unsupported { provider, what }) }
+    }
+}
+
+/// A sandbox the backend still holds (see [`Provider::leftovers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// The backend's name for it (a pod name).
+    pub handle: String,
+    /// The sandbox id it was made for (its label).
+    pub sandbox_id: String,
+    /// When the backend made it, in Unix seconds; unknown: treated as old.
+    pub created_unix: Option<i64>,
 }
 
 /// A created sandbox.

@@ -220,14 +220,23 @@ const ORPHAN_GRACE_SECS: i64 = 60;
 
 pub async fn gc(global: &GlobalArgs, volumes: bool) -> CmdResult<i32> {
     let config = load_config(None, Vec::new())?.config;
-    let (report, owners) =
-        with_lifecycle(global, &config, |lc| Ok((lc.gc()?, container_owners(lc)?)))?;
+    let (report, owners, accounted, kube) = with_lifecycle(global, &config, |lc| {
+        Ok((
+            lc.gc()?,
+            container_owners(lc)?,
+            lc.accounted()?,
+            uses_provider(lc, &config, "kubernetes")?,
+        ))
+    })?;
     let (orphan_containers, removed_volumes) = docker_sweep(&config, &owners, volumes).await;
+    let pods = kube_sweep(&config, &accounted, kube).await;
     if global.json {
         print_json(&GcView {
             gc: views::gc(&report),
             orphan_containers_removed: orphan_containers,
             volumes_removed: removed_volumes,
+            pods_recovered: pods.recovered,
+            orphan_pods_removed: pods.removed,
         })?;
         return Ok(0);
     }
@@ -249,7 +258,14 @@ pub async fn gc(global: &GlobalArgs, volumes: bool) -> CmdResult<i32> {
     line("orphan directories removed", &report.orphan_dirs_removed);
     line("orphan containers removed", &orphan_containers);
     line("volumes removed", &removed_volumes);
+    line(
+        "pods recovered (their files are back in the sandbox)",
+        &pods.recovered,
+    );
+    line("orphan pods removed", &pods.removed);
     let all = [
+        &pods.recovered,
+        &pods.removed,
         &report.expired_leases,
         &report.marked_error,
         &report.torn_down,
@@ -262,6 +278,42 @@ pub async fn gc(global: &GlobalArgs, volumes: bool) -> CmdResult<i32> {
         println!("nothing to collect");
     }
     Ok(0)
+}
+
+/// Whether this machine has anything on `kind`: new sandboxes go there, or a record says one did.
+pub(crate) fn uses_provider(
+    lc: &Lifecycle<'_, AnyProvider>,
+    config: &Config,
+    kind: &str,
+) -> CmdResult<bool> {
+    Ok(config.sandbox.provider == kind
+        || lc
+            .store
+            .list(true)
+            .map_err(|e| e.to_error_info())?
+            .iter()
+            .any(|r| r.provider == kind))
+}
+
+/// Reads back and removes the pods a dead warren left (see `warren_engine::leftovers`), when this
+/// machine uses the kubernetes provider at all; a cluster that does not answer is skipped.
+pub(crate) async fn kube_sweep(
+    config: &Config,
+    accounted: &warren_engine::leftovers::Accounted,
+    uses_kubernetes: bool,
+) -> warren_engine::leftovers::LeftoverReport {
+    if !uses_kubernetes {
+        return Default::default();
+    }
+    let Ok(provider) = AnyProvider::for_kind("kubernetes", config, None) else {
+        return Default::default();
+    };
+    warren_engine::leftovers::sweep_leftovers(
+        &provider,
+        accounted,
+        &warren_engine::export::sync_limits(config),
+    )
+    .await
 }
 
 /// Which sandboxes may legitimately have a container right now, and which are known at all.

@@ -22,7 +22,7 @@ use crate::views;
 
 pub async fn list(global: &GlobalArgs, all: bool) -> CmdResult<i32> {
     let config = load_config(None, Vec::new())?.config;
-    let (records, owners) = with_lifecycle(global, &config, |lc| {
+    let (records, owners, accounted) = with_lifecycle(global, &config, |lc| {
         // Listing is when users look: apply retention and drop dead leases first, so what they
         // see is current (a failed sweep never hides the list).
         if let Err(e) = lc.gc() {
@@ -30,11 +30,14 @@ pub async fn list(global: &GlobalArgs, all: bool) -> CmdResult<i32> {
         }
         let records = lc.list(all)?;
         let owners = super::lifecycle::container_owners(lc)?;
-        Ok((records, owners))
+        Ok((records, owners, lc.accounted()?))
     })?;
     if records.iter().any(|r| r.provider == "docker") || config.sandbox.provider == "docker" {
         super::lifecycle::docker_sweep(&config, &owners, false).await;
     }
+    let kube =
+        records.iter().any(|r| r.provider == "kubernetes") || config.sandbox.provider == "kubernetes";
+    super::lifecycle::kube_sweep(&config, &accounted, kube).await;
     let views: Vec<_> = records.iter().map(views::sandbox).collect();
     render::list(&views, all, global.json)?;
     Ok(0)

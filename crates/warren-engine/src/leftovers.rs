@@ -1,0 +1,178 @@
+//! What a warren that died mid-run left on a backend that keeps sandboxes after their process (a
+//! pod outlives the warren that made it). Such a sandbox may hold the run's work, which the host
+//! directories do not have yet, so it is read back before it is removed:
+//! - before a sandbox's next run creates a new one ([`recover_before_run`]): the host directories
+//!   get the leftover's files first, so the next run starts from them;
+//! - by the sweep (`warren gc`, `warren list`, the server's reconciler), for a sandbox no live
+//!   operation holds. A leftover whose record is gone (or never was, past a grace period) is
+//!   removed without reading: nothing could take its files.
+//!
+//! A sandbox's leftover exists only until one of these runs, and a later run recovers it before
+//! making its own, so a newer run's work is never overwritten by an older leftover.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+use warren_domain::{ErrorInfo, SandboxId, SandboxState, UserFacing};
+use warren_provider::{Mounts, Provider, Sandbox};
+
+use crate::error::EngineError;
+use crate::ops::Lifecycle;
+use crate::paths::SandboxDirs;
+
+/// A leftover younger than this whose sandbox has no record is never removed: its record may
+/// not be written yet (the same grace as the docker provider's containers).
+pub const LEFTOVER_GRACE_SECS: i64 = 60;
+
+/// Which sandboxes may have a backend sandbox right now, and where the settled ones keep files.
+#[derive(Debug, Default)]
+pub struct Accounted {
+    /// A live lease holds them, or a live monitor keeps their agent warm: never touched.
+    live: HashSet<String>,
+    /// Recorded, past `new`, not live: a leftover of theirs is read back into these directories
+    /// (unless torn down) and removed, at once.
+    settled: HashMap<String, Option<SandboxDirs>>,
+}
+
+impl Accounted {
+    pub fn is_live(&self, sandbox_id: &str) -> bool {
+        self.live.contains(sandbox_id)
+    }
+
+    pub fn is_settled(&self, sandbox_id: &str) -> bool {
+        self.settled.contains_key(sandbox_id)
+    }
+}
+
+impl<P: Provider> Lifecycle<'_, P> {
+    /// Reads the store (and each sandbox's warm monitor) to tell live sandboxes from settled ones.
+    pub fn accounted(&self) -> Result<Accounted, EngineError> {
+        let mut accounted = Accounted::default();
+        for r in self.store.list(true)? {
+            let dirs = SandboxDirs::new(self.data_dir, &r.id);
+            let warm = crate::warm_control::warm_info(&dirs).is_some_and(|w| w.monitor.is_alive());
+            if warm || self.store.lease(&r.id)?.is_some() {
+                accounted.live.insert(r.id.to_string());
+            } else if r.state != SandboxState::New {
+                let keep = !matches!(
+                    r.state,
+                    SandboxState::Destroyed | SandboxState::TearingDown
+                ) && dirs.workspace.is_dir();
+                accounted
+                    .settled
+                    .insert(r.id.to_string(), keep.then_some(dirs));
+            }
+        }
+        Ok(accounted)
+    }
+}
+
+/// What a sweep did.
+#[derive(Debug, Default, Serialize)]
+pub struct LeftoverReport {
+    /// Leftovers whose files came back into their sandbox's directories, then removed.
+    pub recovered: Vec<String>,
+    /// Leftovers removed without reading (no record, torn down, or unreadable: the reason).
+    pub removed: Vec<String>,
+}
+
+/// Reads back and removes every leftover that no live operation accounts for. A backend that
+/// cannot be asked is no error here (the sweep runs beside every `list`); it is logged.
+pub async fn sweep_leftovers<P: Provider>(
+    provider: &P,
+    accounted: &Accounted,
+    limits: &warren_sync::Limits,
+) -> LeftoverReport {
+    let mut report = LeftoverReport::default();
+    let leftovers = match provider.leftovers().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!("cannot list the {} provider's leftovers: {e}", provider.name());
+            return report;
+        }
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for leftover in leftovers {
+        let id = leftover.sandbox_id.as_str();
+        if accounted.is_live(id) {
+            continue;
+        }
+        let dirs = match accounted.settled.get(id) {
+            Some(dirs) => dirs.as_ref(),
+            None if leftover
+                .created_unix
+                .is_some_and(|t| now - t <= LEFTOVER_GRACE_SECS) =>
+            {
+                continue;
+            }
+            None => None,
+        };
+        match settle(provider, &leftover, dirs, limits).await {
+            Ok(true) => report.recovered.push(leftover.handle),
+            Ok(false) => report.removed.push(leftover.handle),
+            Err(e) => report
+                .removed
+                .push(format!("{} (not removed: {})", leftover.handle, e.message)),
+        }
+    }
+    report
+}
+
+/// Before a run of `id` on a provider without shared directories: whatever an earlier run left
+/// on the backend comes back into the host directories first, then goes.
+pub(crate) async fn recover_before_run<P: Provider>(
+    provider: &P,
+    id: &SandboxId,
+    dirs: &SandboxDirs,
+    limits: &warren_sync::Limits,
+) -> Result<(), ErrorInfo> {
+    if provider.mounts() != Mounts::None {
+        return Ok(());
+    }
+    let leftovers = provider
+        .leftovers()
+        .await
+        .map_err(|e| e.to_error_info())?;
+    for leftover in leftovers.iter().filter(|l| l.sandbox_id == id.as_str()) {
+        settle(provider, leftover, Some(dirs), limits).await?;
+    }
+    Ok(())
+}
+
+/// Reads `leftover` back into `dirs` (when given), then removes it. `Ok(true)`: its files came
+/// back. A leftover that cannot be read (a pod that failed, was evicted) is removed anyway: its
+/// files are gone with it, and keeping it would hold the sandbox's next run.
+async fn settle<P: Provider>(
+    provider: &P,
+    leftover: &warren_provider::Leftover,
+    dirs: Option<&SandboxDirs>,
+    limits: &warren_sync::Limits,
+) -> Result<bool, ErrorInfo> {
+    let sandbox = provider
+        .reattach(leftover)
+        .await
+        .map_err(|e| e.to_error_info())?;
+    let recovered = match dirs {
+        Some(dirs) => match crate::transfer::download_all(&sandbox, dirs, limits).await {
+            Ok(()) => {
+                tracing::info!(
+                    "recovered the files of {} into sandbox {}",
+                    leftover.handle,
+                    leftover.sandbox_id
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "the files of {} could not be recovered: {}",
+                    leftover.handle,
+                    e.message
+                );
+                false
+            }
+        },
+        None => false,
+    };
+    sandbox.destroy().await.map_err(|e| e.to_error_info())?;
+    Ok(recovered)
+}
