@@ -318,7 +318,10 @@ if ! ctr --address "$SOCK" -n k8s.io images ls -q | grep -qxF "$PAUSE_IMAGE"; th
   cc -static -O2 -o "$STATE/pause/pause" "$HERE/pause.c"
   printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' \
     >"$STATE/pause/Dockerfile"
-  docker build -q -t "$PAUSE_IMAGE" "$STATE/pause" >/dev/null
+  if ! docker build -q -t "$PAUSE_IMAGE" "$STATE/pause" >"$LOGS/pause-image.log" 2>&1; then
+    cat "$LOGS/pause-image.log" >&2
+    die "could not build the pause image with Docker"
+  fi
   CONTAINERD_ADDRESS="$SOCK" "$HERE/import-image.sh" "$PAUSE_IMAGE"
 fi
 
@@ -420,6 +423,7 @@ evictionHard:
 serializeImagePulls: false
 registerNode: true
 EOF
+KUBELET_STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 start_proc kubelet "$KUBE_BIN/kubelet" \
   --config="$CONF/kubelet.yaml" \
   --kubeconfig="$CONF/kubelet.kubeconfig" \
@@ -427,9 +431,17 @@ start_proc kubelet "$KUBE_BIN/kubelet" \
   --cert-dir="$STATE/kubelet/pki" \
   --hostname-override=localhost \
   --v=1
-wait_for kubelet 60 "${KC[@]}" get node localhost
+kubelet_healthy() {
+  local body
+  body="$( (exec 3<>/dev/tcp/127.0.0.1/10248 && printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && cat <&3) 2>/dev/null)"
+  case "$body" in *$'\r\n\r\nok'*) return 0 ;; *) return 1 ;; esac
+}
+wait_for kubelet 60 kubelet_healthy
+# Ready as posted by this kubelet (the node object may still say Ready from an earlier run).
 node_ready() {
-  [ "$("${KC[@]}" get node localhost -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
+  local status
+  status="$("${KC[@]}" get node localhost -o 'jsonpath={range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}')"
+  [ "${status%% *}" = True ] && [[ ! "${status#* }" < "$KUBELET_STARTED" ]]
 }
 wait_for kubelet "$READY_TIMEOUT" node_ready
 default_sa() { "${KC[@]}" -n default get serviceaccount default; }
