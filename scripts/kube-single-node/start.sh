@@ -13,6 +13,9 @@
 # KUBE_POD_CIDR (default 10.88.0.0/16), KUBE_SERVICE_CIDR (default 10.96.0.0/16),
 # KUBE_API_PORT (6443), KUBE_ETCD_PORT (2379), KUBE_ETCD_PEER_PORT (2380): loopback ports.
 # KUBE_READY_TIMEOUT: seconds to wait for the node to be Ready (default 180).
+# KUBE_POD_EGRESS: `drop` (default) drops every packet a pod sends (to the host, to other pods),
+#   as a CNI that enforces a deny-all NetworkPolicy would; `open` lets them through, as a CNI
+#   that ignores NetworkPolicy does. pod-egress.sh switches it on a running cluster.
 #
 # Needs root, and from the host: etcd, containerd (with containerd-shim-runc-v2), runc, ctr,
 # the CNI plugins (bridge, host-local, loopback; Debian puts them in /usr/lib/cni, override with
@@ -33,6 +36,7 @@ ETCD_PEER_PORT="${KUBE_ETCD_PEER_PORT:-2380}"
 CNI_BIN_DIR="${KUBE_CNI_BIN_DIR:-/usr/lib/cni}"
 READY_TIMEOUT="${KUBE_READY_TIMEOUT:-180}"
 BRIDGE=ksn0
+POD_EGRESS="${KUBE_POD_EGRESS:-drop}"
 
 log() { echo "kube-single-node: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -308,6 +312,9 @@ if ! iptables -C FORWARD -i "$BRIDGE" -o "$BRIDGE" -m comment --comment kube-sin
   2>/dev/null; then
   iptables -I FORWARD 1 -i "$BRIDGE" -o "$BRIDGE" -m comment --comment kube-single-node -j ACCEPT
 fi
+
+HERE_EGRESS="$HERE/pod-egress.sh"
+"$HERE_EGRESS" "$POD_EGRESS"
 
 start_proc containerd containerd --config "$CONF/containerd.toml"
 wait_for containerd 60 ctr --address "$SOCK" version

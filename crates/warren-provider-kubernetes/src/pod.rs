@@ -67,8 +67,15 @@ pub fn pod_for(spec: &SandboxSpec, settings: &KubernetesSettings) -> Pod {
         name: CONTAINER.to_owned(),
         image: Some(settings.image.clone()),
         image_pull_policy: Some(settings.image_pull_policy.clone()),
-        // Nothing runs until warren execs in: the agent is started per run, like on docker.
-        command: Some(vec!["sleep".into(), "infinity".into()]),
+        // Nothing runs until warren execs in: the agent is started per run, like on docker. The
+        // first process ends at SIGTERM (a bare `sleep` as PID 1 ignores it, so every delete
+        // would wait out its grace period) and outlives `kill -KILL -1` (recovery stops
+        // everything else before reading the files back).
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "trap 'exit 0' TERM; while :; do sleep 86400 & wait $!; done".into(),
+        ]),
         working_dir: Some(SANDBOX_WORKSPACE.to_owned()),
         env: Some(vec![k8s_openapi::api::core::v1::EnvVar {
             name: "HOME".into(),

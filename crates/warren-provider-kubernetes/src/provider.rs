@@ -187,20 +187,39 @@ impl KubernetesProvider {
         }
     }
 
-    /// Proves the running pod's network closed, then opens the relay that carries its gateway
-    /// connections (the only way out it has).
+    /// Proves the running pod's network closed and opens the relay that carries its gateway
+    /// connections (the only way out it has). Both at once: nothing uses the relay before
+    /// create returns, and a closed network costs the check its whole timeout.
     async fn close_and_relay(
         &self,
         api: &Api<Pod>,
         pod: &str,
         spec: &SandboxSpec,
     ) -> Result<Relay, ProviderError> {
-        match relay::check_network(api, pod).await {
+        let GatewayAttachment::Tcp { address, .. } = &spec.gateway else {
+            return Err(ProviderError::Unsupported {
+                provider: "kubernetes",
+                what: "reach a gateway by a host Unix socket".into(),
+            });
+        };
+        let (checked, relay) = tokio::join!(
+            relay::check_network(api, pod),
+            relay::start(
+                api.clone(),
+                pod.to_owned(),
+                vec![(warren_mux::GATEWAY, address.clone())],
+                vec![warren_mux::Route {
+                    channel: warren_mux::GATEWAY,
+                    address: address.clone(),
+                }],
+            )
+        );
+        match checked {
             Ok(()) => {}
             Err(NetworkCheck::Open(what)) => {
                 return Err(ProviderError::NetworkOpen {
                     message: format!(
-                        "the pod {pod} reached {what} although warren's deny-all NetworkPolicy {} selects it: this cluster does not enforce NetworkPolicy, so a sandbox here would have the network",
+                        "the pod {pod} has a network ({what}) although warren's deny-all NetworkPolicy {} selects it: this cluster does not enforce NetworkPolicy, so a sandbox here would have the network",
                         network::POLICY_NAME
                     ),
                     hint: "run sandboxes on a cluster whose network plugin enforces NetworkPolicy (Calico, Cilium, ...) or whose pods have no network; nothing was started".into(),
@@ -213,23 +232,7 @@ impl KubernetesProvider {
                 )));
             }
         }
-        let GatewayAttachment::Tcp { address, .. } = &spec.gateway else {
-            return Err(ProviderError::Unsupported {
-                provider: "kubernetes",
-                what: "reach a gateway by a host Unix socket".into(),
-            });
-        };
-        relay::start(
-            api.clone(),
-            pod.to_owned(),
-            vec![(warren_mux::GATEWAY, address.clone())],
-            vec![warren_mux::Route {
-                channel: warren_mux::GATEWAY,
-                address: address.clone(),
-            }],
-        )
-        .await
-        .map_err(ProviderError::Create)
+        relay.map_err(ProviderError::Create)
     }
 
     /// A sandbox over an existing pod of warren's, with no relay: what recovery needs to read a

@@ -2,8 +2,9 @@
 //! namespace of the cluster's making, and whether the deny-all NetworkPolicy warren put before it
 //! is enforced depends on the cluster's network plugin, which the API does not say. So the pod is
 //! asked: an interface besides loopback, then a TCP connection to the addresses a pod can usually
-//! reach (its default gateway, the API server's service). An answer of any kind (connected, or
-//! refused by the peer) means packets leave the pod; only silence or "unreachable" is closed.
+//! reach (where its routes lead: a gateway, the host side of a bridge; the API server's service).
+//! An answer of any kind (connected, or refused by the peer) means packets leave the pod; only
+//! silence or "unreachable" is closed.
 //!
 //! Prints `closed` or `open: <what answered>`; exits 0 when closed, 3 when open.
 
@@ -11,7 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// Long enough for any peer on a cluster network to answer; a dropped packet costs all of it.
+const TIMEOUT: Duration = Duration::from_millis(1500);
 
 pub(crate) fn main() -> ExitCode {
     match reachable() {
@@ -38,11 +40,11 @@ fn reachable() -> Option<String> {
     if interfaces.is_empty() {
         return None;
     }
-    let mut targets = Vec::new();
-    if let Some(gateway) = default_gateway() {
-        // Port 53: the cluster's DNS often lives at or behind the gateway; any answer will do.
-        targets.push(SocketAddr::new(IpAddr::V4(gateway), 53));
-    }
+    // Port 53: the cluster's DNS often lives at or behind a gateway; any answer will do.
+    let mut targets: Vec<SocketAddr> = route_peers()
+        .into_iter()
+        .map(|ip| SocketAddr::new(IpAddr::V4(ip), 53))
+        .collect();
     if let (Ok(host), Ok(port)) = (
         std::env::var("KUBERNETES_SERVICE_HOST"),
         std::env::var("KUBERNETES_SERVICE_PORT"),
@@ -59,23 +61,37 @@ fn reachable() -> Option<String> {
             Err(_) => {}
         }
     }
-    if targets.is_empty() {
-        // Interfaces but no route anywhere and nothing to try: nothing leaves.
-        return None;
-    }
+    // Interfaces, but nothing they lead to answers (or no route at all): nothing leaves.
     None
 }
 
-/// The IPv4 default route's gateway, from the kernel's routing table.
-fn default_gateway() -> Option<Ipv4Addr> {
-    let table = std::fs::read_to_string("/proc/net/route").ok()?;
-    table.lines().skip(1).find_map(|line| {
+/// Who the pod's routes lead to, from the kernel's IPv4 routing table: each route's gateway,
+/// and for a route with none (a subnet on the link, as a bridge network gives) the subnet's
+/// first address, where a bridge's host side usually sits.
+fn route_peers() -> Vec<Ipv4Addr> {
+    let Ok(table) = std::fs::read_to_string("/proc/net/route") else {
+        return Vec::new();
+    };
+    let mut peers = Vec::new();
+    for line in table.lines().skip(1) {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) != Some(&"00000000") {
-            return None;
+        let (Some(iface), Some(dest), Some(gateway)) = (fields.first(), fields.get(1), fields.get(2))
+        else {
+            continue;
+        };
+        if *iface == "lo" {
+            continue;
         }
-        let gateway = u32::from_str_radix(fields.get(2)?, 16).ok()?;
-        // The table is in host byte order of a little-endian u32 holding network order.
-        Some(Ipv4Addr::from(gateway.swap_bytes()))
-    })
+        // The table holds each address as a little-endian u32 of network-order bytes.
+        let parse = |hex: &str| u32::from_str_radix(hex, 16).ok().map(u32::swap_bytes);
+        let peer = match (parse(gateway), parse(dest)) {
+            (Some(g), _) if g != 0 => Ipv4Addr::from(g),
+            (_, Some(d)) if d != 0 => Ipv4Addr::from(d + 1),
+            _ => continue,
+        };
+        if !peers.contains(&peer) {
+            peers.push(peer);
+        }
+    }
+    peers
 }
