@@ -116,13 +116,9 @@ pub(crate) async fn run_agent<P: Provider>(
             result.gateway_ms = ms(t.elapsed());
             let t = Instant::now();
             if mounts == Mounts::None
-                && let Err(e) = crate::leftovers::recover_before_run(
-                    provider,
-                    &rec.id,
-                    dirs,
-                    &req.sync_limits,
-                )
-                .await
+                && let Err(e) =
+                    crate::leftovers::recover_before_run(provider, &rec.id, dirs, &req.sync_limits)
+                        .await
             {
                 gateway.shutdown().await;
                 return Err(e);

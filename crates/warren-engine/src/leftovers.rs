@@ -54,10 +54,8 @@ impl<P: Provider> Lifecycle<'_, P> {
             if warm || self.store.lease(&r.id)?.is_some() {
                 accounted.live.insert(r.id.to_string());
             } else if r.state != SandboxState::New {
-                let keep = !matches!(
-                    r.state,
-                    SandboxState::Destroyed | SandboxState::TearingDown
-                ) && dirs.workspace.is_dir();
+                let keep = !matches!(r.state, SandboxState::Destroyed | SandboxState::TearingDown)
+                    && dirs.workspace.is_dir();
                 accounted
                     .settled
                     .insert(r.id.to_string(), keep.then_some(dirs));
@@ -87,7 +85,10 @@ pub async fn sweep_leftovers<P: Provider>(
     let leftovers = match provider.leftovers().await {
         Ok(l) => l,
         Err(e) => {
-            tracing::debug!("cannot list the {} provider's leftovers: {e}", provider.name());
+            tracing::debug!(
+                "cannot list the {} provider's leftovers: {e}",
+                provider.name()
+            );
             return report;
         }
     };
@@ -129,10 +130,7 @@ pub(crate) async fn recover_before_run<P: Provider>(
     if provider.mounts() != Mounts::None {
         return Ok(());
     }
-    let leftovers = provider
-        .leftovers()
-        .await
-        .map_err(|e| e.to_error_info())?;
+    let leftovers = provider.leftovers().await.map_err(|e| e.to_error_info())?;
     for leftover in leftovers.iter().filter(|l| l.sandbox_id == id.as_str()) {
         settle(provider, leftover, Some(dirs), limits).await?;
     }

@@ -178,7 +178,9 @@ async fn run(
         Ok(attached) => attached,
         Err(e) => {
             // An exec refused because the pod is gone is the pod's loss, not the command's.
-            if let Ok(why) = tokio::time::timeout(LOSS_SETTLE, lost_pod(lost.clone())).await {
+            if lost.is_some()
+                && let Ok(why) = tokio::time::timeout(LOSS_SETTLE, lost_pod(lost.clone())).await
+            {
                 return Err(lost_error(why));
             }
             return Err(std::io::Error::other(format!("exec in the pod {pod}: {e}")));
@@ -210,6 +212,7 @@ async fn run(
         status = copy => {
             let code = exit_code(status.as_ref());
             if code != Some(0)
+                && lost.is_some()
                 && let Ok(why) = tokio::time::timeout(LOSS_SETTLE, lost_pod(lost)).await
             {
                 return Err(lost_error(why));

@@ -194,7 +194,10 @@ mod tests {
         let evicted = json!({"phase": "Failed", "reason": "Evicted",
             "message": "The node was low on resource: memory."});
         let why = lost(&pod(evicted, false)).unwrap();
-        assert!(why.contains("evicted") && why.contains("low on resource"), "{why}");
+        assert!(
+            why.contains("evicted") && why.contains("low on resource"),
+            "{why}"
+        );
 
         let disrupted = json!({"phase": "Running", "conditions": [
             {"type": "Ready", "status": "True"},
@@ -205,7 +208,11 @@ mod tests {
 
         let node_gone = json!({"phase": "Running", "conditions": [
             {"type": "Ready", "status": "False"}]});
-        assert!(lost(&pod(node_gone, false)).unwrap().contains("node may be lost"));
+        assert!(
+            lost(&pod(node_gone, false))
+                .unwrap()
+                .contains("node may be lost")
+        );
 
         let why = lost(&pod(running(), true)).unwrap();
         assert!(why.contains("being deleted"), "{why}");
@@ -217,26 +224,40 @@ mod tests {
             body.extend(serde_json::to_vec(e).unwrap());
             body.push(b'\n');
         }
-        Response::builder().status(200).body(Body::from(body)).unwrap()
+        Response::builder()
+            .status(200)
+            .body(Body::from(body))
+            .unwrap()
     }
 
     #[tokio::test]
     async fn the_watch_resumes_after_a_drop_and_reports_an_eviction() {
-        let (service, mut handle) =
-            tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let api: Api<Pod> = Api::namespaced(kube::Client::new(service, "agents"), "agents");
         let watch = LossWatch::start(api, "warren-x".into(), "100".into());
         let mut rx = watch.receiver();
 
         // A healthy update, then the stream ends (a proxy's idle cut).
         let (request, send) = handle.next_request().await.unwrap();
-        assert!(request.uri().query().unwrap().contains("resourceVersion=100"));
+        assert!(
+            request
+                .uri()
+                .query()
+                .unwrap()
+                .contains("resourceVersion=100")
+        );
         let fine = json!({"type": "MODIFIED", "object": {"metadata": {"name": "warren-x",
             "resourceVersion": "101"}, "status": running()}});
         send.send_response(events(&[fine]));
         // Resumed from the version seen; now the kubelet evicts the pod.
         let (request, send) = handle.next_request().await.unwrap();
-        assert!(request.uri().query().unwrap().contains("resourceVersion=101"));
+        assert!(
+            request
+                .uri()
+                .query()
+                .unwrap()
+                .contains("resourceVersion=101")
+        );
         assert!(rx.borrow().is_none(), "a healthy pod was reported lost");
         let evicted = json!({"type": "MODIFIED", "object": {"metadata": {"name": "warren-x",
             "resourceVersion": "102"}, "status": {"phase": "Failed", "reason": "Evicted",
@@ -248,6 +269,9 @@ mod tests {
             .unwrap()
             .clone()
             .unwrap();
-        assert!(why.contains("evicted") && why.contains("DiskPressure"), "{why}");
+        assert!(
+            why.contains("evicted") && why.contains("DiskPressure"),
+            "{why}"
+        );
     }
 }

@@ -249,7 +249,12 @@ impl KubernetesProvider {
 
     /// Deletes a pod with the settings' grace period; gone already is fine.
     pub async fn delete_pod(&self, name: &str) -> Result<(), ProviderError> {
-        delete(&self.pods().await?, name, self.settings.delete_grace_seconds).await
+        delete(
+            &self.pods().await?,
+            name,
+            self.settings.delete_grace_seconds,
+        )
+        .await
     }
 }
 

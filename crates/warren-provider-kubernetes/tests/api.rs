@@ -167,36 +167,67 @@ async fn accept_create(api: &mut Api) -> Value {
 async fn created(settings: KubernetesSettings) -> (KubernetesSandbox, Api) {
     let (provider, api) = provider(settings);
     (
-        provider.attach(&format!("warren-{}", SandboxId::new())),
+        provider
+            .attach(&format!("warren-{}", SandboxId::new()))
+            .await
+            .unwrap(),
         api,
     )
 }
 
-/// Once the pod runs, create checks in it that its network is closed, before anything else runs
-/// there; here the API refuses that exec, so the create fails and the pod is removed.
+/// Once the pod runs, create checks in it that its network is closed, while it starts the
+/// relay, before anything else runs there; here the API refuses both execs, so the create fails
+/// and the pod is removed.
 async fn network_check_refused(
     api: &mut Api,
     name: &str,
+    running_at: &str,
     task: tokio::task::JoinHandle<
         Result<(KubernetesSandbox, warren_provider::CreateTimings), ProviderError>,
     >,
 ) {
-    let (request, send) = expect(
-        api,
-        Method::GET,
-        &format!("/api/v1/namespaces/{NS}/pods/{name}/exec"),
-    )
-    .await;
-    let q = query(&request);
+    // Three requests in any order: the two execs, and the watch that will tell the sandbox's
+    // execs if the pod is lost, from the version it was seen running at.
+    let mut commands = Vec::new();
+    let mut loss_watch = None;
+    while commands.len() < 2 || loss_watch.is_none() {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(10), api.next_request())
+            .await
+            .expect("the provider sent no request")
+            .expect("the client went away");
+        let path = request.uri().path().to_owned();
+        let q = query(&request);
+        if path == format!("/api/v1/namespaces/{NS}/pods/{name}/exec") {
+            commands.push(q);
+            respond(
+                send,
+                StatusCode::FORBIDDEN,
+                &status_body(403, "Forbidden", "pods/exec is forbidden"),
+            );
+        } else {
+            assert_eq!(path, format!("/api/v1/namespaces/{NS}/pods"), "{q}");
+            assert!(
+                q.contains("watch=true") && q.contains(&format!("resourceVersion={running_at}")),
+                "{q}"
+            );
+            // Held open, as a real watch is.
+            loss_watch = Some(send);
+        }
+    }
+    let init = "command=%2Fopt%2Fwarren%2Fbin%2Fwarren-sandbox-init";
     assert!(
-        q.contains("command=%2Fopt%2Fwarren%2Fbin%2Fwarren-sandbox-init")
-            && q.contains("command=netcheck"),
-        "{q}"
+        commands
+            .iter()
+            .any(|q| q.contains(init) && q.contains("command=netcheck")),
+        "{commands:?}"
     );
-    respond(
-        send,
-        StatusCode::FORBIDDEN,
-        &status_body(403, "Forbidden", "pods/exec is forbidden"),
+    // The relay listens in the pod on the gateway's loopback address, with stdin for its stream.
+    assert!(
+        commands.iter().any(|q| q.contains(init)
+            && q.contains("command=mux")
+            && q.contains("command=1%3D127.0.0.1%3A4000")
+            && q.contains("stdin=true")),
+        "{commands:?}"
     );
     let (_, send) = expect(
         api,
@@ -254,7 +285,7 @@ async fn create_posts_the_hardened_pod_and_waits_for_running_through_a_watch() {
             event("MODIFIED", pod(&name, "102", running())),
         ],
     );
-    network_check_refused(&mut api, &name, task).await;
+    network_check_refused(&mut api, &name, "102", task).await;
 }
 
 #[tokio::test]
@@ -276,7 +307,7 @@ async fn a_dropped_watch_is_resumed_from_the_last_version_seen() {
         "{q}"
     );
     respond_events(send, &[event("MODIFIED", pod(&name, "106", running()))]);
-    network_check_refused(&mut api, &name, task).await;
+    network_check_refused(&mut api, &name, "106", task).await;
 }
 
 #[tokio::test]
@@ -305,7 +336,7 @@ async fn a_watch_too_old_to_resume_410_gone_starts_again_from_a_fresh_read() {
         "{q}"
     );
     respond_events(send, &[event("MODIFIED", pod(&name, "301", running()))]);
-    network_check_refused(&mut api, &name, task).await;
+    network_check_refused(&mut api, &name, "301", task).await;
 }
 
 async fn create_fails_with(status: Value) -> String {

@@ -82,7 +82,7 @@ async fn a_pod_round_trip_on_a_real_cluster() {
         name: SandboxName::parse("kube-e2e").unwrap(),
         host_dirs: None,
         gateway: GatewayAttachment::Tcp {
-            address: "127.0.0.1:9".into(),
+            address: "127.0.0.1:40009".into(),
             token: "unused".into(),
         },
         tools: Vec::new(),

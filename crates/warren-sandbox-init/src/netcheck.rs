@@ -75,7 +75,8 @@ fn route_peers() -> Vec<Ipv4Addr> {
     let mut peers = Vec::new();
     for line in table.lines().skip(1) {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(iface), Some(dest), Some(gateway)) = (fields.first(), fields.get(1), fields.get(2))
+        let (Some(iface), Some(dest), Some(gateway)) =
+            (fields.first(), fields.get(1), fields.get(2))
         else {
             continue;
         };

@@ -35,8 +35,8 @@ pub async fn list(global: &GlobalArgs, all: bool) -> CmdResult<i32> {
     if records.iter().any(|r| r.provider == "docker") || config.sandbox.provider == "docker" {
         super::lifecycle::docker_sweep(&config, &owners, false).await;
     }
-    let kube =
-        records.iter().any(|r| r.provider == "kubernetes") || config.sandbox.provider == "kubernetes";
+    let kube = records.iter().any(|r| r.provider == "kubernetes")
+        || config.sandbox.provider == "kubernetes";
     super::lifecycle::kube_sweep(&config, &accounted, kube).await;
     let views: Vec<_> = records.iter().map(views::sandbox).collect();
     render::list(&views, all, global.json)?;

@@ -47,10 +47,6 @@ fn server_config(all: &[Manifest]) -> warren_config::Config {
     let pod = &server(all)["spec"]["template"]["spec"];
     let mut env = plain_env(server_container(all));
     let config_path = env.remove("WARREN_CONFIG").expect("WARREN_CONFIG is set");
-    // Left out only until this branch meets the CLI integration that adds "kubernetes" to the
-    // config's provider list (then delete this line); the value is asserted in
-    // the_server_serves_on_the_port_its_service_and_probes_use.
-    env.remove("WARREN_SANDBOX_PROVIDER");
     let root = tempfile::tempdir().unwrap();
     for mount in server_container(all)["volumeMounts"].as_array().unwrap() {
         let volume = pod["volumes"]
