@@ -281,7 +281,10 @@ mod tests {
         );
         r.lost = Some("the pod warren-x was evicted: The node was low on memory".into());
         let e = classify_failure(&r);
-        assert_eq!(e.as_ref().map(|e| e.reason_code), Some(ReasonCode::SandboxLost));
+        assert_eq!(
+            e.as_ref().map(|e| e.reason_code),
+            Some(ReasonCode::SandboxLost)
+        );
         assert!(e.is_some_and(|e| e.message.contains("evicted")));
     }
 

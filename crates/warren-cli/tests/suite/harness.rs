@@ -47,6 +47,8 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 pub enum Backend {
     Local,
     Docker,
+    /// A real cluster's (see `kube.rs`); only the suites made with `every_backend!` have it.
+    Kubernetes,
 }
 
 /// The image the docker suites use, built once per machine state by `warren image build`.
@@ -161,7 +163,12 @@ impl Fixture {
         std::fs::write(
             &self.config,
             format!(
-                "[model]\ndefault = \"scripted/scripted\"\n\n[model_providers.scripted]\nbase_url = \"{base_url}\"\nmodels = [\"scripted\"]\n\n[timeouts]\ninactivity_secs = 60\n\n[sandbox.image_profiles]\ne2e = \"{E2E_IMAGE}\"\n"
+                "[model]\ndefault = \"scripted/scripted\"\n\n[model_providers.scripted]\nbase_url = \"{base_url}\"\nmodels = [\"scripted\"]\n\n[timeouts]\ninactivity_secs = 60\n\n[sandbox.image_profiles]\ne2e = \"{E2E_IMAGE}\"\n{}",
+                if self.backend == Backend::Kubernetes {
+                    super::kube::config_section()
+                } else {
+                    String::new()
+                }
             ),
         )
         .unwrap();
@@ -195,6 +202,12 @@ impl Fixture {
         if self.backend == Backend::Docker {
             cmd.env("WARREN_SANDBOX_PROVIDER", "docker")
                 .env("WARREN_IMAGE_PROFILE", "e2e");
+        }
+        if self.backend == Backend::Kubernetes {
+            cmd.env("WARREN_SANDBOX_PROVIDER", "kubernetes").env(
+                "KUBECONFIG",
+                std::env::var_os("WARREN_TEST_KUBECONFIG").unwrap_or_default(),
+            );
         }
         cmd
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-use crate::both_backends;
+use crate::every_backend;
 
 use super::harness::{Backend, Fixture, bash_turn, json_lines, scenario, stderr, text_turn};
 
@@ -18,7 +18,7 @@ fn probe(label: &str, attempt: &str) -> Value {
     ))
 }
 
-both_backends!(writes_outside_reads_of_host_home_and_host_connections_all_fail);
+every_backend!(writes_outside_reads_of_host_home_and_host_connections_all_fail);
 
 async fn writes_outside_reads_of_host_home_and_host_connections_all_fail(backend: Backend) {
     // A host service on loopback that counts every connection it receives.

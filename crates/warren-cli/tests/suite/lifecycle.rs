@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::both_backends;
+use crate::every_backend;
 
 use super::harness::{
     Backend, Fixture, bash_turn, git, json_lines, scenario, status, stderr, stdout, text_turn,
     when_turn,
 };
 
-both_backends!(launch_follow_exec_export_teardown);
+every_backend!(launch_follow_exec_export_teardown);
 
 async fn launch_follow_exec_export_teardown(backend: Backend) {
     let fx = Fixture::with_backend(&scenario(vec![
@@ -132,7 +132,7 @@ async fn launch_follow_exec_export_teardown(backend: Backend) {
     assert_eq!(status(&fx, "work").await["sandbox"]["state"], "destroyed");
 }
 
-both_backends!(a_killed_monitor_leaves_a_consistent_exportable_sandbox);
+every_backend!(a_killed_monitor_leaves_a_consistent_exportable_sandbox);
 
 async fn a_killed_monitor_leaves_a_consistent_exportable_sandbox(backend: Backend) {
     let fx = Fixture::with_backend(
@@ -208,6 +208,14 @@ async fn a_killed_monitor_leaves_a_consistent_exportable_sandbox(backend: Backen
         serde_json::json!(["crash"]),
         "{gc}"
     );
+    if backend == Backend::Kubernetes {
+        // The pod outlived its monitor; its files came back before it went.
+        assert_eq!(
+            gc["pods_recovered"].as_array().map(Vec::len),
+            Some(1),
+            "{gc}"
+        );
+    }
     let s = status(&fx, "crash").await;
     assert_eq!(s["sandbox"]["state"], "error", "{s}");
     assert!(s["lease"].is_null());
@@ -243,9 +251,12 @@ async fn a_killed_monitor_leaves_a_consistent_exportable_sandbox(backend: Backen
     );
     let down = fx.warren(&["teardown", "crash"]).await;
     assert!(down.status.success(), "{}", stderr(&down));
+    let id = s["sandbox"]["id"].as_str().unwrap().to_owned();
     if backend == Backend::Docker {
-        let id = s["sandbox"]["id"].as_str().unwrap().to_owned();
         super::harness::assert_no_container(&id);
+    }
+    if backend == Backend::Kubernetes {
+        super::kube::assert_no_pod(&id).await;
     }
 }
 

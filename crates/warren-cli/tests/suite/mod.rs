@@ -11,6 +11,7 @@ mod egress;
 mod harness;
 mod http;
 mod isolation;
+mod kube;
 mod lifecycle;
 mod races;
 mod readers;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::both_backends;
+use crate::{both_backends, every_backend};
 
 use super::harness::{
     Backend, Fixture, assert_no_container, bash_turn, git, json_lines, scenario, status, stderr,
@@ -311,7 +311,7 @@ async fn teardown_force_wins_over_the_exec_it_kills(backend: Backend) {
     }
 }
 
-both_backends!(a_killed_run_is_recorded_by_gc_and_its_work_exported);
+every_backend!(a_killed_run_is_recorded_by_gc_and_its_work_exported);
 
 /// `warren run` SIGKILLed mid-agent: a read shows the loss without recording it, `gc` records
 /// it (and removes a docker run's container at once), the agent's file exports, teardown works.
@@ -326,10 +326,27 @@ async fn a_killed_run_is_recorded_by_gc_and_its_work_exported(backend: Backend) 
     .await;
     let run = fx.spawn_run("killed", "write a file");
     let run_pid = u64::from(run.id().unwrap());
+    // A pod's files are not on the host until they come back: there the sign is the model's
+    // tool call, and the bash tool writes at once.
+    let agent_called = || {
+        fx.model
+            .as_ref()
+            .unwrap()
+            .requests()
+            .iter()
+            .any(|r| r.has_tools)
+    };
     let s = status_when(&fx, "killed", "the agent wrote its file", |s| {
-        s["sandbox"]["state"] == "running" && in_workspace(s, "agent.txt")
+        s["sandbox"]["state"] == "running"
+            && match backend {
+                Backend::Kubernetes => agent_called(),
+                _ => in_workspace(s, "agent.txt"),
+            }
     })
     .await;
+    if backend == Backend::Kubernetes {
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+    }
     let id = s["sandbox"]["id"].as_str().unwrap().to_owned();
     let processes = descendants(run_pid);
     if backend == Backend::Local {
@@ -367,6 +384,15 @@ async fn a_killed_run_is_recorded_by_gc_and_its_work_exported(backend: Backend) 
     if backend == Backend::Docker {
         // At once, not after the orphan grace: the sandbox is recorded and settled.
         assert_no_container(&id);
+    }
+    if backend == Backend::Kubernetes {
+        // The pod outlived the run; its files came back before it went.
+        assert_eq!(
+            report["pods_recovered"].as_array().map(Vec::len),
+            Some(1),
+            "{report}"
+        );
+        super::kube::assert_no_pod(&id).await;
     }
     let s = status(&fx, "killed").await;
     assert_eq!(s["sandbox"]["state"], "error", "{s}");

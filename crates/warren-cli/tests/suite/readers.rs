@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::both_backends;
+use crate::every_backend;
 
 use super::harness::{
     Backend, Fixture, bash_turn, git, json_lines, scenario, status, stderr, stdout, text_turn,
 };
 
-both_backends!(readers_during_a_run_change_nothing);
+every_backend!(readers_during_a_run_change_nothing);
 
 async fn readers_during_a_run_change_nothing(backend: Backend) {
     // The agent writes its file at once, then works a while: the readers act in that window.

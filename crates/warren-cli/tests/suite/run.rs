@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::both_backends;
+use crate::every_backend;
 
 use super::harness::{
     Backend, Fixture, bash_turn, git, json_lines, scenario, snapshot, stderr, stdout, text_turn,
@@ -55,7 +55,7 @@ fn name_status(repo: &std::path::Path, rev: &str) -> Vec<String> {
     .collect()
 }
 
-both_backends!(the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouched);
+every_backend!(the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouched);
 
 async fn the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouched(
     backend: Backend,
@@ -184,7 +184,7 @@ async fn the_branch_holds_exactly_the_agents_changes_and_the_checkout_is_untouch
     );
 }
 
-both_backends!(json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary);
+every_backend!(json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary);
 
 async fn json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary(backend: Backend) {
     let fx = Fixture::with_backend(
@@ -234,11 +234,15 @@ async fn json_mode_streams_ndjson_events_with_sequence_numbers_then_a_summary(ba
     assert_eq!(json_lines(&logs).len(), events.len());
 }
 
-both_backends!(the_sandbox_is_gone_after_the_run);
+every_backend!(the_sandbox_is_gone_after_the_run);
 
 async fn the_sandbox_is_gone_after_the_run(backend: Backend) {
-    // Distinct per backend: the two variants run at the same time and must not see each other's.
-    let sleeper = if backend == Backend::Local { 301 } else { 302 };
+    // Distinct per backend: the variants run at the same time and must not see each other's.
+    let sleeper = match backend {
+        Backend::Local => 301,
+        Backend::Docker => 302,
+        Backend::Kubernetes => 303,
+    };
     let fx = Fixture::with_backend(
         &scenario(vec![
             // A background process the agent leaves behind must not survive the teardown.
@@ -290,9 +294,12 @@ async fn the_sandbox_is_gone_after_the_run(backend: Backend) {
     let list = fx.warren(&["list", "--all", "--json"]).await;
     let listed: Value = serde_json::from_str(&stdout(&list)).unwrap();
     assert_eq!(listed["sandboxes"][0]["state"], "destroyed");
+    let id = listed["sandboxes"][0]["id"].as_str().unwrap().to_owned();
     if backend == Backend::Docker {
-        let id = listed["sandboxes"][0]["id"].as_str().unwrap().to_owned();
         super::harness::assert_no_container(&id);
+    }
+    if backend == Backend::Kubernetes {
+        super::kube::assert_no_pod(&id).await;
     }
     // The baseline ref warren kept during the run is released.
     assert_eq!(git(&fx.repo, &["for-each-ref", "refs/warren/"]), "");
