@@ -151,7 +151,7 @@ pub fn classify_failure_with(run: &AgentRun, patterns: &ClassifyPatterns) -> Opt
     if let Some(why) = &run.lost {
         return Some(
             ErrorInfo::new(ReasonCode::SandboxLost, why.clone())
-                .with_hint("the run's work since it started was in the sandbox; run the prompt again (the sandbox's files from before this run are kept)"),
+                .with_hint("what the run wrote was in the lost sandbox; the sandbox's files from before the run are kept (export or pull them); run the prompt again with 'warren run' or a new launch"),
         );
     }
     let stderr_lower = run.stderr_tail.join("\n").to_lowercase();

@@ -177,7 +177,7 @@ pub(crate) async fn run_agent<P: Provider>(
             {
                 return Err(ErrorInfo::new(ReasonCode::SandboxLost, lost.clone()).with_hint(
                     format!(
-                        "what this run wrote in the sandbox could not be brought back ({}); the sandbox's files from before the run are kept",
+                        "what this run wrote in the sandbox could not be brought back ({}); the sandbox's files from before the run are kept (export or pull them); run the prompt again with 'warren run' or a new launch",
                         e.message
                     ),
                 ));

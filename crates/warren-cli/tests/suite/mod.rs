@@ -12,6 +12,7 @@ mod harness;
 mod http;
 mod isolation;
 mod kube;
+mod kube_loss;
 mod lifecycle;
 mod races;
 mod readers;

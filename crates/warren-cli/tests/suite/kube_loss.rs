@@ -1,0 +1,141 @@
+//! A sandbox's pod taken away under a running agent, on a real cluster (`WARREN_TEST_KUBECONFIG`;
+//! skipped without it): evicted through the Eviction API, as a node drain or the kubelet under
+//! pressure does, or deleted by someone with `kubectl delete`. The run must end promptly (not at
+//! its timeout), say what happened with the cluster's reason (`sandbox_lost`, retryable), keep
+//! the sandbox's files from before the run, and leave nothing behind.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, EvictParams};
+use serde_json::Value;
+
+use super::harness::{Backend, Fixture, bash_turn, scenario, status, stderr, text_turn};
+use super::kube::{assert_no_pod, kubeconfig, pods_of};
+
+async fn pods() -> kube::Api<Pod> {
+    let path = kubeconfig().await.expect("the kubernetes variant runs");
+    let file = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .unwrap();
+    let namespace =
+        std::env::var("WARREN_TEST_KUBE_NAMESPACE").unwrap_or_else(|_| "default".into());
+    kube::Api::namespaced(kube::Client::try_from(config).unwrap(), &namespace)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TakenBy {
+    Eviction,
+    Delete,
+}
+
+/// Launches a sandbox whose agent writes a file and then works for two minutes, takes its pod
+/// away once the agent is at work, and returns the sandbox's status once its run has ended.
+/// Then checks the sandbox is still the user's: its files from before the run are there, nothing
+/// is left on the cluster, and it tears down.
+async fn launch_and_take_the_pod(name: &str, how: TakenBy) -> Option<Value> {
+    kubeconfig().await?;
+    let fx = Fixture::with_backend(
+        &scenario(vec![
+            bash_turn("echo written-in-the-pod > agent.txt && sleep 120"),
+            text_turn("never reached"),
+        ]),
+        Backend::Kubernetes,
+    )
+    .await;
+    let repo = fx.repo.to_str().unwrap();
+    let out = fx
+        .warren(&[
+            "launch",
+            name,
+            "--repo",
+            repo,
+            "--prompt",
+            "work for a while",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let id = loop {
+        let s = status(&fx, name).await;
+        let agent_called = fx
+            .model
+            .as_ref()
+            .unwrap()
+            .requests()
+            .iter()
+            .any(|r| r.has_tools);
+        if s["sandbox"]["state"] == "running" && agent_called {
+            break s["sandbox"]["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never started: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pod = pods_of(&id).await.pop().expect("the run's pod");
+    let api = pods().await;
+    match how {
+        TakenBy::Eviction => {
+            api.evict(&pod, &EvictParams::default()).await.unwrap();
+        }
+        TakenBy::Delete => {
+            api.delete(&pod, &DeleteParams::default()).await.unwrap();
+        }
+    }
+    // Promptly: well inside the agent's two minutes of work.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = status(&fx, name).await;
+        if s["sandbox"]["state"] != "running" && s["lease"].is_null() {
+            break s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run did not notice its pod was gone: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The files from before the run are the sandbox's still.
+    let workspace = s["sandbox"]["workspace"].as_str().unwrap().to_owned();
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(&workspace).join("README.md")).unwrap(),
+        "# sample\n"
+    );
+    assert_no_pod(&id).await;
+    let down = fx.warren(&["teardown", name]).await;
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert_no_pod(&id).await;
+    Some(s)
+}
+
+fn assert_lost(s: &Value, words: &[&str]) {
+    let error = &s["sandbox"]["error"];
+    assert_eq!(s["sandbox"]["state"], "error", "{s}");
+    assert_eq!(error["reason_code"], "sandbox_lost", "{s}");
+    assert_eq!(error["retryable"], true, "{s}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        words.iter().any(|w| message.contains(w)),
+        "the message does not say what happened: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_evicted_pod_ends_the_run_as_sandbox_lost_with_the_clusters_reason() {
+    let Some(s) = launch_and_take_the_pod("evicted", TakenBy::Eviction).await else {
+        return;
+    };
+    assert_lost(&s, &["EvictionByEvictionAPI", "evicted", "being deleted"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_deleted_by_someone_else_ends_the_run_as_sandbox_lost() {
+    let Some(s) = launch_and_take_the_pod("deleted", TakenBy::Delete).await else {
+        return;
+    };
+    assert_lost(&s, &["being deleted", "was deleted", "disrupted"]);
+}
