@@ -28,6 +28,9 @@ use warren_provider::{
 };
 use warren_provider_local::LocalProvider;
 
+#[path = "run_support/kubernetes.rs"]
+mod kubernetes;
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -230,6 +233,7 @@ fn one_shot(i: usize, work: &Path, provider: &str) -> RunFigures {
 }
 
 fn one_shot_with(i: usize, work: &Path, provider: &str, extra: &[&str]) -> RunFigures {
+    let kube_config = (provider == "kubernetes").then(kubernetes::config_section);
     let scenario = serde_json::json!({
         "turns": [
             { "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/out.txt", "content": format!("run {i}\n") } }] },
@@ -237,6 +241,11 @@ fn one_shot_with(i: usize, work: &Path, provider: &str, extra: &[&str]) -> RunFi
         ]
     });
     let (_rt, server, config) = scripted_model(&scenario, &work.join("config.toml"));
+    if let Some(section) = kube_config {
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&section);
+        std::fs::write(&config, text).unwrap();
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["run", "--repo"])
         .arg(work.join("repo"))
@@ -255,6 +264,10 @@ fn one_shot_with(i: usize, work: &Path, provider: &str, extra: &[&str]) -> RunFi
         .env(
             "WARREN_SANDBOX_INIT",
             env!("CARGO_BIN_EXE_warren-sandbox-init"),
+        )
+        .env(
+            "KUBECONFIG",
+            std::env::var_os("WARREN_BENCH_KUBECONFIG").unwrap_or_default(),
         )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -387,6 +400,7 @@ fn main() {
     let docker_ready =
         docker_ready_bench(env_usize("WARREN_BENCH_DOCKER_READY", 10), &docker_image);
     let docker_ready_ok = docker_ready.is_some();
+    let docker_ready_ms = docker_ready;
     match docker_ready {
         Some(docker) => println!(
             "sandbox create → ready (docker {docker_image}, p50): {docker:.1} ms  (local is {:.1}x faster)",
@@ -455,6 +469,7 @@ fn main() {
         );
         print_phases(&docker);
     }
+    kubernetes::bench(work.path(), docker_ready_ms);
 }
 
 /// The one-shot with an approval rule that never matches: what running on `opencode serve`

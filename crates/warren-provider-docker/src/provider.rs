@@ -346,6 +346,7 @@ impl Provider for DockerProvider {
             .map_err(ProviderError::Create)?;
         let timings = CreateTimings {
             total: started.elapsed(),
+            ..CreateTimings::default()
         };
         tracing::debug!(container = %sandbox.name, ms = timings.total.as_millis(), "sandbox container running");
         Ok((sandbox, timings))

@@ -18,7 +18,7 @@ use warren_provider::{
 
 use crate::lost::LossWatch;
 use crate::relay::{self, NetworkCheck, Relay};
-use crate::wait::{self, WaitError};
+use crate::wait::{self, Milestones, WaitError};
 use crate::{KubernetesSettings, exec, labels, network, pod};
 
 const KUBE_HINT: &str = "set KUBECONFIG (or run inside the cluster with a service account), and check [sandbox.kubernetes] context and namespace";
@@ -375,9 +375,11 @@ impl Provider for KubernetesProvider {
             .await
             .map_err(|e| api_error(&format!("creating the pod {name}"), &e))?;
         let rv = created.metadata.resource_version.unwrap_or_default();
+        let mut milestones = Milestones::since(started);
+        milestones.seen.push(("pod_accepted", started.elapsed()));
         let waited = tokio::time::timeout(
             self.settings.create_timeout,
-            wait::until_running(&api, &name, rv),
+            wait::until_running(&api, &name, rv, &mut milestones),
         )
         .await;
         let mut running_at = String::new();
@@ -411,8 +413,12 @@ impl Provider for KubernetesProvider {
                 return Err(e);
             }
         };
+        milestones
+            .seen
+            .push(("network_checked_relay_ready", started.elapsed()));
         let timings = CreateTimings {
             total: started.elapsed(),
+            phases: milestones.seen,
         };
         tracing::debug!(pod = %name, ms = timings.total.as_millis(), "sandbox pod running");
         Ok((

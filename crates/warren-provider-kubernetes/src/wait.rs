@@ -82,6 +82,51 @@ fn join(reason: &str, message: &str) -> String {
     }
 }
 
+/// The boot milestones a watch sees, each once, as the time since create began: the pod bound to
+/// a node, its sandbox (network namespace, pause container) ready, its container started.
+pub(crate) struct Milestones {
+    start: std::time::Instant,
+    pub(crate) seen: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Milestones {
+    pub(crate) fn since(start: std::time::Instant) -> Self {
+        Self {
+            start,
+            seen: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, name: &'static str) {
+        if !self.seen.iter().any(|(n, _)| *n == name) {
+            self.seen.push((name, self.start.elapsed()));
+        }
+    }
+
+    /// Records what `pod`'s status says has happened by now.
+    fn observe(&mut self, pod: &Pod) {
+        let conditions = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten();
+        for c in conditions {
+            if c.status != "True" {
+                continue;
+            }
+            match c.type_.as_str() {
+                "PodScheduled" => self.mark("pod_scheduled"),
+                "PodReadyToStartContainers" => self.mark("pod_sandbox_ready"),
+                _ => {}
+            }
+        }
+        if pod_state(pod) == PodState::Running {
+            self.mark("container_started");
+        }
+    }
+}
+
 /// Why the wait ended without a running pod.
 #[derive(Debug)]
 pub(crate) enum WaitError {
@@ -96,6 +141,7 @@ pub(crate) async fn until_running(
     api: &Api<Pod>,
     name: &str,
     mut resource_version: String,
+    milestones: &mut Milestones,
 ) -> Result<String, WaitError> {
     let params = WatchParams::default()
         .fields(&format!("metadata.name={name}"))
@@ -113,6 +159,7 @@ pub(crate) async fn until_running(
                     if let Some(rv) = pod.metadata.resource_version.clone() {
                         resource_version = rv;
                     }
+                    milestones.observe(&pod);
                     match pod_state(&pod) {
                         PodState::Running => return Ok(resource_version),
                         PodState::Failed(why) => return Err(WaitError::Failed(why)),
@@ -133,6 +180,7 @@ pub(crate) async fn until_running(
         // it is now (whatever happened in between is in that read).
         if expired {
             let pod = api.get(name).await.map_err(WaitError::Api)?;
+            milestones.observe(&pod);
             match pod_state(&pod) {
                 PodState::Running => {
                     return Ok(pod.metadata.resource_version.unwrap_or_default());

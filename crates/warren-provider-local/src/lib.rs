@@ -137,6 +137,7 @@ impl Provider for LocalProvider {
             sandbox,
             CreateTimings {
                 total: started.elapsed(),
+                ..CreateTimings::default()
             },
         ))
     }

@@ -251,6 +251,9 @@ impl SandboxLost {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CreateTimings {
     pub total: Duration,
+    /// Milestones of the boot a provider can see (a pod scheduled, its sandbox ready, its
+    /// container started), each as the time since create began, in the order reached.
+    pub phases: Vec<(&'static str, Duration)>,
 }
 
 #[derive(Debug, thiserror::Error)]

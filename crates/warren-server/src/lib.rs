@@ -315,9 +315,44 @@ async fn reconcile_loop<P: Provider + 'static>(app: Arc<App<P>>) {
                 let provider = (app.providers)("local", &config, None)?;
                 let lc = Lifecycle::new(&provider, &config, &app.data_dir, app.store.clone());
                 let lease_ttl = Duration::from_secs(config.timeouts.lease_ttl_secs);
-                Ok((lc.gc()?, lease_ttl))
+                let report = lc.gc()?;
+                // After gc, so the sandboxes it just settled have their leftovers read back.
+                let accounted = lc.accounted()?;
+                let mut kinds: Vec<String> = app
+                    .store
+                    .list(true)?
+                    .into_iter()
+                    .map(|r| r.provider)
+                    .chain([config.sandbox.provider.clone()])
+                    .collect();
+                kinds.sort();
+                kinds.dedup();
+                Ok((report, lease_ttl, accounted, kinds, config))
             })
             .await;
+        // What a dead process left on a backend that keeps sandboxes (pods): read back, removed.
+        let swept = match swept {
+            Ok((report, lease_ttl, accounted, kinds, config)) => {
+                for kind in kinds {
+                    let Ok(provider) = (app.providers)(&kind, &config, None) else {
+                        continue;
+                    };
+                    let limits = warren_engine::export::sync_limits(&config);
+                    let left =
+                        warren_engine::leftovers::sweep_leftovers(&provider, &accounted, &limits)
+                            .await;
+                    if !left.recovered.is_empty() || !left.removed.is_empty() {
+                        tracing::info!(
+                            "reconciler: {kind} leftovers recovered {:?}, removed {:?}",
+                            left.recovered,
+                            left.removed
+                        );
+                    }
+                }
+                Ok((report, lease_ttl))
+            }
+            Err(e) => Err(e),
+        };
         let next = match swept {
             // At least once a lease lifetime: a sandbox another replica launched after this
             // sweep is not in its requeue time, and must be looked at if that replica dies.

@@ -13,6 +13,7 @@ mod http;
 mod isolation;
 mod kube;
 mod kube_loss;
+mod kube_serve;
 mod lifecycle;
 mod races;
 mod readers;
