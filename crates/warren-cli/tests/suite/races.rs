@@ -409,7 +409,7 @@ async fn a_killed_run_is_recorded_by_gc_and_its_work_exported(backend: Backend) 
     assert_eq!(status(&fx, "killed").await["sandbox"]["state"], "destroyed");
 }
 
-both_backends!(a_queued_sandbox_whose_monitor_dies_is_recorded_and_the_queue_moves_on);
+every_backend!(a_queued_sandbox_whose_monitor_dies_is_recorded_and_the_queue_moves_on);
 
 /// A pool of one: A holds the slot, B waits `queued`; B's monitor is killed. `gc` records B lost,
 /// A finishes unaffected, B tears down without `--force` (it never ran), and C gets the slot.
@@ -488,7 +488,7 @@ async fn a_queued_sandbox_whose_monitor_dies_is_recorded_and_the_queue_moves_on(
     assert!(has_changed(&c, "c.txt"), "{c}");
 }
 
-both_backends!(two_terminals_never_lose_the_work);
+every_backend!(two_terminals_never_lose_the_work);
 
 /// Two `export`s at once: exactly one makes the branch, the other is refused (busy, or the
 /// branch exists). An `export` racing a `teardown`: the teardown never removes unexported work.
