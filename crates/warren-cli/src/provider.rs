@@ -90,6 +90,13 @@ impl AnyProvider {
             Self::Local(_) | Self::Kubernetes(_) => None,
         }
     }
+
+    pub fn kubernetes(&self) -> Option<&KubernetesProvider> {
+        match self {
+            Self::Kubernetes(k) => Some(k),
+            Self::Local(_) | Self::Docker(..) => None,
+        }
+    }
 }
 
 impl Provider for AnyProvider {

@@ -10,11 +10,13 @@ mod network;
 mod pod;
 mod provider;
 mod relay;
+mod rights;
 mod wait;
 
 pub use network::{POLICY_NAME, deny_all_policy};
 pub use pod::{AGENT_UID, CONTAINER, label_value, pod_for, pod_name};
 pub use provider::{KubernetesProvider, KubernetesSandbox, PodInfo};
+pub use rights::NEEDED as NEEDED_RIGHTS;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -235,6 +235,14 @@ impl KubernetesProvider {
         relay.map_err(ProviderError::Create)
     }
 
+    /// The rights the provider needs in its namespace that the API server says this identity
+    /// lacks, spelled as kubectl does (`create pods/exec`); empty when it has them all.
+    pub async fn missing_rights(&self) -> Result<Vec<String>, ProviderError> {
+        crate::rights::missing(self.client().await?, &self.settings.namespace)
+            .await
+            .map_err(|e| api_error("reviewing warren's rights", &e))
+    }
+
     /// A sandbox over an existing pod of warren's, with no relay: what recovery needs to read a
     /// pod's files after the process that made it is gone, and to remove it.
     pub async fn attach(&self, pod: &str) -> Result<KubernetesSandbox, ProviderError> {
@@ -396,8 +404,12 @@ impl Provider for KubernetesProvider {
                 Some(format!("watching the pod {name} start: {}", describe(&e)))
             }
             Err(_) => Some(format!(
-                "the pod {name} was not running after {}s (scheduling or image pull)",
-                self.settings.create_timeout.as_secs()
+                "the pod {name} was not running after {}s ({})",
+                self.settings.create_timeout.as_secs(),
+                milestones
+                    .waiting_for
+                    .clone()
+                    .unwrap_or_else(|| "scheduling or image pull".into())
             )),
         };
         if let Some(message) = failure {
@@ -409,6 +421,8 @@ impl Provider for KubernetesProvider {
         let relay = match self.close_and_relay(&api, &name, spec).await {
             Ok(relay) => relay,
             Err(e) => {
+                // Our own delete is not a loss.
+                drop(loss);
                 let _ = delete(&api, &name, 0).await;
                 return Err(e);
             }

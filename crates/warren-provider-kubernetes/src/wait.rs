@@ -87,6 +87,9 @@ fn join(reason: &str, message: &str) -> String {
 pub(crate) struct Milestones {
     start: std::time::Instant,
     pub(crate) seen: Vec<(&'static str, std::time::Duration)>,
+    /// What the pod last said it waits for (unschedulable and why, a container being created),
+    /// to explain a timeout.
+    pub(crate) waiting_for: Option<String>,
 }
 
 impl Milestones {
@@ -94,6 +97,7 @@ impl Milestones {
         Self {
             start,
             seen: Vec::new(),
+            waiting_for: None,
         }
     }
 
@@ -112,6 +116,12 @@ impl Milestones {
             .into_iter()
             .flatten();
         for c in conditions {
+            if c.type_ == "PodScheduled" && c.status == "False" {
+                self.waiting_for = Some(join(
+                    c.reason.as_deref().unwrap_or("not scheduled"),
+                    c.message.as_deref().unwrap_or_default(),
+                ));
+            }
             if c.status != "True" {
                 continue;
             }

@@ -774,3 +774,47 @@ async fn kill_execs_a_kill_of_the_execs_process_group_and_ends_the_child() {
     // The child still ends: its stream is closed whatever the kill did.
     assert_eq!(waited.unwrap(), None);
 }
+
+#[tokio::test]
+async fn missing_rights_are_asked_of_the_api_server_and_named_as_kubectl_spells_them() {
+    let (provider, mut api) = provider(settings());
+    let task = tokio::spawn(async move { provider.missing_rights().await });
+    let mut asked = Vec::new();
+    for _ in 0..warren_provider_kubernetes::NEEDED_RIGHTS.len() {
+        let (request, send) = expect(
+            &mut api,
+            Method::POST,
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        )
+        .await;
+        let mut review = body_json(request).await;
+        let attrs = review["spec"]["resourceAttributes"].clone();
+        assert_eq!(attrs["namespace"], NS, "{review}");
+        // This identity may do everything but exec.
+        let allowed = attrs["subresource"] != "exec";
+        asked.push(format!(
+            "{} {}{}",
+            attrs["verb"].as_str().unwrap(),
+            attrs["resource"].as_str().unwrap(),
+            attrs["subresource"]
+                .as_str()
+                .map(|s| format!("/{s}"))
+                .unwrap_or_default()
+        ));
+        review["status"] = json!({ "allowed": allowed });
+        respond(send, StatusCode::CREATED, &review);
+    }
+    let missing = task.await.unwrap().unwrap();
+    assert_eq!(missing, vec!["create pods/exec".to_owned()]);
+    for right in [
+        "create pods",
+        "watch pods",
+        "delete pods",
+        "create networkpolicies",
+    ] {
+        assert!(
+            asked.iter().any(|a| a == right),
+            "{right} not asked: {asked:?}"
+        );
+    }
+}

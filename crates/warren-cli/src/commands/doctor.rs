@@ -86,6 +86,7 @@ pub(crate) async fn doctor(global: &GlobalArgs) -> CmdResult<i32> {
     if let Some(config) = &config {
         checks.extend(network::models(config));
         checks.push(network::docker(config).await);
+        checks.push(network::kubernetes(config).await);
     }
     checks.push(network::server(global).await);
 

@@ -297,6 +297,49 @@ async fn doctor_checks_docker_and_the_image_when_the_docker_provider_is_configur
     assert!(docker["fix"].as_str().unwrap().contains("DOCKER_HOST"));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_starts_a_probe_pod_when_the_kubernetes_provider_is_configured() {
+    if !super::kube::kube_ready().await {
+        return;
+    }
+    let fx = Fixture::with_backend(&scenario(vec![]), Backend::Kubernetes).await;
+    let out = fx.warren(&["doctor", "--json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let view = doctor_view(&out);
+    let kube = named(&view, "kubernetes");
+    assert_eq!(kube["status"], "ok", "{kube:#}");
+    let detail = kube["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("rights held") && detail.contains("closed off the network"),
+        "{detail}"
+    );
+    assert_eq!(named(&view, "docker")["status"], "skip");
+
+    // An image the nodes do not have: the probe pod cannot start, and doctor says so.
+    let config = std::fs::read_to_string(&fx.config).unwrap();
+    std::fs::write(
+        &fx.config,
+        config.replace(
+            "image = \"warren-sandbox:e2e\"",
+            "image = \"warren-doctor-test:never-built\"",
+        ),
+    )
+    .unwrap();
+    let (_, view) = doctor(&fx, &[], 2).await;
+    let kube = named(&view, "kubernetes");
+    assert_eq!(kube["status"], "fail", "{kube:#}");
+    assert!(
+        kube["detail"].as_str().unwrap().contains("never-built"),
+        "{kube:#}"
+    );
+}
+
 /// Without any model provider no agent can run: doctor fails and says what to configure.
 #[tokio::test(flavor = "multi_thread")]
 async fn doctor_fails_without_a_model_and_says_what_to_configure() {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use warren_api::DoctorCheck;
 use warren_config::Config;
+use warren_domain::UserFacing;
+use warren_provider::Provider;
 
 use super::{fail, ok, skip};
 use crate::cli::GlobalArgs;
@@ -135,6 +137,100 @@ pub(crate) async fn docker(config: &Config) -> DoctorCheck {
                 )
             },
         ),
+    }
+}
+
+/// The kubernetes provider: the cluster answers, this identity holds every right the provider
+/// uses in its namespace, and a real sandbox pod starts there, is found closed off the network,
+/// and is removed (the image, the policy and the relay, as a run would meet them).
+pub(crate) async fn kubernetes(config: &Config) -> DoctorCheck {
+    const NAME: &str = "kubernetes";
+    if config.sandbox.provider != "kubernetes" {
+        return skip(
+            NAME,
+            format!(
+                "sandbox.provider is {:?}; only the kubernetes provider uses a cluster",
+                config.sandbox.provider
+            ),
+        );
+    }
+    let reach = "set KUBECONFIG (and [sandbox.kubernetes] context) to a cluster you can reach, or run inside the cluster with a service account";
+    let provider = match AnyProvider::for_kind("kubernetes", config, None) {
+        Ok(p) => p,
+        Err(e) => return fail(NAME, e.message, reach),
+    };
+    let Some(kube) = provider.kubernetes() else {
+        return fail(NAME, "the kubernetes provider did not start", reach);
+    };
+    let namespace = kube.settings().namespace.clone();
+    match tokio::time::timeout(Duration::from_secs(10), kube.preflight()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let hint = e.hint().unwrap_or_else(|| reach.to_owned());
+            return fail(NAME, e.to_string(), hint);
+        }
+        Err(_) => return fail(NAME, "the cluster did not answer within 10 s", reach),
+    }
+    match kube.missing_rights().await {
+        Ok(missing) if missing.is_empty() => {}
+        Ok(missing) => {
+            return fail(
+                NAME,
+                format!(
+                    "this identity may not {} in the namespace {namespace}",
+                    missing.join(", ")
+                ),
+                format!(
+                    "grant them in {namespace} (deploy/kubernetes/role.yaml is the Role warren needs)"
+                ),
+            );
+        }
+        Err(e) => return fail(NAME, e.to_string(), reach),
+    }
+    let spec = warren_provider::SandboxSpec {
+        id: warren_domain::SandboxId::new(),
+        name: warren_domain::SandboxName::parse("doctor").unwrap_or_else(|_| unreachable!()),
+        host_dirs: None,
+        // Nothing in the probe dials it; the relay only listens.
+        gateway: warren_provider::GatewayAttachment::Tcp {
+            address: "127.0.0.1:40999".into(),
+            token: "doctor".into(),
+        },
+        tools: Vec::new(),
+    };
+    let image = kube.settings().image.clone();
+    // A doctor answers in bounded time, whatever `create_timeout_secs` allows a run.
+    let probe = tokio::time::timeout(Duration::from_secs(60), kube.create(&spec)).await;
+    let Ok(created) = probe else {
+        let pods = kube.list_pods().await.unwrap_or_default();
+        for pod in pods.iter().filter(|p| p.sandbox_id == spec.id.as_str()) {
+            let _ = kube.delete_pod(&pod.name).await;
+        }
+        return fail(
+            NAME,
+            format!("a sandbox pod from {image} did not start within 60 s"),
+            format!(
+                "kubectl describe pod -n {namespace} -l warren.dev/sandbox-id shows why (scheduling, image pull); check the nodes' taints and that they have {image}"
+            ),
+        );
+    };
+    match created {
+        Ok((sandbox, timings)) => {
+            let _ = warren_provider::Sandbox::destroy(sandbox).await;
+            ok(
+                NAME,
+                format!(
+                    "namespace {namespace}: rights held; a sandbox pod from {image} started in {:.1} s, closed off the network, relay up",
+                    timings.total.as_secs_f64()
+                ),
+            )
+        }
+        Err(e) => {
+            let hint = e.hint().unwrap_or_else(|| {
+                format!("make {image} available to the nodes (push it to their registry, or import it with image_pull_policy = \"Never\"); docs/kubernetes.md")
+            });
+            fail(NAME, e.to_string(), hint)
+        }
     }
 }
 
