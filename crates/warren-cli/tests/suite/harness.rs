@@ -350,6 +350,13 @@ pub async fn status(fx: &Fixture, name: &str) -> Value {
 }
 
 impl Fixture {
+    /// Whether the agent has asked the model for a step with tools, i.e. it is at work.
+    pub fn agent_called(&self) -> bool {
+        self.model
+            .as_ref()
+            .is_some_and(|m| m.requests().iter().any(|r| r.has_tools))
+    }
+
     /// Adds TOML to the end of the fixture's config file.
     pub fn append_config(&self, toml: &str) {
         let mut config = std::fs::read_to_string(&self.config).unwrap();

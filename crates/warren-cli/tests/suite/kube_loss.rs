@@ -59,14 +59,7 @@ async fn launch_and_take_the_pod(name: &str, how: TakenBy) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let id = loop {
         let s = status(&fx, name).await;
-        let agent_called = fx
-            .model
-            .as_ref()
-            .unwrap()
-            .requests()
-            .iter()
-            .any(|r| r.has_tools);
-        if s["sandbox"]["state"] == "running" && agent_called {
+        if s["sandbox"]["state"] == "running" && fx.agent_called() {
             break s["sandbox"]["id"].as_str().unwrap().to_owned();
         }
         assert!(

@@ -82,14 +82,7 @@ async fn a_server_killed_mid_run_leaves_a_pod_the_next_server_recovers() {
     assert_eq!(status, 201, "{launched}");
     let id = launched["sandbox"]["id"].as_str().unwrap().to_owned();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while !fx
-        .model
-        .as_ref()
-        .unwrap()
-        .requests()
-        .iter()
-        .any(|r| r.has_tools)
-    {
+    while !fx.agent_called() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the agent never started"

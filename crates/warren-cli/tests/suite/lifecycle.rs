@@ -152,14 +152,7 @@ async fn a_killed_monitor_leaves_a_consistent_exportable_sandbox(backend: Backen
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let pid = loop {
         let s = status(&fx, "crash").await;
-        let agent_called = fx
-            .model
-            .as_ref()
-            .unwrap()
-            .requests()
-            .iter()
-            .any(|r| r.has_tools);
-        if let (true, Some(pid)) = (agent_called, s["lease"]["pid"].as_u64()) {
+        if let (true, Some(pid)) = (fx.agent_called(), s["lease"]["pid"].as_u64()) {
             // The bash tool writes its file at once, then sleeps: give it a moment.
             tokio::time::sleep(Duration::from_millis(1500)).await;
             break pid;

@@ -328,18 +328,10 @@ async fn a_killed_run_is_recorded_by_gc_and_its_work_exported(backend: Backend) 
     let run_pid = u64::from(run.id().unwrap());
     // A pod's files are not on the host until they come back: there the sign is the model's
     // tool call, and the bash tool writes at once.
-    let agent_called = || {
-        fx.model
-            .as_ref()
-            .unwrap()
-            .requests()
-            .iter()
-            .any(|r| r.has_tools)
-    };
     let s = status_when(&fx, "killed", "the agent wrote its file", |s| {
         s["sandbox"]["state"] == "running"
             && match backend {
-                Backend::Kubernetes => agent_called(),
+                Backend::Kubernetes => fx.agent_called(),
                 _ => in_workspace(s, "agent.txt"),
             }
     })

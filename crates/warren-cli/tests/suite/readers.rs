@@ -32,14 +32,7 @@ async fn readers_during_a_run_change_nothing(backend: Backend) {
         // Until the run has recorded its sandbox, there is nothing to read.
         let out = fx.warren(&["status", "norm", "--json"]).await;
         let s: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
-        let agent_called = fx
-            .model
-            .as_ref()
-            .unwrap()
-            .requests()
-            .iter()
-            .any(|r| r.has_tools);
-        if s["sandbox"]["state"] == "running" && agent_called {
+        if s["sandbox"]["state"] == "running" && fx.agent_called() {
             assert_eq!(s["busy"], true, "a held sandbox reads as busy: {s}");
             assert_eq!(s["supervisor_lost"], false, "{s}");
             break;
