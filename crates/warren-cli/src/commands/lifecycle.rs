@@ -196,6 +196,25 @@ pub async fn teardown(global: &GlobalArgs, args: TeardownArgs) -> CmdResult<i32>
     Ok(0)
 }
 
+/// Before a command reads or removes a kubernetes sandbox's files: a pod a dead warren left
+/// holds work the host directories do not have yet, so it is read back first (what `gc` and
+/// `list` do; a no-op for a live sandbox, another provider, or a name that is not there, whose
+/// error the command itself reports).
+pub(crate) async fn settle_leftover_pod(global: &GlobalArgs, name: &str) {
+    let Ok(config) = config_for(global, name) else {
+        return;
+    };
+    let found = with_lifecycle(global, &config, |lc| {
+        let record = lc.find(name)?;
+        Ok((record.provider == "kubernetes")
+            .then(|| lc.accounted())
+            .transpose()?)
+    });
+    if let Ok(Some(accounted)) = found {
+        kube_sweep(&config, &accounted, true).await;
+    }
+}
+
 /// A docker sandbox's container ends with the process that held it, but stays listed until
 /// removed: teardown removes whatever is left of this sandbox's containers.
 async fn remove_sandbox_containers(config: &Config, sandbox_id: &str) {

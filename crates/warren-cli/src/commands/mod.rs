@@ -50,10 +50,22 @@ async fn local(cli: Cli) -> CmdResult<i32> {
         Command::Run(args) => run::run(g, args).await,
         Command::Launch(args) => lifecycle::launch(g, args).await,
         Command::Exec(args) => lifecycle::exec(g, args).await,
-        Command::Export(args) => lifecycle::export(g, args),
-        Command::Pull(args) => lifecycle::pull(g, args),
-        Command::Sync(args) => lifecycle::sync(g, &args.name),
-        Command::Teardown(args) => lifecycle::teardown(g, args).await,
+        Command::Export(args) => {
+            lifecycle::settle_leftover_pod(g, &args.name).await;
+            lifecycle::export(g, args)
+        }
+        Command::Pull(args) => {
+            lifecycle::settle_leftover_pod(g, &args.name).await;
+            lifecycle::pull(g, args)
+        }
+        Command::Sync(args) => {
+            lifecycle::settle_leftover_pod(g, &args.name).await;
+            lifecycle::sync(g, &args.name)
+        }
+        Command::Teardown(args) => {
+            lifecycle::settle_leftover_pod(g, &args.name).await;
+            lifecycle::teardown(g, args).await
+        }
         Command::Gc(args) => lifecycle::gc(g, args.volumes).await,
         Command::Image(args) => match args.command {
             ImageCommand::Build(b) => lifecycle::image_build(g, b).await,

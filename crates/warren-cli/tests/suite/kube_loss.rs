@@ -132,3 +132,59 @@ async fn a_pod_deleted_by_someone_else_ends_the_run_as_sandbox_lost() {
     };
     assert_lost(&s, &["being deleted", "was deleted", "disrupted"]);
 }
+
+/// `warren run` SIGKILLed mid-agent, and the reconciler that records it cannot reach the cluster
+/// (a cron without the kubeconfig, an API server down for a moment): the work is still in the
+/// pod the dead run left, and `export` reads it back before it exports.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_runs_work_exports_when_gc_could_not_reach_the_cluster() {
+    if kubeconfig().await.is_none() {
+        return;
+    }
+    let fx = Fixture::with_backend(
+        &scenario(vec![
+            bash_turn("echo kept-in-the-pod > agent.txt && sleep 120"),
+            text_turn("never reached"),
+        ]),
+        Backend::Kubernetes,
+    )
+    .await;
+    let mut run = fx.spawn_run("crashed", "write a file");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while !fx.agent_called() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    run.start_kill().unwrap();
+    let _ = run.wait().await;
+    let gc = fx
+        .warren_with(&["gc", "--json"], |cmd| {
+            cmd.env("KUBECONFIG", "/nonexistent/kubeconfig");
+        })
+        .await;
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let report: Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert_eq!(
+        report["gc"]["marked_error"],
+        serde_json::json!(["crashed"]),
+        "{report}"
+    );
+    assert_eq!(report["pods_recovered"], serde_json::json!([]), "{report}");
+    let export = fx.warren(&["export", "crashed", "--json"]).await;
+    assert!(
+        export.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&export.stdout),
+        stderr(&export)
+    );
+    assert_eq!(
+        super::harness::git(&fx.repo, &["show", "warren/crashed:agent.txt"]),
+        "kept-in-the-pod\n"
+    );
+    let s = status(&fx, "crashed").await;
+    assert_no_pod(s["sandbox"]["id"].as_str().unwrap()).await;
+}
