@@ -44,6 +44,7 @@ fn spec() -> SandboxSpec {
         gateway: GatewayAttachment::Tcp {
             address: "127.0.0.1:4000".into(),
             token: "secret-token".into(),
+            egress: None,
         },
         tools: Vec::new(),
     }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::both_backends;
+use crate::every_backend;
 
 use super::harness::{
     Backend, Fixture, bash_turn, git, json_lines, scenario, stderr, stdout, text_turn,
@@ -251,7 +251,7 @@ fn line<'a>(all: &'a str, label: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no output for {label}:\n{all}"))
 }
 
-both_backends!(an_allow_list_lets_listed_hosts_through_and_refuses_everything_else);
+every_backend!(an_allow_list_lets_listed_hosts_through_and_refuses_everything_else);
 
 async fn an_allow_list_lets_listed_hosts_through_and_refuses_everything_else(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
