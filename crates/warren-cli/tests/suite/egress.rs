@@ -1,10 +1,13 @@
 //! Egress allow-lists end to end, through the agent's own bash tool in a real sandbox: what the
 //! list allows is reached by ordinary tools (curl, git over dumb HTTP, npm and pip against a local
-//! registry and index; perl and git in the docker image), everything else is refused by the
-//! proxy on the host or has no route at all, and every decision is an event of the sandbox.
+//! registry and index; perl and git in the sandbox image that docker and kubernetes run), everything
+//! else is refused by the proxy on the host or has no route at all, and every decision is an event
+//! of the sandbox.
 //!
 //! The test servers listen on 127.0.0.2: loopback on the host, but not an address the sandbox's
-//! `NO_PROXY` keeps local (127.0.0.1 inside a sandbox is the sandbox itself).
+//! `NO_PROXY` keeps local (127.0.0.1 inside a sandbox is the sandbox itself). From a pod they are
+//! reachable only through the proxy: its loopback is its own, its network is closed, and the
+//! proxy is reached over warren's relay (the `EGRESS` channel) on warren's loopback.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -502,6 +505,10 @@ async fn an_allow_list_lets_listed_hosts_through_and_refuses_everything_else(bac
         "{}",
         stdout(&human)
     );
+    if backend == Backend::Kubernetes {
+        // The pod, and with it the relay's gateway and egress channels, went with the run.
+        super::kube::assert_no_pod(status["sandbox"]["id"].as_str().unwrap()).await;
+    }
     let logs = fx.warren(&["logs", "egress"]).await;
     let logs = format!("{}{}", stdout(&logs), stderr(&logs));
     assert!(
