@@ -18,5 +18,6 @@ pub use contract::{
     StructurerRequest, call_structurer, instruction_block, parse_outcome,
 };
 pub use events::{Parsed, parse_line};
+pub use opencode::EgressRoute;
 pub use opencode::{GATEWAY_PORT, GatewayRoute, OpencodeLaunch, PLACEHOLDER_API_KEY};
 pub use supervise::{AgentRun, EndReason, Limits, supervise};

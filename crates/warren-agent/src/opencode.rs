@@ -4,13 +4,16 @@
 //! MCP servers, sharing, autoupdate, model-list fetches and snapshots.
 
 use serde_json::json;
-use warren_provider::{ExecSpec, SANDBOX_HOME, SANDBOX_RUN_DIR, SANDBOX_WORKSPACE};
+use warren_provider::{
+    ExecSpec, SANDBOX_EGRESS_PORT, SANDBOX_HOME, SANDBOX_RUN_DIR, SANDBOX_WORKSPACE,
+};
 
 /// The loopback port inside the sandbox where the init process relays to the gateway socket.
 pub const GATEWAY_PORT: u16 = 4000;
-/// The loopback port inside the sandbox where the init relays to the egress proxy's socket, when
-/// the sandbox's egress is an allow-list.
-pub const EGRESS_PORT: u16 = 4001;
+/// The loopback port inside the sandbox where the egress proxy is reached, when the sandbox's
+/// egress is an allow-list: the init relays it to the proxy's socket, or the provider carries it
+/// to the proxy's address ([`EgressRoute`]).
+pub const EGRESS_PORT: u16 = SANDBOX_EGRESS_PORT;
 /// What OpenCode sees as its API key. The gateway replaces it with the real credential.
 pub const PLACEHOLDER_API_KEY: &str = "warren-gateway-placeholder";
 /// Where a warm OpenCode server listens inside its sandbox.
@@ -48,12 +51,21 @@ pub struct OpencodeLaunch {
     pub session_id: Option<String>,
     /// How OpenCode reaches the model gateway.
     pub gateway: GatewayRoute,
-    /// The egress proxy's socket file name in the run directory, when the sandbox's egress is an
-    /// allow-list: the init relays [`EGRESS_PORT`] to it and the environment points every
-    /// ordinary tool at it.
-    pub egress: Option<String>,
+    /// How the sandbox reaches the egress proxy, when its egress is an allow-list: the
+    /// environment points every ordinary tool at [`EGRESS_PORT`] on loopback either way.
+    pub egress: Option<EgressRoute>,
     /// What the agent must ask for (approval rules); empty: nothing asks.
     pub ask: AskRules,
+}
+
+/// How [`EGRESS_PORT`] inside the sandbox reaches the egress proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EgressRoute {
+    /// The proxy's socket file name in the run directory: warren's init relays the port to it.
+    Socket(String),
+    /// The provider listens on the port and carries its connections to the proxy (a pod, over
+    /// warren's relay): nothing for the init to do.
+    Provider,
 }
 
 /// OpenCode permission patterns that make the agent ask instead of acting.
@@ -216,12 +228,13 @@ impl OpencodeLaunch {
     }
 
     fn egress_relay(&self) -> Option<[String; 2]> {
-        self.egress.as_ref().map(|socket| {
-            [
+        match &self.egress {
+            Some(EgressRoute::Socket(socket)) => Some([
                 "--relay".to_owned(),
                 format!("{EGRESS_PORT}={SANDBOX_RUN_DIR}/{socket}"),
-            ]
-        })
+            ]),
+            Some(EgressRoute::Provider) | None => None,
+        }
     }
 
     fn init_argv(&self, options: &[[String; 2]], relay: Option<[String; 2]>) -> Vec<String> {
@@ -257,7 +270,7 @@ impl OpencodeLaunch {
         ];
         let mut env = env;
         if self.egress.is_some() {
-            env.extend(proxy_env());
+            env.extend(proxy_env(self.gateway_host()));
         }
         ExecSpec {
             argv,
@@ -267,12 +280,31 @@ impl OpencodeLaunch {
     }
 }
 
+impl OpencodeLaunch {
+    /// The host OpenCode dials for the model when it is not on loopback (a TCP gateway
+    /// advertised by name), which must stay direct too.
+    fn gateway_host(&self) -> Option<&str> {
+        match &self.gateway {
+            GatewayRoute::Tcp { address, .. } => address
+                .rsplit_once(':')
+                .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
+                .filter(|host| !matches!(*host, "127.0.0.1" | "localhost" | "::1")),
+            GatewayRoute::Socket(_) => None,
+        }
+    }
+}
+
 /// What makes ordinary tools use the egress proxy: the proxy variables curl, Python, Node and most
 /// others read (both spellings), git's and npm's and pip's own settings. Loopback stays direct:
-/// OpenCode's model calls go to the gateway relay there, never through the proxy.
-fn proxy_env() -> Vec<(String, String)> {
+/// OpenCode's model calls go to the gateway relay there, never through the proxy; so does the
+/// gateway's own host when it is reached by name.
+fn proxy_env(gateway_host: Option<&str>) -> Vec<(String, String)> {
     let proxy = format!("http://127.0.0.1:{EGRESS_PORT}");
-    let no_proxy = "127.0.0.1,localhost,::1".to_owned();
+    let mut no_proxy = "127.0.0.1,localhost,::1".to_owned();
+    if let Some(host) = gateway_host {
+        no_proxy.push(',');
+        no_proxy.push_str(host);
+    }
     let mut env: Vec<(String, String)> = [
         "HTTP_PROXY",
         "HTTPS_PROXY",
@@ -338,7 +370,7 @@ mod tests {
         assert!(!plain.argv.iter().any(|a| a.contains("egress")));
 
         let mut launch = launch();
-        launch.egress = Some(egress_socket_name(7));
+        launch.egress = Some(EgressRoute::Socket(egress_socket_name(7)));
         let spec = launch.exec_spec();
         assert_eq!(
             spec.argv[..6],
@@ -382,6 +414,47 @@ mod tests {
             ["/run/warren-bin/init", "--", "/run/warren-bin/opencode"]
         );
         assert!(!format!("{launch:?}").contains("tok-0123456789abcdef"));
+    }
+
+    #[test]
+    fn over_tcp_the_provider_carries_the_egress_port_and_tools_still_point_at_it() {
+        let mut launch = launch();
+        launch.gateway = GatewayRoute::Tcp {
+            address: "127.0.0.1:41000".into(),
+            token: "tok-0123456789abcdef".into(),
+        };
+        launch.egress = Some(EgressRoute::Provider);
+        let spec = launch.exec_spec();
+        // No socket to relay to: the provider listens on the port (a pod's relay).
+        assert_eq!(
+            spec.argv[..3],
+            ["/run/warren-bin/init", "--", "/run/warren-bin/opencode"]
+        );
+        assert!(!spec.argv.iter().any(|a| a == "--relay"), "{:?}", spec.argv);
+        let env: std::collections::BTreeMap<_, _> = spec.env.into_iter().collect();
+        for key in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "npm_config_proxy",
+            "npm_config_https_proxy",
+            "PIP_PROXY",
+            "GIT_CONFIG_VALUE_0",
+        ] {
+            assert_eq!(env[key], "http://127.0.0.1:4001", "{key}");
+        }
+        // The model is dialled directly on loopback, never through the proxy.
+        assert_eq!(env["NO_PROXY"], "127.0.0.1,localhost,::1");
+        assert_eq!(env["no_proxy"], env["NO_PROXY"]);
+
+        // A gateway reached by name stays direct as well.
+        launch.gateway = GatewayRoute::Tcp {
+            address: "warren.example:41000".into(),
+            token: "tok-0123456789abcdef".into(),
+        };
+        let env: std::collections::BTreeMap<_, _> = launch.exec_spec().env.into_iter().collect();
+        assert_eq!(env["NO_PROXY"], "127.0.0.1,localhost,::1,warren.example");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use warren_gateway::GatewayConfig;
-use warren_gateway::egress::{EgressListen, EgressPolicy, RuleSpec};
+use warren_gateway::egress::{EgressAt, EgressListen, EgressPolicy, RuleSpec};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -229,7 +229,7 @@ async fn main() {
     let mut cfg = GatewayConfig::new(dir.path().join("gw.sock"), "http://127.0.0.1:9/v1");
     let rules = [server, paced].map(|a| RuleSpec::new(format!("127.0.0.1:{}", a.port())));
     cfg.egress = Some(EgressListen {
-        socket: socket.clone(),
+        at: EgressAt::Unix(socket.clone()),
         policy: EgressPolicy::parse(&rules).unwrap(),
     });
     let mut gateway = warren_gateway::start(cfg).await.unwrap();

@@ -9,11 +9,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use warren_agent::attach::{AttachRequest, PermissionAsk};
 use warren_agent::classify::{ClassifyPatterns, classify_failure_with};
 use warren_agent::opencode::{egress_socket_name, gateway_socket_name};
-use warren_agent::{AgentRun, GatewayRoute, Limits, OpencodeLaunch, supervise};
+use warren_agent::{AgentRun, EgressRoute, GatewayRoute, Limits, OpencodeLaunch, supervise};
 use warren_domain::{
     AgentEvent, BudgetLine, ErrorInfo, ReasonCode, SandboxId, SandboxName, SandboxState, Usage,
     UserFacing,
 };
+use warren_gateway::egress::EgressAt;
 use warren_gateway::{GatewayConfig, GatewayHandle, GatewayListen, GatewayNotice};
 use warren_provider::{
     ExecChild, GatewayAttachment, HostDirs, IMAGE_TOOLS_DIR, Mounts, Provider, Sandbox,
@@ -336,11 +337,19 @@ fn sandbox_and_launch(
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         ),
-        GatewayAttachment::Tcp { address, token } => GatewayRoute::Tcp {
+        GatewayAttachment::Tcp { address, token, .. } => GatewayRoute::Tcp {
             address: address.clone(),
             token: token.clone(),
         },
     };
+    // With a socket the init relays the egress port to the proxy's; over TCP the provider
+    // carries it (the attachment names the proxy's address).
+    let egress = prepared.resolved.egress.as_ref().map(|_| match &gateway {
+        GatewayAttachment::UnixSocket { .. } => {
+            EgressRoute::Socket(egress_socket_name(std::process::id()))
+        }
+        GatewayAttachment::Tcp { .. } => EgressRoute::Provider,
+    });
     let spec = SandboxSpec {
         id: rec.id.clone(),
         name: req.name.clone(),
@@ -367,11 +376,7 @@ fn sandbox_and_launch(
         session_id: req.session_id.clone(),
         gateway: route,
         ask: req.approvals.map(|a| a.ask.clone()).unwrap_or_default(),
-        egress: prepared
-            .resolved
-            .egress
-            .as_ref()
-            .map(|_| egress_socket_name(std::process::id())),
+        egress,
     };
     (spec, launch)
 }
@@ -381,8 +386,10 @@ fn socket_path(dirs: &SandboxDirs) -> std::path::PathBuf {
     dirs.run.join(gateway_socket_name(std::process::id()))
 }
 
-/// The gateway, and beside it the egress proxy when the sandbox's policy is an allow-list (its
-/// socket in the same run directory, so only the sandbox and warren see it).
+/// The gateway, and beside it the egress proxy when the sandbox's policy is an allow-list: its
+/// socket in the same run directory, so only the sandbox and warren see it; or, for a gateway on
+/// TCP (a sandbox that cannot see the run directory), a port on warren's loopback that only the
+/// provider's relay hands the sandbox's connections to.
 async fn start_gateway(
     prepared: &Prepared,
     listen: GatewayListen,
@@ -395,16 +402,16 @@ async fn start_gateway(
     cfg.egress = match (&prepared.resolved.egress, &cfg.listen) {
         (None, _) => None,
         (Some(policy), GatewayListen::Unix(_)) => Some(warren_gateway::egress::EgressListen {
-            socket: dirs.run.join(egress_socket_name(std::process::id())),
+            at: EgressAt::Unix(dirs.run.join(egress_socket_name(std::process::id()))),
             policy: policy.clone(),
         }),
-        // Refused when the job was prepared; never start such a sandbox open.
-        (Some(_), GatewayListen::Tcp { .. }) => {
-            return Err(ErrorInfo::new(
-                ReasonCode::EgressUnenforceable,
-                "an egress allow-list needs a sandbox that can see the proxy's socket",
-            ));
-        }
+        (Some(policy), GatewayListen::Tcp { .. }) => Some(warren_gateway::egress::EgressListen {
+            at: EgressAt::Tcp(std::net::SocketAddr::from((
+                std::net::Ipv4Addr::LOCALHOST,
+                0,
+            ))),
+            policy: policy.clone(),
+        }),
     };
     warren_gateway::start(cfg)
         .await
@@ -412,7 +419,9 @@ async fn start_gateway(
 }
 
 /// A gateway on TCP for a sandbox that cannot see a host socket, with a fresh random token it
-/// alone is given; the address it is told is the bound one (the real port).
+/// alone is given; the address it is told is the bound one (the real port). The egress proxy,
+/// when there is one, is on warren's loopback whatever the gateway's plan: the provider's relay
+/// reaches it from this host, and nothing else should.
 async fn start_tcp_gateway(
     prepared: &Prepared,
     plan: &TcpGateway,
@@ -433,7 +442,15 @@ async fn start_tcp_gateway(
         Some(host) => format!("{host}:{}", bound.port()),
         None => bound.to_string(),
     };
-    Ok((gateway, GatewayAttachment::Tcp { address, token }))
+    let egress = gateway.egress_addr().map(|at| at.to_string());
+    Ok((
+        gateway,
+        GatewayAttachment::Tcp {
+            address,
+            token,
+            egress,
+        },
+    ))
 }
 
 /// Moves the record to `running`, then supervises the agent process to its end: events recorded

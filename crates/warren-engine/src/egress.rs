@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use warren_config::{AllowEntry, Config, EgressMode, PolicyConfig, RoleConfig};
 use warren_domain::{ErrorInfo, ReasonCode};
 use warren_gateway::egress::{EgressPolicy, RuleSpec};
-use warren_provider::{Mounts, Provider};
+use warren_provider::Provider;
 
 use crate::paths::SandboxDirs;
 
@@ -98,7 +98,9 @@ pub fn apply_overrides(
 }
 
 /// Refuses an allow-list on a provider that cannot enforce one: its sandboxes must have no
-/// network of their own and see the proxy's socket, or the policy would be a suggestion.
+/// network of their own, or the policy would be a suggestion. Such a sandbox reaches the proxy
+/// through the run directory (host paths) or through the provider's own relay (no shared file
+/// system: the provider carries the egress port as it carries the gateway).
 pub fn check_enforceable<P: Provider>(
     provider: &P,
     egress: Option<&EgressPolicy>,
@@ -106,12 +108,10 @@ pub fn check_enforceable<P: Provider>(
     if egress.is_none() {
         return Ok(());
     }
-    let why = if provider.mounts() != Mounts::HostPaths {
-        Some("its sandboxes cannot see the egress proxy's socket on this host")
-    } else if !provider.isolates_network() {
-        Some("it does not guarantee that its sandboxes have no network of their own")
-    } else {
+    let why = if provider.isolates_network() {
         None
+    } else {
+        Some("it does not guarantee that its sandboxes have no network of their own")
     };
     match why {
         None => Ok(()),
@@ -122,7 +122,7 @@ pub fn check_enforceable<P: Provider>(
                 provider.name()
             ),
         )
-        .with_hint("use the local or docker provider, or run with egress none")),
+        .with_hint("use a provider whose sandboxes have no network of their own (local, docker without the host's Docker socket, kubernetes), or run with egress none")),
     }
 }
 

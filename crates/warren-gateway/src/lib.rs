@@ -239,11 +239,7 @@ pub async fn start(cfg: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
     };
     let (notice_tx, notices) = mpsc::unbounded_channel();
     let egress = match &cfg.egress {
-        Some(listen) => Some(egress::start(
-            listen,
-            notice_tx.clone(),
-            cfg.connect_timeout,
-        )?),
+        Some(listen) => Some(egress::start(listen, notice_tx.clone(), cfg.connect_timeout).await?),
         None => None,
     };
     let shared = Arc::new(proxy::Shared {
@@ -338,9 +334,14 @@ impl GatewayHandle {
         self.shared.budget.set(budgets);
     }
 
-    /// The egress proxy's socket, when one runs beside the gateway.
+    /// The egress proxy's socket, when one runs beside the gateway on a Unix socket.
     pub fn egress_socket(&self) -> Option<&Path> {
-        self.egress.as_ref().map(egress::Running::socket)
+        self.egress.as_ref().and_then(egress::Running::socket)
+    }
+
+    /// The egress proxy's bound address, when one runs beside the gateway on loopback TCP.
+    pub fn egress_addr(&self) -> Option<std::net::SocketAddr> {
+        self.egress.as_ref().and_then(egress::Running::local_addr)
     }
 
     pub fn stats(&self) -> GatewayStats {

@@ -15,7 +15,7 @@ use axum::response::Redirect;
 use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use warren_gateway::egress::{EgressListen, EgressPolicy, EgressRecord, RuleSpec};
+use warren_gateway::egress::{EgressAt, EgressListen, EgressPolicy, EgressRecord, RuleSpec};
 use warren_gateway::{GatewayConfig, GatewayHandle, GatewayNotice};
 
 use common::spawn_upstream;
@@ -31,7 +31,7 @@ impl Proxy {
         let specs: Vec<RuleSpec> = rules.iter().map(|r| RuleSpec::new(*r)).collect();
         let mut cfg = GatewayConfig::new(dir.path().join("gw.sock"), "http://127.0.0.1:9/v1");
         cfg.egress = Some(EgressListen {
-            socket: dir.path().join("egress.sock"),
+            at: EgressAt::Unix(dir.path().join("egress.sock")),
             policy: EgressPolicy::parse(&specs).unwrap(),
         });
         let gateway = warren_gateway::start(cfg).await.unwrap();
@@ -228,4 +228,79 @@ async fn shutdown_ends_open_tunnels_and_records_them() {
     }
     let record = found.expect("the tunnel's record was not sent by shutdown");
     assert!(record.reason.unwrap_or_default().contains("cut off"));
+}
+
+/// A proxy for a sandbox that cannot see a host socket: on a loopback port, with the same
+/// decisions. The provider's relay is the only thing that hands it a sandbox's connections.
+#[tokio::test]
+async fn on_loopback_tcp_the_proxy_decides_the_same_and_says_where_it_listens() {
+    let up = upstream().await;
+    let specs = [RuleSpec::new(format!("127.0.0.1:{}", up.port()))];
+    let mut cfg = GatewayConfig::tcp(
+        "127.0.0.1:0".parse().unwrap(),
+        "tok-0123456789abcdef",
+        "http://127.0.0.1:9/v1",
+    );
+    cfg.egress = Some(EgressListen {
+        at: EgressAt::Tcp("127.0.0.1:0".parse().unwrap()),
+        policy: EgressPolicy::parse(&specs).unwrap(),
+    });
+    let mut gateway = warren_gateway::start(cfg).await.unwrap();
+    assert!(gateway.egress_socket().is_none());
+    let at = gateway.egress_addr().unwrap();
+    assert!(at.ip().is_loopback() && at.port() != 0, "{at}");
+    assert_ne!(Some(at), gateway.local_addr());
+
+    let ask = |request: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(at).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let answer = ask(format!(
+        "GET http://{up}/hello HTTP/1.1\r\nHost: {up}\r\nConnection: close\r\n\r\n"
+    ))
+    .await;
+    assert!(answer.ends_with("hello from upstream"), "{answer}");
+    let refused = ask(
+        "GET http://169.254.169.254/latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n"
+            .to_owned(),
+    )
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    let mut records = Vec::new();
+    while records.len() < 2 {
+        let notice = tokio::time::timeout(Duration::from_secs(10), gateway.notices().recv())
+            .await
+            .expect("no notice within 10 s")
+            .expect("notice channel closed");
+        if let GatewayNotice::Egress(record) = notice {
+            records.push(record);
+        }
+    }
+    assert!(
+        records[0].allowed && records[0].status == 200,
+        "{records:?}"
+    );
+    assert!(!records[1].allowed && records[1].host == "169.254.169.254");
+    gateway.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(at).await.is_err());
+}
+
+#[tokio::test]
+async fn a_proxy_without_a_credential_is_never_bound_beyond_loopback() {
+    let mut cfg = GatewayConfig::tcp(
+        "127.0.0.1:0".parse().unwrap(),
+        "tok-0123456789abcdef",
+        "http://127.0.0.1:9/v1",
+    );
+    cfg.egress = Some(EgressListen {
+        at: EgressAt::Tcp("0.0.0.0:0".parse().unwrap()),
+        policy: EgressPolicy::parse(&[RuleSpec::new("example.org")]).unwrap(),
+    });
+    let Err(error) = warren_gateway::start(cfg).await else {
+        panic!("a proxy on 0.0.0.0 started");
+    };
+    assert!(error.to_string().contains("loopback"), "{error}");
 }

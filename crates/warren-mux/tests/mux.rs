@@ -122,3 +122,59 @@ async fn a_sandbox_side_that_is_not_the_relay_is_refused() {
         .expect("a stranger's output must not start the mux");
     assert!(err.to_string().contains("did not start"), "{err}");
 }
+
+/// A pod with an allow-list: the sandbox listens for the gateway and the egress port, and each
+/// listener's connections reach its own routed address, never the other's.
+#[tokio::test]
+async fn gateway_and_egress_listeners_each_reach_their_own_route() {
+    let gateway = named_echo("gateway:").await;
+    let egress = named_echo("egress:").await;
+    let (host_io, sandbox_io) = tokio::io::duplex(64 * 1024);
+    let (sr, sw) = tokio::io::split(sandbox_io);
+    let gateway_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let egress_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (at_gateway, at_egress) = (
+        gateway_listener.local_addr().unwrap(),
+        egress_listener.local_addr().unwrap(),
+    );
+    tokio::spawn(serve_sandbox(
+        sr,
+        sw,
+        vec![
+            Listen {
+                channel: GATEWAY,
+                listener: gateway_listener,
+            },
+            Listen {
+                channel: EGRESS,
+                listener: egress_listener,
+            },
+        ],
+    ));
+    let (hr, hw) = tokio::io::split(host_io);
+    let routes = vec![
+        Route {
+            channel: GATEWAY,
+            address: gateway.to_string(),
+        },
+        Route {
+            channel: EGRESS,
+            address: egress.to_string(),
+        },
+    ];
+    let (_, serve) = HostMux::start(BufReader::new(hr), hw, routes)
+        .await
+        .unwrap();
+    tokio::spawn(serve);
+    for (at, name) in [
+        (at_egress, "egress:"),
+        (at_gateway, "gateway:"),
+        (at_egress, "egress:"),
+    ] {
+        let mut tcp = TcpStream::connect(at).await.unwrap();
+        tcp.write_all(b"ping").await.unwrap();
+        let mut got = vec![0u8; name.len() + 4];
+        tcp.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, format!("{name}ping").as_bytes());
+    }
+}

@@ -202,6 +202,7 @@ mod tests {
             gateway: GatewayAttachment::Tcp {
                 address: "10.0.0.1:4000".into(),
                 token: "t".into(),
+                egress: None,
             },
             tools: Vec::new(),
         }

@@ -188,31 +188,23 @@ impl KubernetesProvider {
     }
 
     /// Proves the running pod's network closed and opens the relay that carries its gateway
-    /// connections (the only way out it has). Both at once: nothing uses the relay before
-    /// create returns, and a closed network costs the check its whole timeout.
+    /// connections, and its egress proxy's when it has one (the only ways out it has). Both at
+    /// once: nothing uses the relay before create returns, and a closed network costs the check
+    /// its whole timeout.
     async fn close_and_relay(
         &self,
         api: &Api<Pod>,
         pod: &str,
         spec: &SandboxSpec,
     ) -> Result<Relay, ProviderError> {
-        let GatewayAttachment::Tcp { address, .. } = &spec.gateway else {
-            return Err(ProviderError::Unsupported {
+        let (listen, routes) =
+            relay::channels(&spec.gateway).ok_or_else(|| ProviderError::Unsupported {
                 provider: "kubernetes",
                 what: "reach a gateway by a host Unix socket".into(),
-            });
-        };
+            })?;
         let (checked, relay) = tokio::join!(
             relay::check_network(api, pod),
-            relay::start(
-                api.clone(),
-                pod.to_owned(),
-                vec![(warren_mux::GATEWAY, address.clone())],
-                vec![warren_mux::Route {
-                    channel: warren_mux::GATEWAY,
-                    address: address.clone(),
-                }],
-            )
+            relay::start(api.clone(), pod.to_owned(), listen, routes)
         );
         match checked {
             Ok(()) => {}

@@ -4,6 +4,9 @@
 //! address inside the pod, and every connection it accepts travels over that exec's stdin and
 //! stdout (yamux, `warren-mux`) to warren, which connects it to the real gateway on its own
 //! loopback. The credential stays on warren's host; the pod needs no route, Service or Secret.
+//! When the sandbox's egress is an allow-list, the same relay carries its egress port to the
+//! egress proxy on warren's loopback, which decides every request; without one, nothing in the
+//! pod listens on that port.
 
 use std::time::Duration;
 
@@ -12,7 +15,7 @@ use kube::Api;
 use tokio::io::{AsyncReadExt, BufReader};
 use tokio::task::JoinHandle;
 use warren_mux::{HostMux, Route};
-use warren_provider::IMAGE_TOOLS_DIR;
+use warren_provider::{GatewayAttachment, IMAGE_TOOLS_DIR, SANDBOX_EGRESS_PORT};
 
 use crate::exec::{describe, exit_code, params};
 
@@ -25,6 +28,38 @@ const MAX_RESTARTS: u32 = 5;
 fn init() -> String {
     format!("{IMAGE_TOOLS_DIR}/warren-sandbox-init")
 }
+
+/// What the pod side listens on (per channel, a loopback address in the pod) and where warren
+/// connects each channel: the gateway on its own address (the pod dials the address OpenCode was
+/// told), and the egress proxy, when the attachment names one, on the agent's egress port.
+/// `None` for a Unix-socket attachment, which a pod cannot use.
+pub(crate) fn channels(gateway: &GatewayAttachment) -> Option<(Vec<Listen>, Vec<Route>)> {
+    let GatewayAttachment::Tcp {
+        address, egress, ..
+    } = gateway
+    else {
+        return None;
+    };
+    let mut listen = vec![(warren_mux::GATEWAY, address.clone())];
+    let mut routes = vec![Route {
+        channel: warren_mux::GATEWAY,
+        address: address.clone(),
+    }];
+    if let Some(proxy) = egress {
+        listen.push((
+            warren_mux::EGRESS,
+            format!("127.0.0.1:{SANDBOX_EGRESS_PORT}"),
+        ));
+        routes.push(Route {
+            channel: warren_mux::EGRESS,
+            address: proxy.clone(),
+        });
+    }
+    Some((listen, routes))
+}
+
+/// A channel the pod side listens for, on a loopback address in the pod.
+pub(crate) type Listen = (warren_mux::Channel, String);
 
 /// A relay running for one pod; dropping it ends it.
 pub(crate) struct Relay {
@@ -42,7 +77,7 @@ impl Drop for Relay {
 pub(crate) async fn start(
     api: Api<Pod>,
     pod: String,
-    listen: Vec<(warren_mux::Channel, String)>,
+    listen: Vec<Listen>,
     routes: Vec<Route>,
 ) -> Result<Relay, String> {
     let argv = {
@@ -197,4 +232,50 @@ pub(crate) async fn check_network(api: &Api<Pod>, pod: &str) -> Result<(), Netwo
 pub(crate) enum NetworkCheck {
     Open(String),
     Failed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(egress: Option<&str>) -> GatewayAttachment {
+        GatewayAttachment::Tcp {
+            address: "127.0.0.1:41000".into(),
+            token: "tok-0123456789abcdef".into(),
+            egress: egress.map(str::to_owned),
+        }
+    }
+
+    fn shape(channels: Option<(Vec<Listen>, Vec<Route>)>) -> (Vec<String>, Vec<String>) {
+        let (listen, routes) = channels.unwrap_or_default();
+        (
+            listen.iter().map(|(c, a)| format!("{c}={a}")).collect(),
+            routes
+                .iter()
+                .map(|r| format!("{}->{}", r.channel, r.address))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn without_a_proxy_the_pod_listens_for_the_gateway_only() {
+        let (listen, routes) = shape(channels(&tcp(None)));
+        assert_eq!(listen, ["1=127.0.0.1:41000"]);
+        assert_eq!(routes, ["1->127.0.0.1:41000"]);
+    }
+
+    #[test]
+    fn with_a_proxy_the_egress_port_is_carried_to_its_address() {
+        let (listen, routes) = shape(channels(&tcp(Some("127.0.0.1:42000"))));
+        assert_eq!(listen, ["1=127.0.0.1:41000", "2=127.0.0.1:4001"]);
+        assert_eq!(routes, ["1->127.0.0.1:41000", "2->127.0.0.1:42000"]);
+    }
+
+    #[test]
+    fn a_socket_attachment_has_no_channels_in_a_pod() {
+        let socket = GatewayAttachment::UnixSocket {
+            host_path: "/run/x/gateway.sock".into(),
+        };
+        assert!(channels(&socket).is_none());
+    }
 }

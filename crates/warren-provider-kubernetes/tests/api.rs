@@ -44,6 +44,7 @@ fn spec() -> SandboxSpec {
         gateway: GatewayAttachment::Tcp {
             address: "127.0.0.1:4000".into(),
             token: "secret-token".into(),
+            egress: None,
         },
         tools: Vec::new(),
     }
@@ -177,7 +178,7 @@ async fn created(settings: KubernetesSettings) -> (KubernetesSandbox, Api) {
 
 /// Once the pod runs, create checks in it that its network is closed, while it starts the
 /// relay, before anything else runs there; here the API refuses both execs, so the create fails
-/// and the pod is removed.
+/// and the pod is removed. Returns the execs' queries.
 async fn network_check_refused(
     api: &mut Api,
     name: &str,
@@ -185,7 +186,7 @@ async fn network_check_refused(
     task: tokio::task::JoinHandle<
         Result<(KubernetesSandbox, warren_provider::CreateTimings), ProviderError>,
     >,
-) {
+) -> Vec<String> {
     // Three requests in any order: the two execs, and the watch that will tell the sandbox's
     // execs if the pod is lost, from the version it was seen running at.
     let mut commands = Vec::new();
@@ -242,6 +243,7 @@ async fn network_check_refused(
         .err()
         .expect("no sandbox without the check");
     assert!(err.to_string().contains("network check"), "{err}");
+    commands
 }
 
 #[tokio::test]
@@ -285,7 +287,43 @@ async fn create_posts_the_hardened_pod_and_waits_for_running_through_a_watch() {
             event("MODIFIED", pod(&name, "102", running())),
         ],
     );
-    network_check_refused(&mut api, &name, "102", task).await;
+    let commands = network_check_refused(&mut api, &name, "102", task).await;
+    // No allow-list: nothing in the pod listens on the egress port.
+    assert!(
+        !commands.iter().any(|q| q.contains("command=2%3D")),
+        "{commands:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_an_egress_proxy_the_relay_also_listens_on_the_egress_port() {
+    let (provider, mut api) = provider(settings());
+    let mut spec = spec();
+    spec.gateway = GatewayAttachment::Tcp {
+        address: "127.0.0.1:4000".into(),
+        token: "secret-token".into(),
+        egress: Some("127.0.0.1:42017".into()),
+    };
+    let task = tokio::spawn(async move { provider.create(&spec).await });
+    let body = accept_create(&mut api).await;
+    let name = body["metadata"]["name"].as_str().unwrap().to_owned();
+    // The proxy is warren's side of the relay: the pod is never told where it is.
+    assert!(!body.to_string().contains("42017"));
+    let (_, send) = expect(
+        &mut api,
+        Method::GET,
+        &format!("/api/v1/namespaces/{NS}/pods"),
+    )
+    .await;
+    respond_events(send, &[event("MODIFIED", pod(&name, "102", running()))]);
+    let commands = network_check_refused(&mut api, &name, "102", task).await;
+    let mux = commands
+        .iter()
+        .find(|q| q.contains("command=mux"))
+        .unwrap_or_else(|| panic!("{commands:?}"));
+    assert!(mux.contains("command=1%3D127.0.0.1%3A4000"), "{mux}");
+    assert!(mux.contains("command=2%3D127.0.0.1%3A4001"), "{mux}");
+    assert!(!mux.contains("42017"), "{mux}");
 }
 
 #[tokio::test]

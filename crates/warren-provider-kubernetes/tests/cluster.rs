@@ -84,6 +84,7 @@ async fn a_pod_round_trip_on_a_real_cluster() {
         gateway: GatewayAttachment::Tcp {
             address: "127.0.0.1:40009".into(),
             token: "unused".into(),
+            egress: None,
         },
         tools: Vec::new(),
     };

@@ -85,7 +85,17 @@ pub enum GatewayAttachment {
     /// model credential, and is never forwarded upstream. OpenCode is pointed at the address
     /// directly with the token as its API key. The provider must let the sandbox reach this
     /// address and nothing else.
-    Tcp { address: String, token: String },
+    ///
+    /// `egress`: the egress proxy's address on warren's host (`127.0.0.1:port`), when the
+    /// sandbox's egress is an allow-list. Only a provider that [`Provider::isolates_network`]
+    /// gets one, and it must then carry the sandbox's connections to
+    /// `127.0.0.1:`[`SANDBOX_EGRESS_PORT`] inside the sandbox (where the agent's proxy
+    /// environment points) to this address; without it, nothing may listen on that port.
+    Tcp {
+        address: String,
+        token: String,
+        egress: Option<String>,
+    },
 }
 
 // By hand: the token is not the model credential, but it opens this sandbox's gateway, so it stays
@@ -97,10 +107,13 @@ impl std::fmt::Debug for GatewayAttachment {
                 .debug_struct("UnixSocket")
                 .field("host_path", host_path)
                 .finish(),
-            Self::Tcp { address, .. } => f
+            Self::Tcp {
+                address, egress, ..
+            } => f
                 .debug_struct("Tcp")
                 .field("address", address)
                 .field("token", &"<redacted>")
+                .field("egress", egress)
                 .finish(),
         }
     }
@@ -154,6 +167,10 @@ pub const SANDBOX_WORKSPACE: &str = "/workspace";
 pub const SANDBOX_HOME: &str = "/home/agent";
 /// Where the run directory (gateway socket) appears inside every sandbox.
 pub const SANDBOX_RUN_DIR: &str = "/run/warren";
+/// The loopback port inside every sandbox where the egress proxy is reached, when its egress is
+/// an allow-list: relayed by warren's init to the proxy's socket, or by the provider to the
+/// proxy's address ([`GatewayAttachment::Tcp`]'s `egress`).
+pub const SANDBOX_EGRESS_PORT: u16 = 4001;
 
 /// A process to run inside a sandbox. `env` is the *whole* environment: nothing leaks from the host.
 #[derive(Debug, Clone)]
@@ -340,9 +357,10 @@ pub trait Provider: Send + Sync {
     }
 
     /// Whether every sandbox of this provider has no network of its own (no route, no resolver),
-    /// so that an egress proxy it reaches through the run directory is its only way out. An
-    /// egress allow-list is refused on a provider that does not say so: a policy it could not
-    /// enforce would only look like one.
+    /// so that an egress proxy it reaches through the run directory (or, for a [`Mounts::None`]
+    /// provider, through the provider's own relay: see [`GatewayAttachment::Tcp`]'s `egress`)
+    /// is its only way out. An egress allow-list is refused on a provider that does not say so:
+    /// a policy it could not enforce would only look like one.
     fn isolates_network(&self) -> bool {
         false
     }

@@ -1,10 +1,13 @@
 //! Egress allow-lists end to end, through the agent's own bash tool in a real sandbox: what the
 //! list allows is reached by ordinary tools (curl, git over dumb HTTP, npm and pip against a local
-//! registry and index; perl and git in the docker image), everything else is refused by the
-//! proxy on the host or has no route at all, and every decision is an event of the sandbox.
+//! registry and index; perl and git in the sandbox image that docker and kubernetes run), everything
+//! else is refused by the proxy on the host or has no route at all, and every decision is an event
+//! of the sandbox.
 //!
 //! The test servers listen on 127.0.0.2: loopback on the host, but not an address the sandbox's
-//! `NO_PROXY` keeps local (127.0.0.1 inside a sandbox is the sandbox itself).
+//! `NO_PROXY` keeps local (127.0.0.1 inside a sandbox is the sandbox itself). From a pod they are
+//! reachable only through the proxy: its loopback is its own, its network is closed, and the
+//! proxy is reached over warren's relay (the `EGRESS` channel) on warren's loopback.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,7 +18,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::both_backends;
+use crate::every_backend;
 
 use super::harness::{
     Backend, Fixture, bash_turn, git, json_lines, scenario, stderr, stdout, text_turn,
@@ -251,7 +254,7 @@ fn line<'a>(all: &'a str, label: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no output for {label}:\n{all}"))
 }
 
-both_backends!(an_allow_list_lets_listed_hosts_through_and_refuses_everything_else);
+every_backend!(an_allow_list_lets_listed_hosts_through_and_refuses_everything_else);
 
 async fn an_allow_list_lets_listed_hosts_through_and_refuses_everything_else(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
@@ -502,6 +505,10 @@ async fn an_allow_list_lets_listed_hosts_through_and_refuses_everything_else(bac
         "{}",
         stdout(&human)
     );
+    if backend == Backend::Kubernetes {
+        // The pod, and with it the relay's gateway and egress channels, went with the run.
+        super::kube::assert_no_pod(status["sandbox"]["id"].as_str().unwrap()).await;
+    }
     let logs = fx.warren(&["logs", "egress"]).await;
     let logs = format!("{}{}", stdout(&logs), stderr(&logs));
     assert!(

@@ -35,6 +35,9 @@ pub enum Call {
         workspace: PathBuf,
         /// What the spec said about the gateway: `unix:<path>` or `tcp:<address>`.
         gateway: String,
+        /// The egress proxy's address a TCP attachment named (an allow-list on a provider that
+        /// relays it, which this fake does not: a test dials it as a relay would).
+        egress: Option<String>,
     },
     /// `Sandbox::upload` into the sandbox directory `dir`.
     Upload { sandbox: String, dir: String },
@@ -224,6 +227,8 @@ struct Shared {
     own: tempfile::TempDir,
     /// Sandbox name → the archive its workspace download hands back instead of its files.
     hostile: Mutex<HashMap<String, Vec<u8>>>,
+    /// What `isolates_network` answers (a test says so; the fake itself isolates nothing).
+    isolates: std::sync::atomic::AtomicBool,
 }
 
 /// The fake backend. Cheap to clone: clones share the recording and the scripts.
@@ -254,6 +259,7 @@ impl FakeProvider {
                 mounts,
                 own: tempfile::tempdir().unwrap(),
                 hostile: Mutex::default(),
+                isolates: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -265,6 +271,14 @@ impl FakeProvider {
             .lock()
             .unwrap()
             .insert(sandbox.to_owned(), archive);
+    }
+
+    /// From now on the provider claims its sandboxes have no network of their own, as a pod
+    /// provider whose pods are checked closed does (so an egress allow-list is accepted).
+    pub fn claim_isolated_network(&self) {
+        self.shared
+            .isolates
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The directory under which sandboxes without a shared file system keep their files.
@@ -347,6 +361,12 @@ impl Provider for FakeProvider {
         self.shared.mounts
     }
 
+    fn isolates_network(&self) -> bool {
+        self.shared
+            .isolates
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     async fn preflight(&self) -> Result<(), ProviderError> {
         Ok(())
     }
@@ -369,14 +389,19 @@ impl Provider for FakeProvider {
             }
             (mounts, dirs) => panic!("a {mounts:?} provider got host dirs {dirs:?}"),
         };
-        let gateway = match &spec.gateway {
-            GatewayAttachment::UnixSocket { host_path } => format!("unix:{}", host_path.display()),
-            GatewayAttachment::Tcp { address, .. } => format!("tcp:{address}"),
+        let (gateway, egress) = match &spec.gateway {
+            GatewayAttachment::UnixSocket { host_path } => {
+                (format!("unix:{}", host_path.display()), None)
+            }
+            GatewayAttachment::Tcp {
+                address, egress, ..
+            } => (format!("tcp:{address}"), egress.clone()),
         };
         self.record(Call::Create {
             sandbox: name.clone(),
             workspace: workspace.clone(),
             gateway,
+            egress,
         });
         let script = self
             .shared

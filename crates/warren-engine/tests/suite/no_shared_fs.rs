@@ -2,8 +2,11 @@
 //! workspace goes in by upload after sync-in and comes back by download before the sandbox goes,
 //! the gateway is reached over TCP with a token, the tools come from the image. What comes back
 //! is untrusted: a hostile archive is refused loudly and writes nothing outside the workspace.
+//! An egress allow-list gets its proxy on warren's loopback, named to the provider, which relays
+//! it (a provider that does not isolate its sandboxes' network is refused one).
 
-use warren_domain::{ReasonCode, SandboxState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warren_domain::{AgentEvent, EgressDecision, ReasonCode, SandboxState, UserFacing};
 use warren_provider::{SANDBOX_HOME, SANDBOX_WORKSPACE};
 use warren_store::StateStore;
 
@@ -280,4 +283,152 @@ fn build(f: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     f(&mut b);
     b.into_inner().unwrap()
+}
+
+/// An HTTP server on loopback that answers every request with `body` and counts them.
+async fn answering(
+    body: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tcp.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// What a relay would send the proxy for the sandbox: one request, read to the end.
+async fn through_proxy(proxy: &str, url: &str) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let host = url.trim_start_matches("http://").split('/').next().unwrap();
+    tcp.write_all(
+        format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    tcp.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_list_gets_a_loopback_proxy_the_provider_relays_and_every_decision_is_recorded() {
+    let fx = Fixture::without_shared_fs();
+    fx.provider.claim_isolated_network();
+    let (upstream, requests) = answering("allowed-body-5d1e").await;
+    fx.provider.script(
+        "fenced",
+        Script::new()
+            .step_start()
+            .signal("fenced-running")
+            .gate("fenced-go")
+            .text("done")
+            .finish(),
+    );
+    let mut req = fx.request("fenced", "fetch");
+    req.config.policy.egress = warren_config::EgressMode::AllowList;
+    let rule = format!("127.0.0.1:{}", upstream.port());
+    req.config.policy.allow = vec![warren_config::AllowEntry::Short(rule.clone())];
+    let handle = fx.engine.start_run(req).await.unwrap();
+    let id = handle.id.clone();
+    fx.provider.wait_signal("fenced-running", PATIENCE).await;
+
+    let calls = fx.provider.calls_for("fenced");
+    let Some(Call::Create {
+        gateway, egress, ..
+    }) = calls.first()
+    else {
+        panic!("{calls:?}")
+    };
+    let proxy = egress
+        .clone()
+        .unwrap_or_else(|| panic!("no egress proxy named: {calls:?}"));
+    assert!(proxy.starts_with("127.0.0.1:"), "{proxy}");
+    assert_ne!(format!("tcp:{proxy}"), *gateway);
+    // The agent's tools are pointed at the sandbox's egress port; there is no socket to relay.
+    let Some(Call::Exec { argv, env, .. }) = calls.iter().find(|c| matches!(c, Call::Exec { .. }))
+    else {
+        panic!("{calls:?}")
+    };
+    assert!(!argv.iter().any(|a| a == "--relay"), "{argv:?}");
+    let env: std::collections::BTreeMap<_, _> = env.iter().cloned().collect();
+    assert_eq!(env["HTTPS_PROXY"], "http://127.0.0.1:4001");
+    assert_eq!(env["HTTP_PROXY"], "http://127.0.0.1:4001");
+
+    // While the agent runs, the proxy decides with the sandbox's allow-list.
+    let allowed = through_proxy(&proxy, &format!("http://{upstream}/x")).await;
+    assert!(allowed.ends_with("allowed-body-5d1e"), "{allowed}");
+    let denied = through_proxy(&proxy, "http://169.254.169.254/latest/meta-data/").await;
+    assert!(denied.starts_with("HTTP/1.1 403"), "{denied}");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    fx.provider.open_gate("fenced-go");
+    let summary = tokio::time::timeout(PATIENCE, handle.finish())
+        .await
+        .expect("the run did not end")
+        .unwrap();
+    assert!(summary.success, "{:?}", summary.error);
+    // Gone with the run.
+    assert!(tokio::net::TcpStream::connect(&proxy).await.is_err());
+
+    let decisions: Vec<(EgressDecision, String, Option<String>)> = fx
+        .stored_events(&id)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.event {
+            AgentEvent::Egress {
+                decision,
+                host,
+                rule,
+                ..
+            } => Some((decision, host, rule)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            (EgressDecision::Allowed, "127.0.0.1".to_owned(), Some(rule)),
+            (EgressDecision::Denied, "169.254.169.254".to_owned(), None),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_list_on_a_provider_that_does_not_isolate_its_sandboxes_creates_nothing() {
+    let fx = Fixture::without_shared_fs();
+    let mut req = fx.request("open", "fetch");
+    req.config.policy.allow = vec![warren_config::AllowEntry::Short("example.org".into())];
+    req.config.policy.egress = warren_config::EgressMode::AllowList;
+    let Err(error) = fx.engine.start_run(req).await else {
+        panic!("an allow-list ran on a provider that cannot enforce it");
+    };
+    assert_eq!(
+        error.reason_code(),
+        ReasonCode::EgressUnenforceable,
+        "{error:?}"
+    );
+    assert!(fx.provider.calls().is_empty(), "{:?}", fx.provider.calls());
 }

@@ -1,6 +1,8 @@
-//! The egress proxy's listener: its Unix socket beside the gateway's, an accept loop that can be
-//! stopped, and a stop that also ends the tunnels, so nothing the sandbox opened outlives its run.
+//! The egress proxy's listener: its Unix socket beside the gateway's (or a loopback port a
+//! provider's relay dials), an accept loop that can be stopped, and a stop that also ends the
+//! tunnels, so nothing the sandbox opened outlives its run.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,26 +14,39 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::EgressListen;
 use super::proxy::{self, Shared};
+use super::{EgressAt, EgressListen};
 use crate::error::GatewayError;
 use crate::server::{self, Listener};
 use crate::{GatewayNotice, remove_socket};
 
 /// A running egress proxy, owned by the gateway's handle.
 pub(crate) struct Running {
+    /// Empty for a TCP proxy.
     socket: PathBuf,
+    local_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     tunnels: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
 
-pub(crate) fn start(
+pub(crate) async fn start(
     cfg: &EgressListen,
     notices: UnboundedSender<GatewayNotice>,
     connect_timeout: Duration,
 ) -> Result<Running, GatewayError> {
-    let listener = server::bind(&cfg.socket)?;
+    let (listener, socket) = match &cfg.at {
+        EgressAt::Unix(path) => (server::bind(path)?, path.clone()),
+        EgressAt::Tcp(address) if !address.ip().is_loopback() => {
+            return Err(GatewayError::BindTcp {
+                address: address.to_string(),
+                reason: "the egress proxy asks no credential, so it listens on loopback only"
+                    .into(),
+            });
+        }
+        EgressAt::Tcp(address) => (server::bind_tcp(*address).await?, PathBuf::new()),
+    };
+    let local_addr = listener.local_addr();
     let (tunnels, stop_tunnels) = watch::channel(false);
     let shared = Arc::new(Shared {
         policy: cfg.policy.clone(),
@@ -42,9 +57,10 @@ pub(crate) fn start(
     });
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(serve(listener, shared, stop_rx));
-    tracing::debug!(socket = %cfg.socket.display(), rules = cfg.policy.rules().len(), "egress proxy listening");
+    tracing::debug!(at = ?cfg.at, ?local_addr, rules = cfg.policy.rules().len(), "egress proxy listening");
     Ok(Running {
-        socket: cfg.socket.clone(),
+        socket,
+        local_addr,
         stop: Some(stop_tx),
         tunnels,
         task: Some(task),
@@ -52,8 +68,14 @@ pub(crate) fn start(
 }
 
 impl Running {
-    pub(crate) fn socket(&self) -> &Path {
-        &self.socket
+    /// `None` for a TCP proxy.
+    pub(crate) fn socket(&self) -> Option<&Path> {
+        (!self.socket.as_os_str().is_empty()).then_some(self.socket.as_path())
+    }
+
+    /// The bound address of a TCP proxy (its real port).
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
     }
 
     pub(crate) async fn shutdown(mut self) {
@@ -78,16 +100,29 @@ impl Drop for Running {
     }
 }
 
+/// One accepted connection, whichever listener it came from.
+async fn accept(listener: &Listener) -> std::io::Result<Box<dyn Connection>> {
+    match listener {
+        Listener::Unix(l) => Ok(Box::new(l.accept().await?.0)),
+        Listener::Tcp(l) => {
+            let (stream, _) = l.accept().await?;
+            // CONNECT tunnels carry interactive traffic (TLS handshakes) in small writes.
+            let _ = stream.set_nodelay(true);
+            Ok(Box::new(stream))
+        }
+    }
+}
+
+trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Connection for T {}
+
 async fn serve(listener: Listener, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
-    let Listener::Unix(listener) = listener else {
-        return;
-    };
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+            accepted = accept(&listener) => match accepted {
+                Ok(stream) => {
                     let shared = Arc::clone(&shared);
                     connections.spawn(async move {
                         let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), req));

@@ -46,6 +46,7 @@ pub async fn provider_permissions(namespace: &str) -> BTreeSet<Permission> {
         gateway: GatewayAttachment::Tcp {
             address: "127.0.0.1:4000".into(),
             token: "t".into(),
+            egress: None,
         },
         tools: Vec::new(),
     };

@@ -90,6 +90,7 @@ pub(crate) fn sandbox_spec() -> SandboxSpec {
         gateway: GatewayAttachment::Tcp {
             address: "127.0.0.1:4000".into(),
             token: "gateway-token".into(),
+            egress: None,
         },
         tools: Vec::new(),
     }
