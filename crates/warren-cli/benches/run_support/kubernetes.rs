@@ -59,6 +59,7 @@ fn ready_bench(kubeconfig: &Path, iterations: usize) -> (f64, Vec<(&'static str,
             gateway: GatewayAttachment::Tcp {
                 address: "127.0.0.1:40123".into(),
                 token: "bench".into(),
+                egress: None,
             },
             tools: Vec::new(),
         };

@@ -195,6 +195,7 @@ pub(crate) async fn kubernetes(config: &Config) -> DoctorCheck {
         gateway: warren_provider::GatewayAttachment::Tcp {
             address: "127.0.0.1:40999".into(),
             token: "doctor".into(),
+            egress: None,
         },
         tools: Vec::new(),
     };
