@@ -68,3 +68,7 @@ async fn carry(mut conn: UnixStream, opener: &Opener, port: u16) -> std::io::Res
     tokio::io::copy_bidirectional(&mut conn, &mut stream).await?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "expose_tests.rs"]
+mod tests;
