@@ -239,3 +239,94 @@ async fn a_timeout_on_the_warm_server_stops_it_and_keeps_the_work() {
     assert!(exec.status.success(), "{}", stderr(&exec));
     assert!(warm_pid(&status(&fx, "hang").await).is_some());
 }
+
+/// A pod outlives its monitor. Killed while its warm server idles, the monitor leaves a pod whose
+/// workspace is older than the host's (the last prompt's work came back; a `warren sync` moved
+/// the host's on since): recovery reads back only its HOME (OpenCode's sessions), so the sync is
+/// kept, and the next prompt continues the same session on a new pod.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_pod_whose_monitor_was_killed_keeps_the_hosts_newer_workspace() {
+    if !super::kube::kube_ready().await {
+        return;
+    }
+    let fx = Fixture::with_backend(
+        &scenario(vec![
+            when_turn("first task", json!({ "tool_calls": [{ "name": "write", "arguments": { "filePath": "/workspace/first.txt", "content": "first\n" } }] })),
+            when_turn("first task", text_turn("first done")),
+            when_turn("after the crash", bash_turn("cat user.txt > seen.txt")),
+            when_turn("after the crash", text_turn("carried on")),
+        ]),
+        Backend::Kubernetes,
+    )
+    .await;
+    launch_and_finish(&fx, "crash", "first task").await;
+    let first = status(&fx, "crash").await;
+    let pid = warm_pid(&first).unwrap_or_else(|| panic!("no warm server: {first}"));
+    let id = first["sandbox"]["id"].as_str().unwrap().to_owned();
+    let session = first["sandbox"]["session_id"].clone();
+
+    std::fs::write(fx.repo.join("user.txt"), "from the user\n").unwrap();
+    git(&fx.repo, &["add", "user.txt"]);
+    git(&fx.repo, &["commit", "-qm", "user"]);
+    let synced = fx.warren(&["sync", "crash"]).await;
+    assert!(synced.status.success(), "{}", stderr(&synced));
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until("the monitor is gone", async || !pid_alive(pid)).await;
+    assert_eq!(
+        super::kube::pods_of(&id).await.len(),
+        1,
+        "the pod outlived it"
+    );
+
+    let gc = fx.warren(&["gc", "--json"]).await;
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let gc: Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert_eq!(
+        gc["pods_recovered"].as_array().map(Vec::len),
+        Some(1),
+        "{gc}"
+    );
+    super::kube::assert_no_pod(&id).await;
+
+    let exec = fx
+        .warren(&["exec", "crash", "carry on after the crash"])
+        .await;
+    assert!(exec.status.success(), "{}", stderr(&exec));
+    let s = status(&fx, "crash").await;
+    assert_eq!(s["sandbox"]["session_id"], session, "the same session: {s}");
+    let model = fx.model.as_ref().unwrap();
+    let last = model
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.has_tools)
+        .unwrap();
+    assert!(
+        last.body.to_string().contains("first task"),
+        "the recovered HOME carried the session"
+    );
+
+    let export = fx.warren(&["export", "crash"]).await;
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert_eq!(
+        git(&fx.repo, &["show", "warren/crash:first.txt"]),
+        "first\n"
+    );
+    assert_eq!(
+        git(&fx.repo, &["show", "warren/crash:user.txt"]),
+        "from the user\n"
+    );
+    assert_eq!(
+        git(&fx.repo, &["show", "warren/crash:seen.txt"]),
+        "from the user\n"
+    );
+    let down = fx.warren(&["teardown", "crash"]).await;
+    assert!(down.status.success(), "{}", stderr(&down));
+    super::kube::assert_no_pod(&id).await;
+}
