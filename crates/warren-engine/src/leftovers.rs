@@ -155,9 +155,9 @@ fn current_marker(dirs: &SandboxDirs) -> std::path::PathBuf {
     dirs.root.join("workspace-current")
 }
 
-/// Sets (the sandbox's last work is on the host, and nothing runs there) or clears (a prompt is
-/// about to run, or the warm sandbox is gone) the marker. Written before it matters: a marker
-/// that cannot be cleared makes the prompt fail rather than its work be skipped by recovery.
+/// Sets (the last prompt's work came back to the host) or clears (a prompt is about to run, or a
+/// run's recovery settled the leftovers) the marker. Cleared before it matters: a marker that
+/// cannot be cleared makes the prompt fail rather than its work be skipped by recovery.
 pub(crate) fn set_workspace_current(dirs: &SandboxDirs, current: bool) -> std::io::Result<()> {
     let marker = current_marker(dirs);
     if current {

@@ -248,7 +248,7 @@ impl<S: Sandbox> WarmServer<S> {
         )
         .await?;
         files.synced = stamp(&files.dirs.workspace);
-        if !stop_first && let Err(e) = crate::leftovers::set_workspace_current(&files.dirs, true) {
+        if let Err(e) = crate::leftovers::set_workspace_current(&files.dirs, true) {
             // Without it a killed monitor's pod would be recovered whole: still right, as long
             // as nothing changes the host's workspace before then.
             tracing::warn!("cannot mark the workspace as brought back: {e}");
@@ -281,7 +281,8 @@ impl<S: Sandbox> WarmServer<S> {
                 e.message
             );
         }
-        let _ = crate::leftovers::set_workspace_current(&files.dirs, false);
+        // The marker stays: a pod still terminating when the next run looks for leftovers is
+        // older than the host's workspace too. That run's recovery clears it.
     }
 
     /// Stops everything in the sandbox, then the gateway.

@@ -373,10 +373,24 @@ impl Provider for KubernetesProvider {
         let api = self.pods().await?;
         let body = pod::pod_for(spec, &self.settings);
         let name = pod::pod_name(spec);
-        let created = api
-            .create(&PostParams::default(), &body)
-            .await
-            .map_err(|e| api_error(&format!("creating the pod {name}"), &e))?;
+        let created = match api.create(&PostParams::default(), &body).await {
+            // The sandbox's previous pod (the same name) may still be terminating: a follow-up
+            // right after a one-shot run or a stopped warm server.
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                let gone = tokio::time::timeout(
+                    self.settings.create_timeout,
+                    wait::until_gone(&api, &name),
+                )
+                .await;
+                match gone {
+                    Ok(Ok(true)) => api.create(&PostParams::default(), &body).await,
+                    Ok(Ok(false)) | Err(_) => Err(kube::Error::Api(s)),
+                    Ok(Err(e)) => Err(e),
+                }
+            }
+            other => other,
+        }
+        .map_err(|e| api_error(&format!("creating the pod {name}"), &e))?;
         let rv = created.metadata.resource_version.unwrap_or_default();
         let waited = tokio::time::timeout(
             self.settings.create_timeout,
