@@ -243,8 +243,16 @@ pub(crate) async fn run_agent<P: Provider>(
                     return Err(e);
                 }
                 (Ok(_), Err(e)) => {
+                    let lost = server.lost();
                     server.shutdown().await;
-                    return Err(e);
+                    // A sandbox lost under the server is why its files could not come back.
+                    return Err(match lost {
+                        Some(lost) => ErrorInfo::new(ReasonCode::SandboxLost, lost).with_hint(format!(
+                            "what this prompt wrote in the sandbox could not be brought back ({}); the files from before the prompt are kept",
+                            e.message
+                        )),
+                        None => e,
+                    });
                 }
             }
         }

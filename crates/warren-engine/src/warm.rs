@@ -47,6 +47,8 @@ pub(crate) struct WarmServer<S> {
     pub(crate) socket: String,
     ended: watch::Receiver<bool>,
     log: LogTail,
+    /// Why the sandbox went away under the server (a pod evicted, its node lost), when it did.
+    lost: Arc<Mutex<Option<String>>>,
     /// From creating the sandbox to the server accepting connections.
     pub(crate) boot: Duration,
     /// What the server was booted with: OpenCode's config and the gateway's upstream.
@@ -129,12 +131,13 @@ impl<S: Sandbox> WarmServer<S> {
             }
         };
         let log = LogTail::default();
+        let lost = Arc::new(Mutex::new(None));
         let (ready_tx, ready_rx) = oneshot::channel();
         let (ended_tx, ended) = watch::channel(false);
         let (stop_tx, stop_rx) = oneshot::channel();
         tokio::spawn(watch_server(
             child,
-            log.clone(),
+            (log.clone(), lost.clone()),
             ready_tx,
             ended_tx,
             stop_rx,
@@ -146,6 +149,7 @@ impl<S: Sandbox> WarmServer<S> {
             socket,
             ended,
             log,
+            lost,
             boot: Duration::ZERO,
             booted_for: (launch.config_json(), upstream.to_owned()),
             attachment: spec.gateway.clone(),
@@ -194,6 +198,11 @@ impl<S: Sandbox> WarmServer<S> {
     pub(crate) async fn wait_ended(&mut self) {
         // An error means the watcher task is gone: the server cannot be relied on either way.
         let _ = self.ended.wait_for(|ended| *ended).await;
+    }
+
+    /// Why the sandbox went away under the server, if that is how the server ended.
+    pub(crate) fn lost(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|l| l.clone())
     }
 
     pub(crate) fn log_tail(&self) -> Vec<String> {
@@ -308,7 +317,7 @@ impl<S: Sandbox> WarmServer<S> {
 /// kills it when told to.
 async fn watch_server(
     mut child: ExecChild,
-    log: LogTail,
+    (log, lost): (LogTail, Arc<Mutex<Option<String>>>),
     ready: oneshot::Sender<()>,
     ended: watch::Sender<bool>,
     stop: oneshot::Receiver<()>,
@@ -340,7 +349,12 @@ async fn watch_server(
             let _ = child.kill().await;
         }
     }
-    let _ = child.wait().await;
+    if let Err(e) = child.wait().await
+        && let Some(why) = warren_provider::SandboxLost::in_error(&e)
+        && let Ok(mut lost) = lost.lock()
+    {
+        *lost = Some(why.0.clone());
+    }
     let _ = ended.send(true);
 }
 
