@@ -158,14 +158,20 @@ async fn a_follow_up_runs_on_the_warm_server_and_teardown_stops_it(backend: Back
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_warm_server_idles_out_and_the_next_exec_boots_one_in_the_same_session() {
-    let fx = Fixture::new(&scenario(vec![
-        when_turn("first task", bash_turn("echo one > one.txt")),
-        when_turn("first task", text_turn("first done")),
-        when_turn("after the pause", bash_turn("echo two > two.txt")),
-        when_turn("after the pause", text_turn("second done")),
-    ]))
+every_backend!(the_warm_server_idles_out_and_the_next_exec_boots_one_in_the_same_session);
+
+async fn the_warm_server_idles_out_and_the_next_exec_boots_one_in_the_same_session(
+    backend: Backend,
+) {
+    let fx = Fixture::with_backend(
+        &scenario(vec![
+            when_turn("first task", bash_turn("echo one > one.txt")),
+            when_turn("first task", text_turn("first done")),
+            when_turn("after the pause", bash_turn("echo two > two.txt")),
+            when_turn("after the pause", text_turn("second done")),
+        ]),
+        backend,
+    )
     .await;
     fx.append_config("\n[opencode]\nwarm_idle_secs = 2\n");
     launch_and_finish(&fx, "idle", "first task").await;
@@ -194,17 +200,21 @@ async fn the_warm_server_idles_out_and_the_next_exec_boots_one_in_the_same_sessi
     assert_eq!(files, ["one.txt", "two.txt"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_timeout_on_the_warm_server_stops_it_and_keeps_the_work() {
-    let fx = Fixture::new(&scenario(vec![
-        when_turn("first task", text_turn("ready")),
-        when_turn("risky part", bash_turn("echo kept > kept.txt")),
-        when_turn(
-            "risky part",
-            json!({ "fault": { "kind": "hang_after_first_token" } }),
-        ),
-        when_turn("recover", text_turn("recovered")),
-    ]))
+every_backend!(a_timeout_on_the_warm_server_stops_it_and_keeps_the_work);
+
+async fn a_timeout_on_the_warm_server_stops_it_and_keeps_the_work(backend: Backend) {
+    let fx = Fixture::with_backend(
+        &scenario(vec![
+            when_turn("first task", text_turn("ready")),
+            when_turn("risky part", bash_turn("echo kept > kept.txt")),
+            when_turn(
+                "risky part",
+                json!({ "fault": { "kind": "hang_after_first_token" } }),
+            ),
+            when_turn("recover", text_turn("recovered")),
+        ]),
+        backend,
+    )
     .await;
     fx.append_config("\n[roles.quick]\ninactivity_secs = 4\n");
     launch_and_finish(&fx, "hang", "first task").await;
