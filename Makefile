@@ -24,7 +24,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench: tools
-	$(CARGO) bench -p warren-cli --bench run --bench server --bench remote --bench serve_streams --bench egress
+	$(CARGO) bench -p warren-cli --bench run --bench server --bench remote --bench serve_streams --bench egress --bench kube_warm
 	$(CARGO) bench -p warren-gateway --bench latency
 
 clean-demo:

@@ -205,7 +205,18 @@ impl OpencodeLaunch {
             "--expose".to_owned(),
             format!("{SANDBOX_RUN_DIR}/{server_socket}={SERVER_PORT}"),
         ];
-        let mut argv = self.init_argv(&[expose], self.gateway_relay());
+        self.serve(&[expose])
+    }
+
+    /// A warm `opencode serve` on the sandbox's loopback [`SERVER_PORT`] only, for a sandbox
+    /// that cannot write the host's run directory: its provider serves the port on the host
+    /// (`Sandbox::expose`) instead of the init.
+    pub fn loopback_server_exec_spec(&self) -> ExecSpec {
+        self.serve(&[])
+    }
+
+    fn serve(&self, options: &[[String; 2]]) -> ExecSpec {
+        let mut argv = self.init_argv(options, self.gateway_relay());
         argv.extend([
             self.opencode_path.clone(),
             "serve".into(),
@@ -491,6 +502,18 @@ mod tests {
                 "--port",
                 "4096",
             ]
+        );
+    }
+
+    #[test]
+    fn a_loopback_server_exposes_nothing_itself() {
+        let launch = launch();
+        let server = launch.loopback_server_exec_spec().argv;
+        assert!(!server.iter().any(|a| a == "--expose"), "{server:?}");
+        let n = server.len();
+        assert_eq!(
+            server[n - 5..],
+            ["serve", "--hostname", "127.0.0.1", "--port", "4096"]
         );
     }
 

@@ -210,6 +210,14 @@ impl Sandbox for AnySandbox {
         }
     }
 
+    async fn expose(&self, port: u16, host_socket: &std::path::Path) -> Result<(), ProviderError> {
+        match self {
+            Self::Local(s) => s.expose(port, host_socket).await,
+            Self::Docker(s) => s.expose(port, host_socket).await,
+            Self::Kubernetes(s) => s.expose(port, host_socket).await,
+        }
+    }
+
     async fn destroy(self) -> Result<(), ProviderError> {
         match self {
             Self::Local(s) => s.destroy().await,

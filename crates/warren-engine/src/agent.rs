@@ -84,20 +84,6 @@ pub(crate) async fn run_agent<P: Provider>(
 ) -> Result<AgentResult, ErrorInfo> {
     let mut result = AgentResult::default();
     let mounts = provider.mounts();
-    // A warm server is reached through a socket in the run directory, which a sandbox without a
-    // shared file system does not have: such a sandbox runs every prompt one-shot.
-    let host = match (host, mounts) {
-        (Host::Warm(_), Mounts::None) => Host::Cold,
-        (host, _) => host,
-    };
-    // Only a server can ask and wait for an answer; a one-shot `opencode run` would auto-reject.
-    if req.approvals.is_some() && matches!(host, Host::Cold) {
-        return Err(ErrorInfo::new(
-            ReasonCode::InvalidConfig,
-            "approval rules need an OpenCode server in the sandbox, which this provider cannot reach",
-        )
-        .with_hint("remove [policy.approvals] (and roles.<r>.approvals) for this provider, or use the local or docker provider"));
-    }
     // The warm server of a clean prompt goes back to its slot once the outcome is known.
     let mut kept = None;
     let run = match host {
@@ -188,20 +174,21 @@ pub(crate) async fn run_agent<P: Provider>(
             watched
         }
         Host::Warm(slot) => {
-            let attachment = GatewayAttachment::UnixSocket {
-                host_path: socket_path(dirs),
-            };
-            let (spec, launch) = sandbox_and_launch(prepared, rec, dirs, &req, mounts, attachment);
             let mut server = warm_server(
                 provider,
                 prepared,
+                rec,
                 dirs,
-                &spec,
-                &launch,
+                &req,
                 slot.take(),
                 &mut result,
             )
             .await?;
+            // Without a shared file system the sandbox's workspace must be the host's first.
+            if let Err(e) = server.freshen().await {
+                server.shutdown().await;
+                return Err(e);
+            }
             // Whatever the gateway said between prompts belongs to no run, but the requests it
             // forwarded meanwhile were still the sandbox's.
             record_metered(&mut server.notices, |event| {
@@ -234,14 +221,39 @@ pub(crate) async fn run_agent<P: Provider>(
                 }
                 Err(e) => Err(e),
             };
-            match watched {
-                Ok(run) => {
+            // Without a shared file system the prompt's work comes back now, before its outcome
+            // is recorded; a prompt that did not end cleanly stops the server first.
+            let clean = watched
+                .as_ref()
+                .is_ok_and(|run| classify_failure_with(run, req.patterns).is_none())
+                && server.is_alive();
+            let downloaded = server.bring_back(!clean).await;
+            match (watched, downloaded) {
+                (Ok(run), Ok(())) => {
                     kept = Some((slot, server));
                     run
                 }
-                Err(e) => {
+                (Err(e), downloaded) => {
+                    if let Err(d) = downloaded {
+                        tracing::warn!(
+                            "the sandbox's files could not be brought back: {}",
+                            d.message
+                        );
+                    }
                     server.shutdown().await;
                     return Err(e);
+                }
+                (Ok(_), Err(e)) => {
+                    let lost = server.lost();
+                    server.shutdown().await;
+                    // A sandbox lost under the server is why its files could not come back.
+                    return Err(match lost {
+                        Some(lost) => ErrorInfo::new(ReasonCode::SandboxLost, lost).with_hint(format!(
+                            "what this prompt wrote in the sandbox could not be brought back ({}); the files from before the prompt are kept",
+                            e.message
+                        )),
+                        None => e,
+                    });
                 }
             }
         }
@@ -270,23 +282,30 @@ pub(crate) async fn run_agent<P: Provider>(
 }
 
 /// The sandbox's warm server for this prompt: the one it has, if it is alive and was booted for
-/// this model and endpoint; otherwise a new one (the old one stopped).
+/// this model and endpoint; otherwise a new one (the old one stopped). Without a shared file
+/// system the new one's gateway is on TCP and its sandbox starts from the host's files (what a
+/// killed monitor's pod held recovered first, as before a one-shot run).
 async fn warm_server<P: Provider>(
     provider: &P,
     prepared: &Prepared,
+    rec: &Recorder<'_>,
     dirs: &SandboxDirs,
-    spec: &SandboxSpec,
-    launch: &OpencodeLaunch,
+    req: &AgentRequest<'_>,
     current: Option<WarmServer<P::Sandbox>>,
     result: &mut AgentResult,
 ) -> Result<WarmServer<P::Sandbox>, ErrorInfo> {
+    let mounts = provider.mounts();
     // A server booted under another egress policy has another proxy (or none) in front of it.
     let boot_key = format!(
         "{}\n{:?}",
         prepared.endpoint.base_url, prepared.resolved.egress
     );
     if let Some(server) = current {
-        if server.is_alive() && server.serves(launch, &boot_key) {
+        // The launch as this server's sandbox would get it: its gateway attachment (a TCP
+        // one's token and port) is part of OpenCode's config.
+        let (_, launch) =
+            sandbox_and_launch(prepared, rec, dirs, req, mounts, server.attachment.clone());
+        if server.is_alive() && server.serves(&launch, &boot_key) {
             return Ok(server);
         }
         if !server.is_alive() {
@@ -298,9 +317,30 @@ async fn warm_server<P: Provider>(
         server.shutdown().await;
     }
     let t = Instant::now();
-    let gateway = start_gateway(prepared, GatewayListen::Unix(socket_path(dirs)), dirs).await?;
+    let (gateway, attachment) = match mounts {
+        Mounts::HostPaths => {
+            let path = socket_path(dirs);
+            let gateway = start_gateway(prepared, GatewayListen::Unix(path.clone()), dirs).await?;
+            (gateway, GatewayAttachment::UnixSocket { host_path: path })
+        }
+        Mounts::None => start_tcp_gateway(prepared, &provider.tcp_gateway(), dirs).await?,
+    };
     result.gateway_ms = ms(t.elapsed());
-    let server = WarmServer::start(provider, spec, launch, &boot_key, gateway).await?;
+    let files = match mounts {
+        Mounts::HostPaths => None,
+        Mounts::None => {
+            if let Err(e) =
+                crate::leftovers::recover_before_run(provider, &rec.id, dirs, &req.sync_limits)
+                    .await
+            {
+                gateway.shutdown().await;
+                return Err(e);
+            }
+            Some(crate::warm::Files::new(dirs.clone(), req.sync_limits))
+        }
+    };
+    let (spec, launch) = sandbox_and_launch(prepared, rec, dirs, req, mounts, attachment);
+    let server = WarmServer::start(provider, &spec, &launch, &boot_key, gateway, files).await?;
     result.sandbox_create_ms = ms(server.boot);
     Ok(server)
 }

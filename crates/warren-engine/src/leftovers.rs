@@ -9,6 +9,12 @@
 //!
 //! A sandbox's leftover exists only until one of these runs, and a later run recovers it before
 //! making its own, so a newer run's work is never overwritten by an older leftover.
+//!
+//! A warm sandbox between prompts is the exception: its last prompt's work already came back,
+//! and the host's workspace may have moved on since (a `warren sync`), so its leftover's
+//! workspace is older than the host's. The warm server says so with a marker beside the
+//! sandbox's directories ([`set_workspace_current`]); such a leftover gives back only its HOME
+//! (OpenCode's session store, which the idle server kept writing).
 
 use std::collections::{HashMap, HashSet};
 
@@ -134,7 +140,34 @@ pub(crate) async fn recover_before_run<P: Provider>(
     for leftover in leftovers.iter().filter(|l| l.sandbox_id == id.as_str()) {
         settle(provider, leftover, Some(dirs), limits).await?;
     }
+    // A marker left without its sandbox must not speak for the one made next.
+    set_workspace_current(dirs, false).map_err(|e| {
+        ErrorInfo::new(
+            warren_domain::ReasonCode::SandboxFailed,
+            format!("cannot clear {}: {e}", current_marker(dirs).display()),
+        )
+    })?;
     Ok(())
+}
+
+/// The marker saying the host's workspace is at least as new as the warm sandbox's copy.
+fn current_marker(dirs: &SandboxDirs) -> std::path::PathBuf {
+    dirs.root.join("workspace-current")
+}
+
+/// Sets (the last prompt's work came back to the host) or clears (a prompt is about to run, or a
+/// run's recovery settled the leftovers) the marker. Cleared before it matters: a marker that
+/// cannot be cleared makes the prompt fail rather than its work be skipped by recovery.
+pub(crate) fn set_workspace_current(dirs: &SandboxDirs, current: bool) -> std::io::Result<()> {
+    let marker = current_marker(dirs);
+    if current {
+        std::fs::write(marker, b"")
+    } else {
+        match std::fs::remove_file(marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Reads `leftover` back into `dirs` (when given), then removes it. `Ok(true)`: its files came
@@ -151,7 +184,7 @@ async fn settle<P: Provider>(
         .await
         .map_err(|e| e.to_error_info())?;
     let recovered = match dirs {
-        Some(dirs) => match crate::transfer::download_all(&sandbox, dirs, limits).await {
+        Some(dirs) => match recover_files(&sandbox, dirs, limits).await {
             Ok(()) => {
                 tracing::info!(
                     "recovered the files of {} into sandbox {}",
@@ -173,4 +206,20 @@ async fn settle<P: Provider>(
     };
     sandbox.destroy().await.map_err(|e| e.to_error_info())?;
     Ok(recovered)
+}
+
+/// What of a leftover comes back: all of it, or only HOME when the host's workspace is newer.
+async fn recover_files<S: Sandbox>(
+    sandbox: &S,
+    dirs: &SandboxDirs,
+    limits: &warren_sync::Limits,
+) -> Result<(), ErrorInfo> {
+    let recovered = if current_marker(dirs).exists() {
+        crate::transfer::download(sandbox, warren_provider::SANDBOX_HOME, &dirs.home, limits).await
+    } else {
+        crate::transfer::download_all(sandbox, dirs, limits).await
+    };
+    // The leftover goes either way: the marker spoke of it alone.
+    let _ = set_workspace_current(dirs, false);
+    recovered
 }

@@ -30,6 +30,7 @@ pub mod recorder;
 pub mod resolve;
 pub mod run;
 pub mod source;
+mod stamp;
 pub mod status;
 pub mod supervisor;
 mod task;

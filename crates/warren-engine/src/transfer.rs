@@ -39,7 +39,11 @@ pub(crate) async fn download_all<S: Sandbox>(
     download(sandbox, SANDBOX_HOME, &dirs.home, limits).await
 }
 
-async fn upload<S: Sandbox>(sandbox: &S, host: &Path, inside: &str) -> Result<(), ErrorInfo> {
+pub(crate) async fn upload<S: Sandbox>(
+    sandbox: &S,
+    host: &Path,
+    inside: &str,
+) -> Result<(), ErrorInfo> {
     let (writer, reader) = tokio::io::duplex(PIPE);
     let bridge = SyncIoBridge::new(writer);
     let source = host.to_path_buf();
@@ -61,7 +65,7 @@ async fn upload<S: Sandbox>(sandbox: &S, host: &Path, inside: &str) -> Result<()
     }
 }
 
-async fn download<S: Sandbox>(
+pub(crate) async fn download<S: Sandbox>(
     sandbox: &S,
     inside: &str,
     host: &Path,

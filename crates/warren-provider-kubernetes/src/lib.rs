@@ -5,6 +5,7 @@
 //! docs/architecture.md for the network design.
 
 mod exec;
+mod expose;
 mod lost;
 mod network;
 mod pod;

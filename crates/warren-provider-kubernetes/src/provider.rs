@@ -1,7 +1,8 @@
 //! [`KubernetesProvider`]: the contract over the cluster's API, plus the listing and removal
 //! helpers gc uses to sweep pods whose sandbox is gone.
 
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use tokio::sync::OnceCell;
@@ -16,6 +17,7 @@ use warren_provider::{
     ProviderError, Sandbox, SandboxSpec, TarStream,
 };
 
+use crate::expose::Exposed;
 use crate::lost::LossWatch;
 use crate::relay::{self, NetworkCheck, Relay};
 use crate::wait::{self, Milestones, WaitError};
@@ -244,6 +246,7 @@ impl KubernetesProvider {
             grace: self.settings.delete_grace_seconds,
             relay: None,
             loss: None,
+            exposed: Mutex::default(),
         })
     }
 
@@ -370,10 +373,24 @@ impl Provider for KubernetesProvider {
         let api = self.pods().await?;
         let body = pod::pod_for(spec, &self.settings);
         let name = pod::pod_name(spec);
-        let created = api
-            .create(&PostParams::default(), &body)
-            .await
-            .map_err(|e| api_error(&format!("creating the pod {name}"), &e))?;
+        let created = match api.create(&PostParams::default(), &body).await {
+            // The sandbox's previous pod (the same name) may still be terminating: a follow-up
+            // right after a one-shot run or a stopped warm server.
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                let gone = tokio::time::timeout(
+                    self.settings.create_timeout,
+                    wait::until_gone(&api, &name),
+                )
+                .await;
+                match gone {
+                    Ok(Ok(true)) => api.create(&PostParams::default(), &body).await,
+                    Ok(Ok(false)) | Err(_) => Err(kube::Error::Api(s)),
+                    Ok(Err(e)) => Err(e),
+                }
+            }
+            other => other,
+        }
+        .map_err(|e| api_error(&format!("creating the pod {name}"), &e))?;
         let rv = created.metadata.resource_version.unwrap_or_default();
         let mut milestones = Milestones::since(started);
         milestones.seen.push(("pod_accepted", started.elapsed()));
@@ -434,6 +451,7 @@ impl Provider for KubernetesProvider {
                 grace: self.settings.delete_grace_seconds,
                 relay: Some(relay),
                 loss: Some(loss),
+                exposed: Mutex::default(),
             },
             timings,
         ))
@@ -450,6 +468,8 @@ pub struct KubernetesSandbox {
     relay: Option<Relay>,
     /// Tells this sandbox's execs when the pod is lost; none for an attached pod.
     loss: Option<LossWatch>,
+    /// Host sockets serving ports of the pod (over the relay), until destroy.
+    exposed: Mutex<Vec<Exposed>>,
 }
 
 impl KubernetesSandbox {
@@ -495,15 +515,44 @@ impl Sandbox for KubernetesSandbox {
             })
     }
 
+    /// Over the relay: each connection to `host_socket` is a stream the pod side connects to
+    /// its loopback `port`. An attached pod (recovery) has no relay, so nothing to expose over.
+    async fn expose(&self, port: u16, host_socket: &Path) -> Result<(), ProviderError> {
+        let Some(relay) = &self.relay else {
+            return Err(ProviderError::Unsupported {
+                provider: "kubernetes",
+                what: format!(
+                    "expose port {port} of the pod {}: it has no relay",
+                    self.name
+                ),
+            });
+        };
+        let exposed = crate::expose::start(port, host_socket, relay.openers()).map_err(|e| {
+            ProviderError::Create(format!(
+                "serving port {port} of the pod {} on {}: {e}",
+                self.name,
+                host_socket.display()
+            ))
+        })?;
+        self.exposed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(exposed);
+        Ok(())
+    }
+
     async fn destroy(self) -> Result<(), ProviderError> {
-        // Our own delete is not a loss: the watch and the relay go first.
+        // Our own delete is not a loss: the watch and the relay go first (and the sockets
+        // that rode on the relay).
         let Self {
             api,
             name,
             grace,
             relay,
             loss,
+            exposed,
         } = self;
+        drop(exposed);
         drop(loss);
         drop(relay);
         delete(&api, &name, grace).await

@@ -7,14 +7,18 @@
 //! When the sandbox's egress is an allow-list, the same relay carries its egress port to the
 //! egress proxy on warren's loopback, which decides every request; without one, nothing in the
 //! pod listens on that port.
+//! The same connection carries streams the other way, opened by warren to a loopback port in
+//! the pod (a warm OpenCode server, see `expose.rs`): [`Relay::openers`] always names the
+//! current connection's opener, since a restarted relay is a new connection.
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use tokio::io::{AsyncReadExt, BufReader};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use warren_mux::{HostMux, Route};
+use warren_mux::{HostMux, Opener, Route};
 use warren_provider::{GatewayAttachment, IMAGE_TOOLS_DIR, SANDBOX_EGRESS_PORT};
 
 use crate::exec::{describe, exit_code, params};
@@ -64,6 +68,16 @@ pub(crate) type Listen = (warren_mux::Channel, String);
 /// A relay running for one pod; dropping it ends it.
 pub(crate) struct Relay {
     task: JoinHandle<()>,
+    /// The opener of the connection serving now; `None` while it is down (being restarted, or
+    /// given up).
+    openers: watch::Receiver<Option<Opener>>,
+}
+
+impl Relay {
+    /// Follows the relay's current connection, to open streams into the pod.
+    pub(crate) fn openers(&self) -> watch::Receiver<Option<Opener>> {
+        self.openers.clone()
+    }
 }
 
 impl Drop for Relay {
@@ -88,12 +102,15 @@ pub(crate) async fn start(
         }
         argv
     };
-    let first = connect(&api, &pod, &argv, &routes).await?;
+    let (opener, first) = connect(&api, &pod, &argv, &routes).await?;
+    let (current, openers) = watch::channel(Some(opener));
     let task = tokio::spawn(async move {
         let mut serving = first;
         let mut restarts = 0;
         loop {
             let ended = serving.await;
+            // Streams opened now would go to a connection that is gone.
+            current.send_replace(None);
             if restarts == MAX_RESTARTS {
                 tracing::warn!(pod = %pod, "the relay to the pod ended ({ended}); given up after {MAX_RESTARTS} restarts");
                 return;
@@ -103,7 +120,10 @@ pub(crate) async fn start(
             // The old side in the pod lets go of its port when it sees its stdin close.
             tokio::time::sleep(Duration::from_millis(250 * u64::from(restarts))).await;
             match connect(&api, &pod, &argv, &routes).await {
-                Ok(next) => serving = next,
+                Ok((opener, next)) => {
+                    current.send_replace(Some(opener));
+                    serving = next;
+                }
                 Err(e) => {
                     tracing::warn!(pod = %pod, "the relay could not be restarted: {e}");
                     serving = Box::pin(std::future::ready(e));
@@ -111,18 +131,19 @@ pub(crate) async fn start(
             }
         }
     });
-    Ok(Relay { task })
+    Ok(Relay { task, openers })
 }
 
 type Serving = std::pin::Pin<Box<dyn Future<Output = String> + Send>>;
 
-/// One exec of the pod side, ready; the future serves it and says how it ended.
+/// One exec of the pod side, ready: its opener, and the future that serves it and says how it
+/// ended.
 async fn connect(
     api: &Api<Pod>,
     pod: &str,
     argv: &[String],
     routes: &[Route],
-) -> Result<Serving, String> {
+) -> Result<(Opener, Serving), String> {
     let mut attached = api
         .exec(pod, argv.to_vec(), &params(true, true, true))
         .await
@@ -138,8 +159,8 @@ async fn connect(
         HostMux::start(BufReader::new(stdout), stdin, routes.to_vec()),
     )
     .await;
-    let serve = match started {
-        Ok(Ok((_opener, serve))) => serve,
+    let (opener, serve) = match started {
+        Ok(Ok(started)) => started,
         failed => {
             let why = match failed {
                 Ok(Err(e)) => e.to_string(),
@@ -170,32 +191,35 @@ async fn connect(
             ));
         }
     };
-    Ok(Box::pin(async move {
-        // The exec handle lives as long as the connection it carries.
-        let _attached = attached;
-        let drain_stderr = async {
-            let mut said = String::new();
-            let _ = (&mut stderr).take(4096).read_to_string(&mut said).await;
-            said
-        };
-        let (served, said) = tokio::join!(serve, drain_stderr);
-        let code = match status {
-            Some(s) => exit_code(s.await.as_ref()),
-            None => None,
-        };
-        format!(
-            "{}, exit {code:?}{}",
-            match served {
-                Ok(()) => "closed".to_owned(),
-                Err(e) => e.to_string(),
-            },
-            if said.trim().is_empty() {
-                String::new()
-            } else {
-                format!(": {}", said.trim())
-            }
-        )
-    }))
+    Ok((
+        opener,
+        Box::pin(async move {
+            // The exec handle lives as long as the connection it carries.
+            let _attached = attached;
+            let drain_stderr = async {
+                let mut said = String::new();
+                let _ = (&mut stderr).take(4096).read_to_string(&mut said).await;
+                said
+            };
+            let (served, said) = tokio::join!(serve, drain_stderr);
+            let code = match status {
+                Some(s) => exit_code(s.await.as_ref()),
+                None => None,
+            };
+            format!(
+                "{}, exit {code:?}{}",
+                match served {
+                    Ok(()) => "closed".to_owned(),
+                    Err(e) => e.to_string(),
+                },
+                if said.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", said.trim())
+                }
+            )
+        }),
+    ))
 }
 
 /// Whether anything outside the pod answers it (see `warren-sandbox-init netcheck`). `Ok(())`

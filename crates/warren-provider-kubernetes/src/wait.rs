@@ -203,3 +203,19 @@ pub(crate) async fn until_running(
         tracing::debug!(pod = name, "the pod watch ended; resuming it");
     }
 }
+
+/// How often [`until_gone`] looks again.
+const GONE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Waits until the pod `name`, which is being deleted, is gone: a sandbox's next pod has the same
+/// name, and a follow-up can come right after the last pod's delete. `Ok(false)`: the pod is there
+/// and not being deleted (a real conflict). The caller bounds the wait.
+pub(crate) async fn until_gone(api: &Api<Pod>, name: &str) -> Result<bool, kube::Error> {
+    loop {
+        match api.get_opt(name).await? {
+            None => return Ok(true),
+            Some(pod) if pod.metadata.deletion_timestamp.is_none() => return Ok(false),
+            Some(_) => tokio::time::sleep(GONE_POLL).await,
+        }
+    }
+}

@@ -463,7 +463,18 @@ async fn the_api_servers_refusals_of_a_create_are_clear_errors() {
         "{message}"
     );
 
-    let err = create_refused(409, "AlreadyExists", "pods \"warren-x\" already exists").await;
+    // A pod of that name that is not being deleted: a real conflict, said at once.
+    let (provider, mut api) = provider(settings());
+    let spec = spec();
+    let task = tokio::spawn(async move { provider.create(&spec).await });
+    policy_exists(&mut api).await;
+    let pods = format!("/api/v1/namespaces/{NS}/pods");
+    let (_, send) = expect(&mut api, Method::POST, &pods).await;
+    let conflict = status_body(409, "AlreadyExists", "pods \"warren-x\" already exists");
+    respond(send, StatusCode::CONFLICT, &conflict);
+    let (_, send) = expect(&mut api, Method::GET, &pods).await;
+    respond(send, StatusCode::OK, &pod("warren-x", "90", running()));
+    let err = task.await.unwrap().err().expect("create must fail");
     assert!(err.to_string().contains("already exists"), "{err}");
 
     let err = create_refused(
@@ -855,4 +866,60 @@ async fn missing_rights_are_asked_of_the_api_server_and_named_as_kubectl_spells_
             "{right} not asked: {asked:?}"
         );
     }
+}
+
+/// A sandbox's pods share its name, and a follow-up can come right after the last pod's delete
+/// (a one-shot exec, a stopped warm server): a pod of that name still terminating is waited out,
+/// then the create goes on.
+#[tokio::test]
+async fn a_pod_of_the_same_name_still_terminating_is_waited_out() {
+    let (provider, mut api) = provider(settings());
+    let spec = spec();
+    let task = tokio::spawn(async move { provider.create(&spec).await });
+    policy_exists(&mut api).await;
+    let pods = format!("/api/v1/namespaces/{NS}/pods");
+    let (request, send) = expect(&mut api, Method::POST, &pods).await;
+    let name = body_json(request).await["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let conflict = status_body(409, "AlreadyExists", "object is being deleted");
+    respond(send, StatusCode::CONFLICT, &conflict);
+    let mut terminating = pod(&name, "90", running());
+    terminating["metadata"]["deletionTimestamp"] = json!("2026-11-30T05:00:00Z");
+    let (_, send) = expect(&mut api, Method::GET, &format!("{pods}/{name}")).await;
+    respond(send, StatusCode::OK, &terminating);
+    let (_, send) = expect(&mut api, Method::GET, &format!("{pods}/{name}")).await;
+    respond(
+        send,
+        StatusCode::NOT_FOUND,
+        &status_body(404, "NotFound", "pods not found"),
+    );
+    // Gone: the pod is posted again, and the create carries on with it (here it fails to run).
+    let (_, send) = expect(&mut api, Method::POST, &pods).await;
+    respond(
+        send,
+        StatusCode::CREATED,
+        &pod(&name, "100", json!({"phase": "Pending"})),
+    );
+    let (_, send) = expect(&mut api, Method::GET, &pods).await;
+    respond_events(
+        send,
+        &[event(
+            "MODIFIED",
+            pod(
+                &name,
+                "101",
+                json!({"phase": "Failed", "reason": "Evicted", "message": "gone"}),
+            ),
+        )],
+    );
+    let (_, send) = expect(&mut api, Method::DELETE, &format!("{pods}/{name}")).await;
+    respond(
+        send,
+        StatusCode::OK,
+        &pod(&name, "102", json!({"phase": "Failed"})),
+    );
+    let err = task.await.unwrap().err().expect("the pod failed");
+    assert!(err.to_string().contains("Evicted"), "{err}");
 }

@@ -8,6 +8,13 @@
 //! (a pod on another node) the engine moves the workspace and HOME as tar streams through
 //! [`Sandbox::upload`] and [`Sandbox::download`], reaches the gateway over TCP with a token
 //! ([`GatewayAttachment::Tcp`]) and expects the tools in the image ([`ToolSource::Image`]).
+//!
+//! The other way round, a service listening on the sandbox's loopback (a warm OpenCode server) is
+//! reached from the host through a Unix socket: a host-path sandbox's init writes it into the
+//! bound run directory itself (`--expose`); a [`Mounts::None`] sandbox cannot write there, so the
+//! provider serves that socket on the host ([`Sandbox::expose`]) and carries each connection to
+//! the port by its own channel (the kubernetes provider: its relay's exec stream). Either way the
+//! engine and every other process find the same socket file at the same path.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -433,6 +440,30 @@ pub trait Sandbox: Send + Sync {
     /// [`Mounts::None`] providers; the engine calls it only when nothing runs in the sandbox.
     fn download(&self, dir: &str) -> impl Future<Output = Result<TarStream, ProviderError>> + Send {
         let what = format!("download {dir}: it shares host directories instead");
+        async move {
+            Err(ProviderError::Unsupported {
+                provider: "host-path",
+                what,
+            })
+        }
+    }
+
+    /// Serves the host Unix socket `host_socket` for as long as the sandbox lives: every
+    /// connection made to it is carried to `127.0.0.1:port` inside the sandbox. A stale file at
+    /// the path is replaced; [`Sandbox::destroy`] stops serving and removes the socket. A
+    /// connection made while the provider's channel into the sandbox is down (being re-opened)
+    /// is closed at once, never queued. Needed from [`Mounts::None`] providers (how the engine
+    /// reaches a warm OpenCode server in such a sandbox); a host-path sandbox exposes its ports
+    /// from inside, on a socket in the bound run directory.
+    fn expose(
+        &self,
+        port: u16,
+        host_socket: &Path,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        let what = format!(
+            "expose port {port} on {}: its init exposes ports in the run directory instead",
+            host_socket.display()
+        );
         async move {
             Err(ProviderError::Unsupported {
                 provider: "host-path",

@@ -3,7 +3,8 @@
 //! process lets the command run, `deny --reason` makes the model receive the refusal and the run
 //! still ends cleanly, the timeout denies, and an answer with nothing pending is a clear error.
 //! Both the one-shot `run` (on a server of its own) and a launched sandbox's `exec`, on
-//! bubblewrap and Docker; and the same over `warren serve`'s API.
+//! bubblewrap, Docker and Kubernetes (a pod's server reached over the relay); and the same over
+//! `warren serve`'s API.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::both_backends;
+use crate::every_backend;
 
 use super::harness::{
     Backend, Fixture, bash_turn, git, json_lines, scenario, status, stderr, stdout, text_turn,
@@ -141,7 +142,7 @@ async fn a_one_shot_run_waits_and_approve_from_another_process_lets_it_go_on(bac
     assert!(error["error"]["hint"].as_str().unwrap().contains("status"));
 }
 
-both_backends!(a_one_shot_run_waits_and_approve_from_another_process_lets_it_go_on);
+every_backend!(a_one_shot_run_waits_and_approve_from_another_process_lets_it_go_on);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deny_with_a_reason_reaches_the_model_and_the_run_still_ends_cleanly() {
@@ -268,7 +269,7 @@ async fn a_launched_sandbox_waits_on_exec_and_logs_show_the_request(backend: Bac
     assert!(changed.contains("deleted"), "{changed}");
 }
 
-both_backends!(a_launched_sandbox_waits_on_exec_and_logs_show_the_request);
+every_backend!(a_launched_sandbox_waits_on_exec_and_logs_show_the_request);
 
 /// Rules a sandbox was launched with stay for its follow-ups: an `exec` without flags (and a
 /// config without rules) still asks, and denying it keeps the build output.

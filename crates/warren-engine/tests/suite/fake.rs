@@ -43,6 +43,12 @@ pub enum Call {
     Upload { sandbox: String, dir: String },
     /// `Sandbox::download` of the sandbox directory `dir`.
     Download { sandbox: String, dir: String },
+    /// `Sandbox::expose` of the sandbox's loopback `port` on the host socket `socket`.
+    Expose {
+        sandbox: String,
+        port: u16,
+        socket: PathBuf,
+    },
     Exec {
         sandbox: String,
         argv: Vec<String>,
@@ -308,6 +314,7 @@ impl FakeProvider {
                 Call::Create { sandbox: s, .. }
                 | Call::Upload { sandbox: s, .. }
                 | Call::Download { sandbox: s, .. }
+                | Call::Expose { sandbox: s, .. }
                 | Call::Exec { sandbox: s, .. }
                 | Call::Kill { sandbox: s }
                 | Call::Destroy { sandbox: s, .. } => s == sandbox,
@@ -419,6 +426,7 @@ impl Provider for FakeProvider {
             _own: own,
             script,
             groups: Arc::default(),
+            exposed: Mutex::default(),
         };
         Ok((sandbox, CreateTimings::default()))
     }
@@ -434,6 +442,8 @@ pub struct FakeSandbox {
     script: Script,
     /// The process groups of this sandbox's execs.
     groups: Arc<Mutex<Vec<i32>>>,
+    /// Host sockets serving the sandbox's ports, served until destroy.
+    exposed: Mutex<Vec<(tokio::task::JoinHandle<()>, PathBuf)>>,
 }
 
 impl Sandbox for FakeSandbox {
@@ -533,7 +543,40 @@ impl Sandbox for FakeSandbox {
         Ok(Box::pin(reader))
     }
 
+    /// Nothing of a scripted agent listens on the sandbox's loopback (it is no server): each
+    /// connection to the socket is accepted and closed, as a refused port would leave it.
+    async fn expose(&self, port: u16, host_socket: &Path) -> Result<(), ProviderError> {
+        self.provider.record(Call::Expose {
+            sandbox: self.name.clone(),
+            port,
+            socket: host_socket.to_path_buf(),
+        });
+        assert_eq!(
+            self.provider.shared.mounts,
+            Mounts::None,
+            "the engine asked a host-path provider to expose a port"
+        );
+        let _ = std::fs::remove_file(host_socket);
+        let listener = tokio::net::UnixListener::bind(host_socket).map_err(|e| {
+            ProviderError::Create(format!("binding {}: {e}", host_socket.display()))
+        })?;
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                drop(conn);
+            }
+        });
+        self.exposed
+            .lock()
+            .unwrap()
+            .push((task, host_socket.to_path_buf()));
+        Ok(())
+    }
+
     async fn destroy(self) -> Result<(), ProviderError> {
+        for (task, socket) in std::mem::take(&mut *self.exposed.lock().unwrap()) {
+            task.abort();
+            let _ = std::fs::remove_file(socket);
+        }
         let groups = std::mem::take(&mut *self.groups.lock().unwrap());
         let was_running = groups.iter().any(|g| group_alive(*g));
         for g in groups {

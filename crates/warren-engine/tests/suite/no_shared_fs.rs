@@ -21,6 +21,7 @@ fn shape(calls: &[Call]) -> Vec<String> {
             Call::Create { .. } => "create".to_owned(),
             Call::Upload { dir, .. } => format!("upload {dir}"),
             Call::Download { dir, .. } => format!("download {dir}"),
+            Call::Expose { port, .. } => format!("expose {port}"),
             Call::Exec { .. } => "exec".to_owned(),
             Call::Kill { .. } => "kill".to_owned(),
             Call::Destroy { .. } => "destroy".to_owned(),
@@ -431,4 +432,91 @@ async fn an_allow_list_on_a_provider_that_does_not_isolate_its_sandboxes_creates
         "{error:?}"
     );
     assert!(fx.provider.calls().is_empty(), "{:?}", fx.provider.calls());
+}
+
+/// Approval rules put a one-shot prompt on an OpenCode server of its own; without a shared file
+/// system the server runs on the sandbox's loopback only and the provider exposes its port on
+/// the host, at the socket path a host-path sandbox's init would use. When the prompt cannot run
+/// there (nothing answers: the scripted agent is no server), the server is stopped before the
+/// sandbox's files are read, the work and HOME come back, and the sandbox goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_prompt_exposes_its_port_and_stops_the_server_before_reading_the_files() {
+    let fx = Fixture::without_shared_fs();
+    fx.provider.script(
+        "served",
+        Script::new()
+            .write("started.txt", "the server wrote this\n")
+            .shell("echo 'opencode server listening on http://127.0.0.1:4096'")
+            .hang(),
+    );
+    let mut req = fx.request("served", "work");
+    req.config.policy.approvals.bash = vec!["rm -rf *".into()];
+    let handle = fx.engine.start_run(req).await.unwrap();
+    let id = handle.id.clone();
+    let summary = tokio::time::timeout(PATIENCE, handle.finish())
+        .await
+        .expect("the run did not end")
+        .unwrap();
+    assert!(!summary.success, "nothing answered, yet the prompt ran");
+    let error = summary.error.expect("an error");
+    assert_ne!(
+        error.reason_code,
+        ReasonCode::InvalidConfig,
+        "approvals are refused: {error:?}"
+    );
+
+    let calls = fx.provider.calls_for("served");
+    assert_eq!(
+        shape(&calls),
+        [
+            "create",
+            &format!("upload {SANDBOX_WORKSPACE}"),
+            &format!("upload {SANDBOX_HOME}"),
+            "exec",
+            "expose 4096",
+            "kill",
+            &format!("download {SANDBOX_WORKSPACE}"),
+            &format!("download {SANDBOX_HOME}"),
+            "destroy",
+        ]
+    );
+    let Some(Call::Exec { argv, .. }) = calls.iter().find(|c| matches!(c, Call::Exec { .. }))
+    else {
+        panic!("{calls:?}")
+    };
+    assert!(argv.iter().any(|a| a == "serve"), "{argv:?}");
+    assert!(!argv.iter().any(|a| a == "--expose"), "{argv:?}");
+    let Some(Call::Expose { socket, .. }) = calls.iter().find(|c| matches!(c, Call::Expose { .. }))
+    else {
+        panic!("{calls:?}")
+    };
+    let name = socket.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("opencode-") && name.ends_with(".sock"),
+        "{socket:?}"
+    );
+    assert_eq!(
+        socket.parent().unwrap().file_name().unwrap(),
+        "run",
+        "{socket:?}"
+    );
+    assert!(!socket.exists(), "the socket outlived the sandbox");
+    assert!(
+        matches!(
+            calls.last(),
+            Some(Call::Destroy {
+                was_running: false,
+                ..
+            })
+        ),
+        "{calls:?}"
+    );
+    // What the sandbox wrote came back before it went.
+    // What the sandbox wrote came back before it went, and was exported.
+    assert_eq!(summary.branch.as_deref(), Some("warren/served"));
+    assert_eq!(
+        fx.show("warren/served", "started.txt"),
+        "the server wrote this\n"
+    );
+    assert_eq!(fx.store().get(&id).unwrap().state, SandboxState::Destroyed);
 }
