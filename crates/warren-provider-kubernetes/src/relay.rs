@@ -28,6 +28,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Restarts after the stream drops (an API server restart, a proxy's idle cut) before the relay
 /// is given up; the agent then fails on its next model request, and says so.
 const MAX_RESTARTS: u32 = 5;
+/// A connection that lasted this long resets the count of restarts.
+const HEALTHY: Duration = Duration::from_secs(60);
 
 fn init() -> String {
     format!("{IMAGE_TOOLS_DIR}/warren-sandbox-init")
@@ -108,7 +110,13 @@ pub(crate) async fn start(
         let mut serving = first;
         let mut restarts = 0;
         loop {
+            let since = std::time::Instant::now();
             let ended = serving.await;
+            // A connection that served a good while was healthy: a warm pod that lives for hours
+            // may see several unrelated drops, each its own.
+            if since.elapsed() > HEALTHY {
+                restarts = 0;
+            }
             // Streams opened now would go to a connection that is gone.
             current.send_replace(None);
             if restarts == MAX_RESTARTS {
