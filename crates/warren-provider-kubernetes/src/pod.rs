@@ -146,23 +146,32 @@ fn runtime_default() -> SeccompProfile {
     }
 }
 
-/// Limits from `[sandbox.limits]`; requests equal limits so the scheduler reserves what the
-/// sandbox may use. A pod has no process-count limit of its own (that is the kubelet's
+/// The CPU a sandbox pod asks the scheduler for, at most: an agent mostly waits on its model, so
+/// reserving its whole CPU limit would let one idle warm pod keep every other sandbox off a node.
+const CPU_REQUEST_MILLIS: i64 = 250;
+
+/// Limits from `[sandbox.limits]`. Memory is requested in full (it cannot be taken back from a
+/// running agent without killing it); CPU is requested up to [`CPU_REQUEST_MILLIS`] and may burst
+/// to its limit. A pod has no process-count limit of its own (that is the kubelet's
 /// `podPidsLimit`), so `pids` has no field here.
 fn resources(settings: &KubernetesSettings) -> Option<ResourceRequirements> {
     let mut limits = BTreeMap::new();
+    let mut requests = BTreeMap::new();
     if let Some(bytes) = settings.memory_bytes {
         limits.insert("memory".to_owned(), Quantity(bytes.to_string()));
+        requests.insert("memory".to_owned(), Quantity(bytes.to_string()));
     }
     if let Some(nano) = settings.nano_cpus {
         // Millicores: the API's finest CPU unit.
-        limits.insert(
+        let millis = (nano / 1_000_000).max(1);
+        limits.insert("cpu".to_owned(), Quantity(format!("{millis}m")));
+        requests.insert(
             "cpu".to_owned(),
-            Quantity(format!("{}m", (nano / 1_000_000).max(1))),
+            Quantity(format!("{}m", millis.min(CPU_REQUEST_MILLIS))),
         );
     }
     (!limits.is_empty()).then(|| ResourceRequirements {
-        requests: Some(limits.clone()),
+        requests: Some(requests),
         limits: Some(limits),
         ..ResourceRequirements::default()
     })
@@ -302,7 +311,9 @@ mod tests {
         assert_eq!(spec["runtimeClassName"], "gvisor");
         assert_eq!(c["resources"]["limits"]["memory"], "2147483648");
         assert_eq!(c["resources"]["limits"]["cpu"], "1500m");
-        assert_eq!(c["resources"]["requests"], c["resources"]["limits"]);
+        // Memory reserved in full; CPU reserved modestly, bursting to the limit.
+        assert_eq!(c["resources"]["requests"]["memory"], "2147483648");
+        assert_eq!(c["resources"]["requests"]["cpu"], "250m");
     }
 
     #[test]
