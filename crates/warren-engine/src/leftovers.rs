@@ -56,7 +56,10 @@ impl<P: Provider> Lifecycle<'_, P> {
         let mut accounted = Accounted::default();
         for r in self.store.list(true)? {
             let dirs = SandboxDirs::new(self.data_dir, &r.id);
-            let warm = crate::warm_control::warm_info(&dirs).is_some_and(|w| w.monitor.is_alive());
+            // A monitor on another host (a replica elsewhere) cannot be judged by its pid here:
+            // its warm pod is never taken for a leftover by this host.
+            let warm = crate::warm_control::warm_info(&dirs)
+                .is_some_and(|w| w.monitor.is_alive() || !on_this_host(&w.monitor.name));
             if warm || self.store.lease(&r.id)?.is_some() {
                 accounted.live.insert(r.id.to_string());
             } else if r.state != SandboxState::New {
@@ -69,6 +72,13 @@ impl<P: Provider> Lifecycle<'_, P> {
         }
         Ok(accounted)
     }
+}
+
+/// Whether a holder named `pid:<pid>@<host>` runs on this host (a name without a host does).
+fn on_this_host(holder: &str) -> bool {
+    holder
+        .rsplit_once('@')
+        .is_none_or(|(_, host)| host == warren_store::this_host())
 }
 
 /// What a sweep did.
@@ -222,4 +232,16 @@ async fn recover_files<S: Sandbox>(
     // The leftover goes either way: the marker spoke of it alone.
     let _ = set_workspace_current(dirs, false);
     recovered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_this_host;
+
+    #[test]
+    fn a_monitor_on_another_host_is_not_judged_by_its_pid_here() {
+        assert!(on_this_host(&format!("pid:7@{}", warren_store::this_host())));
+        assert!(!on_this_host("pid:7@another-replica"));
+        assert!(on_this_host("pid:7"));
+    }
 }
