@@ -17,6 +17,7 @@
 //! (OpenCode's session store, which the idle server kept writing).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 use warren_domain::{ErrorInfo, SandboxId, SandboxState, UserFacing};
@@ -25,19 +26,23 @@ use warren_provider::{Mounts, Provider, Sandbox};
 use crate::error::EngineError;
 use crate::ops::Lifecycle;
 use crate::paths::SandboxDirs;
+use warren_store::StateStore;
 
 /// A leftover younger than this whose sandbox has no record is never removed: its record may
 /// not be written yet (the same grace as the docker provider's containers).
 pub const LEFTOVER_GRACE_SECS: i64 = 60;
 
 /// Which sandboxes may have a backend sandbox right now, and where the settled ones keep files.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Accounted {
     /// A live lease holds them, or a live monitor keeps their agent warm: never touched.
     live: HashSet<String>,
     /// Recorded, past `new`, not live: a leftover of theirs is read back into these directories
     /// (unless torn down) and removed, at once.
-    settled: HashMap<String, Option<SandboxDirs>>,
+    settled: HashMap<String, (SandboxId, Option<SandboxDirs>)>,
+    /// Where a recovery takes the sandbox's lease: a sandbox settled when it was read may be
+    /// taken up again (an `exec` in another terminal) before its leftover is read back.
+    store: Option<Arc<dyn StateStore>>,
 }
 
 impl Accounted {
@@ -53,7 +58,10 @@ impl Accounted {
 impl<P: Provider> Lifecycle<'_, P> {
     /// Reads the store (and each sandbox's warm monitor) to tell live sandboxes from settled ones.
     pub fn accounted(&self) -> Result<Accounted, EngineError> {
-        let mut accounted = Accounted::default();
+        let mut accounted = Accounted {
+            store: Some(self.store.clone()),
+            ..Accounted::default()
+        };
         for r in self.store.list(true)? {
             let dirs = SandboxDirs::new(self.data_dir, &r.id);
             // A monitor on another host (a replica elsewhere) cannot be judged by its pid here:
@@ -67,7 +75,7 @@ impl<P: Provider> Lifecycle<'_, P> {
                     && dirs.workspace.is_dir();
                 accounted
                     .settled
-                    .insert(r.id.to_string(), keep.then_some(dirs));
+                    .insert(r.id.to_string(), (r.id.clone(), keep.then_some(dirs)));
             }
         }
         Ok(accounted)
@@ -114,17 +122,32 @@ pub async fn sweep_leftovers<P: Provider>(
         if accounted.is_live(id) {
             continue;
         }
-        let dirs = match accounted.settled.get(id) {
-            Some(dirs) => dirs.as_ref(),
+        let (sandbox, dirs) = match accounted.settled.get(id) {
+            Some((sandbox, dirs)) => (Some(sandbox), dirs.as_ref()),
             None if leftover
                 .created_unix
                 .is_some_and(|t| now - t <= LEFTOVER_GRACE_SECS) =>
             {
                 continue;
             }
-            None => None,
+            None => (None, None),
         };
-        match settle(provider, &leftover, dirs, limits).await {
+        // Reading files back into a sandbox's directories is a write: under its lease, so an
+        // operation that took the sandbox up since it was read (and recovers the pod itself)
+        // is never raced. Busy: that operation has it.
+        let lease = match (sandbox, dirs, &accounted.store) {
+            (Some(sandbox), Some(_), Some(store)) => match take_lease(store, sandbox).await {
+                Some(held) => Some(held),
+                None => continue,
+            },
+            _ => None,
+        };
+        let settled = settle(provider, &leftover, dirs, limits).await;
+        if let (Some(sandbox), Some(store)) = (lease, &accounted.store) {
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.release_lease(&sandbox)).await;
+        }
+        match settled {
             Ok(true) => report.recovered.push(leftover.handle),
             Ok(false) => report.removed.push(leftover.handle),
             Err(e) => report
@@ -133,6 +156,24 @@ pub async fn sweep_leftovers<P: Provider>(
         }
     }
     report
+}
+
+/// How long a recovery's lease lasts unrenewed; the holder's death frees it sooner.
+const RECOVERY_LEASE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Takes `sandbox`'s lease for a recovery, off the async threads (a store may block); `None`
+/// when another holder has it or the store cannot say.
+async fn take_lease(store: &Arc<dyn StateStore>, sandbox: &SandboxId) -> Option<SandboxId> {
+    let (store, id) = (store.clone(), sandbox.clone());
+    tokio::task::spawn_blocking(move || {
+        store
+            .acquire_lease(&id, "recover", RECOVERY_LEASE)
+            .ok()
+            .map(|_| id)
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Before a run of `id` on a provider without shared directories: whatever an earlier run left
@@ -240,7 +281,10 @@ mod tests {
 
     #[test]
     fn a_monitor_on_another_host_is_not_judged_by_its_pid_here() {
-        assert!(on_this_host(&format!("pid:7@{}", warren_store::this_host())));
+        assert!(on_this_host(&format!(
+            "pid:7@{}",
+            warren_store::this_host()
+        )));
         assert!(!on_this_host("pid:7@another-replica"));
         assert!(on_this_host("pid:7"));
     }
